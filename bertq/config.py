@@ -1,0 +1,79 @@
+"""Settings from environment variables, with defaults that work on a fresh machine.
+
+Every setting is one `BERTQ_*` variable. Nothing here imports more than the standard library, so
+the CLI can read its configuration instantly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# Defaults, named so that a reader can find and change them in one place.
+DEFAULT_HOME = "~/.bertq"
+DEFAULT_LEASE_SECONDS = 120.0
+"""A running attempt owns its job this long after its last heartbeat."""
+DEFAULT_HEARTBEAT_SECONDS = 10.0
+"""How often a running attempt renews its lease and checks it is still current."""
+DEFAULT_MAX_ATTEMPTS = 3
+"""Attempts before a job that keeps failing (or killing its worker) is marked FAILED."""
+DEFAULT_VISIBILITY_TIMEOUT = 3600.0
+"""Seconds before Redis redelivers an unacknowledged message. The database lease, not this,
+decides who runs a job; redelivery only recovers lost work."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    """Folder for bertq's own state: the SQLite database, the embedded Redis, artifacts."""
+    database_url: str
+    """SQLAlchemy URL; SQLite in `home` by default, `postgresql+psycopg://...` in production."""
+    broker_url: str | None
+    """Redis URL; None means the embedded Redis server that bertq starts in `home`."""
+    artifacts: Path
+    """Where checkpoints, logs and outputs are written; every worker must reach it."""
+    lease_seconds: float
+    heartbeat_seconds: float
+    max_attempts: int
+    visibility_timeout: float
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return self.broker_url is None
+
+    def public_dict(self) -> dict[str, object]:
+        """The settings as `bertq config` shows them, with passwords masked."""
+        values: dict[str, object] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        values["database_url"] = mask_password(self.database_url)
+        values["broker_url"] = (
+            mask_password(self.broker_url) if self.broker_url else "embedded (started by bertq on 127.0.0.1)"
+        )
+        return values
+
+
+def mask_password(url: str) -> str:
+    """`redis://:secret@host/0` -> `redis://:***@host/0`."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def load_settings() -> Settings:
+    home = Path(os.environ.get("BERTQ_HOME") or DEFAULT_HOME).expanduser().resolve()
+    database_url = os.environ.get("BERTQ_DATABASE_URL") or f"sqlite:///{home / 'bertq.db'}"
+    artifacts = Path(os.environ.get("BERTQ_ARTIFACTS") or home / "artifacts").expanduser().resolve()
+    return Settings(
+        home=home,
+        database_url=database_url,
+        broker_url=os.environ.get("BERTQ_BROKER_URL") or None,
+        artifacts=artifacts,
+        lease_seconds=_float("BERTQ_LEASE_SECONDS", DEFAULT_LEASE_SECONDS),
+        heartbeat_seconds=_float("BERTQ_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS),
+        max_attempts=int(os.environ.get("BERTQ_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS),
+        visibility_timeout=_float("BERTQ_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
+    )

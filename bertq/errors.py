@@ -1,0 +1,23 @@
+"""The project's own exceptions: one root type, so callers can catch bertq's errors alone."""
+
+from __future__ import annotations
+
+
+class BertqError(Exception):
+    """Root of every error bertq raises on purpose. Its message says what is wrong and the fix."""
+
+
+class SpecError(BertqError):
+    """A job specification has problems; all of them are listed, each with its fix."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(f"- {p}" for p in problems))
+
+
+class BrokerError(BertqError):
+    """The message broker (Redis) could not be started or reached."""
+
+
+class AttemptSuperseded(BertqError):
+    """This attempt no longer owns its job (lease lost, job cancelled): it must stop writing."""

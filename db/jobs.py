@@ -1,0 +1,311 @@
+"""Queries on jobs. The session is the caller's; every function takes it keyword-only.
+
+Who runs a job is decided here, not by the broker: `claim` is one conditional UPDATE that takes a
+lease and bumps the attempt number, and every later write of that attempt first re-checks (and
+renews) the lease with `fence`, in the same transaction as the write. A duplicate delivery finds
+the job claimed and does nothing; a stale attempt finds its fence gone and stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from bertq.db.models import FINISHED, Artifact, Attempt, Job, JobDependency, JobStatus, Metric, utcnow
+from bertq.errors import AttemptSuperseded
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: int
+    attempt: int
+    kind: str
+    spec: dict[str, Any]
+
+
+def create_job(
+    *,
+    session: Session,
+    kind: str,
+    spec: dict[str, Any],
+    queue: str,
+    priority: int,
+    max_attempts: int,
+    parent_id: int | None = None,
+    depends_on: tuple[int, ...] = (),
+) -> Job:
+    job = Job(
+        kind=kind,
+        spec=spec,
+        queue=queue,
+        priority=priority,
+        max_attempts=max_attempts,
+        parent_id=parent_id,
+        status=JobStatus.WAITING if depends_on else JobStatus.QUEUED,
+        progress_detail={},
+        result={},
+    )
+    session.add(job)
+    session.flush()
+    for dependency in depends_on:
+        session.add(JobDependency(job_id=job.id, depends_on_id=dependency))
+    return job
+
+
+def claim(*, session: Session, job_id: int, worker: str, lease_seconds: float, now: datetime | None = None) -> Claim | None:
+    """Take the job for a new attempt, or return None if it is not ours to run.
+
+    A job can be claimed when it is QUEUED, or RUNNING with an expired lease (its worker died).
+    """
+    now = now or utcnow()
+    claimable = (Job.status == JobStatus.QUEUED) | (
+        (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now)
+    )
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job_id, claimable, Job.attempts < Job.max_attempts)
+        .values(
+            status=JobStatus.RUNNING,
+            attempts=Job.attempts + 1,
+            lease_owner=worker,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            heartbeat_at=now,
+            started_at=func.coalesce(Job.started_at, now),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:
+        _fail_if_out_of_attempts(session=session, job_id=job_id, now=now)
+        return None
+    job = session.get(Job, job_id, populate_existing=True)
+    assert job is not None
+    _close_open_attempts(session=session, job_id=job_id, outcome="LOST", now=now)
+    session.add(Attempt(job_id=job_id, number=job.attempts, worker=worker, started_at=now))
+    return Claim(job_id=job_id, attempt=job.attempts, kind=job.kind, spec=job.spec)
+
+
+def _fail_if_out_of_attempts(*, session: Session, job_id: int, now: datetime) -> None:
+    """A job whose worker died on every attempt ends FAILED instead of being retried for ever."""
+    failed = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == JobStatus.RUNNING,
+            Job.lease_expires_at < now,
+            Job.attempts >= Job.max_attempts,
+        )
+        .values(
+            status=JobStatus.FAILED,
+            finished_at=now,
+            lease_owner=None,
+            error=_lost_message(session, job_id),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if failed.rowcount:
+        _close_open_attempts(session=session, job_id=job_id, outcome="LOST", now=now)
+
+
+def _lost_message(session: Session, job_id: int) -> str:
+    attempts = session.scalar(select(Job.attempts).where(Job.id == job_id))
+    return (
+        f"the worker running this job was lost on each of its {attempts} attempts (killed, out of memory, "
+        "or its lease expired); see `bertq logs` for the last output, then resubmit"
+    )
+
+
+def _close_open_attempts(*, session: Session, job_id: int, outcome: str, now: datetime, error: str | None = None) -> None:
+    session.execute(
+        update(Attempt)
+        .where(Attempt.job_id == job_id, Attempt.ended_at.is_(None))
+        .values(ended_at=now, outcome=outcome, error=error)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def fence(*, session: Session, job_id: int, attempt: int, lease_seconds: float, now: datetime | None = None) -> None:
+    """Renew the lease if `attempt` is still the job's current, running attempt; else raise.
+
+    Call it first in every transaction that writes an attempt's results: the UPDATE locks the row
+    (PostgreSQL) or the database (SQLite) until commit, so no claim can slip in between.
+    """
+    now = now or utcnow()
+    renewed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.RUNNING)
+        .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    if renewed.rowcount != 1:
+        raise AttemptSuperseded(f"job {job_id}: attempt {attempt} is no longer current (cancelled or taken over)")
+
+
+def set_progress(*, session: Session, job_id: int, progress: float, detail: dict[str, Any]) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(progress=max(0.0, min(1.0, progress)), progress_detail=detail)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def add_metrics(
+    *,
+    session: Session,
+    job_id: int,
+    attempt: int,
+    values: dict[str, float],
+    split: str | None = None,
+    step: int | None = None,
+    epoch: float | None = None,
+) -> None:
+    for name, value in values.items():
+        session.add(
+            Metric(job_id=job_id, attempt=attempt, name=name, value=float(value), split=split, step=step, epoch=epoch)
+        )
+
+
+def add_artifact(*, session: Session, job_id: int, kind: str, path: str, size_bytes: int, sha256: str) -> None:
+    session.add(Artifact(job_id=job_id, kind=kind, path=path, size_bytes=size_bytes, sha256=sha256))
+
+
+def finish(
+    *,
+    session: Session,
+    job_id: int,
+    attempt: int,
+    status: JobStatus,
+    error: str | None = None,
+    traceback: str | None = None,
+    result: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """End the current attempt with `status` (fenced: a stale attempt raises AttemptSuperseded)."""
+    now = now or utcnow()
+    values: dict[str, Any] = dict(status=status, finished_at=now, lease_owner=None, error=error, traceback=traceback)
+    if status == JobStatus.SUCCEEDED:
+        values["progress"] = 1.0
+    if result is not None:
+        values["result"] = result
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.RUNNING)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if done.rowcount != 1:
+        raise AttemptSuperseded(f"job {job_id}: attempt {attempt} is no longer current")
+    session.execute(
+        update(Attempt)
+        .where(Attempt.job_id == job_id, Attempt.number == attempt)
+        .values(ended_at=now, outcome=str(status), error=error)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def end_attempt(*, session: Session, job_id: int, attempt: int, outcome: str, error: str | None = None) -> None:
+    """Record how an attempt ended when the job itself was not finished by it."""
+    session.execute(
+        update(Attempt)
+        .where(Attempt.job_id == job_id, Attempt.number == attempt, Attempt.ended_at.is_(None))
+        .values(ended_at=utcnow(), outcome=outcome, error=error)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def cancel(*, session: Session, job_id: int) -> bool:
+    """Cancel a job that has not finished; a running attempt notices at its next heartbeat."""
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.not_in([str(s) for s in FINISHED]))
+        .values(status=JobStatus.CANCELLED, finished_at=utcnow(), lease_owner=None, cancel_requested=True)
+        .execution_options(synchronize_session=False)
+    )
+    return done.rowcount == 1
+
+
+def expired_leases(*, session: Session, now: datetime | None = None) -> list[int]:
+    now = now or utcnow()
+    return list(
+        session.scalars(select(Job.id).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now))
+    )
+
+
+def requeue_lost(*, session: Session, job_id: int, now: datetime | None = None) -> bool:
+    """Put a job whose worker vanished back in the queue (or fail it if out of attempts)."""
+    now = now or utcnow()
+    requeued = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == JobStatus.RUNNING,
+            Job.lease_expires_at < now,
+            Job.attempts < Job.max_attempts,
+        )
+        .values(status=JobStatus.QUEUED, lease_owner=None)
+        .execution_options(synchronize_session=False)
+    )
+    if requeued.rowcount:
+        _close_open_attempts(session=session, job_id=job_id, outcome="LOST", now=now)
+        return True
+    _fail_if_out_of_attempts(session=session, job_id=job_id, now=now)
+    return False
+
+
+def latest_metrics(job: Job) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for metric in job.metrics:  # ordered by id: later rows win
+        values[metric.name] = metric.value
+    return values
+
+
+def release_dependants(*, session: Session, job_id: int) -> list[Job]:
+    """WAITING jobs whose every dependency has now SUCCEEDED become QUEUED; returns them."""
+    released = []
+    waiting = session.scalars(
+        select(Job)
+        .join(JobDependency, JobDependency.job_id == Job.id)
+        .where(JobDependency.depends_on_id == job_id, Job.status == JobStatus.WAITING)
+    ).all()
+    for job in waiting:
+        pending = session.scalar(
+            select(func.count())
+            .select_from(JobDependency)
+            .join(Job, Job.id == JobDependency.depends_on_id)
+            .where(JobDependency.job_id == job.id, Job.status != JobStatus.SUCCEEDED)
+        )
+        if pending == 0:
+            moved = session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.status == JobStatus.WAITING)
+                .values(status=JobStatus.QUEUED)
+                .execution_options(synchronize_session=False)
+            )
+            if moved.rowcount:
+                released.append(job)
+    return released
+
+
+def abandon_dependants(*, session: Session, job_id: int, reason: str) -> list[int]:
+    """A failed step's later steps will never run: mark them (transitively) as not run."""
+    abandoned: list[int] = []
+    frontier = [job_id]
+    while frontier:
+        current = frontier.pop()
+        for dependant in session.scalars(
+            select(JobDependency.job_id).where(JobDependency.depends_on_id == current)
+        ).all():
+            moved = session.execute(
+                update(Job)
+                .where(Job.id == dependant, Job.status == JobStatus.WAITING)
+                .values(status=JobStatus.CANCELLED, finished_at=utcnow(), error=f"not run: {reason}")
+                .execution_options(synchronize_session=False)
+            )
+            if moved.rowcount:
+                abandoned.append(dependant)
+                frontier.append(dependant)
+    return abandoned

@@ -1,0 +1,58 @@
+"""The Celery app: JSON only, late acks, one message at a time, queues `gpu` and `cpu`.
+
+Messages carry a job id and nothing else; the database row holds the spec. This module imports
+neither torch nor transformers, so the process that forks worker children never touches CUDA.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from bertq.broker import broker_url
+from bertq.config import Settings, load_settings
+
+QUEUES = ("gpu", "cpu")
+DEFAULT_QUEUE = "cpu"
+JOB_KINDS = ("finetune", "evaluate", "distill", "infer")
+
+
+def task_name(kind: str) -> str:
+    return f"bertq.{kind}"
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or load_settings()
+    app = Celery("bertq", broker=broker_url(settings), include=["bertq.worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],  # a pickled message is refused, never deserialised
+        result_serializer="json",
+        event_serializer="json",
+        task_ignore_result=True,  # results live in the database
+        task_acks_late=True,  # a message is acknowledged only after its job ran
+        task_reject_on_worker_lost=True,  # ...and redelivered if the worker process died
+        worker_prefetch_multiplier=1,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "queue_order_strategy": "priority",
+            "priority_steps": list(range(10)),
+            "sep": ":",
+        },
+        broker_connection_retry_on_startup=True,
+        task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue=DEFAULT_QUEUE,
+        task_create_missing_queues=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+    )
+    return app
+
+
+def send_job(app: Celery, *, job_id: int, kind: str, queue: str, priority: int) -> None:
+    """Deliver a job id to its queue. `priority` is 0 (lowest) to 9 (most urgent)."""
+    # Celery's Redis transport serves priority 0 first, so bertq's scale is flipped here.
+    app.send_task(task_name(kind), args=[job_id], queue=queue, priority=9 - priority)

@@ -1,0 +1,209 @@
+"""Running one job: claim it, call its job function with a context, record the outcome.
+
+The job functions (`bertq.worker.jobs.*`) are plain functions of (spec, ctx); this module is the
+only place that knows about leases, attempts and heartbeats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from bertq.config import Settings, load_settings
+from bertq.db import jobs as job_queries
+from bertq.db.engine import sessions
+from bertq.db.models import JobStatus
+from bertq.errors import AttemptSuperseded, BertqError
+
+log = logging.getLogger("bertq.worker")
+
+JOB_FUNCTIONS = {
+    "finetune": "bertq.worker.jobs.finetune:run_finetune",
+}
+PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+class JobContext:
+    """What a job function may do to the outside world: report progress, metrics and artifacts.
+
+    Every write is fenced by the attempt number; once the attempt is superseded (cancelled, or its
+    lease taken over) `should_stop` turns true and writes raise AttemptSuperseded.
+    """
+
+    def __init__(self, *, settings: Settings, job_id: int, attempt: int, kind: str, spec: dict[str, Any]):
+        self.settings = settings
+        self.job_id = job_id
+        self.attempt = attempt
+        self.kind = kind
+        self.spec = spec
+        self.workdir = job_folder(settings, job_id)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log = logging.getLogger(f"bertq.job.{job_id}")
+        self._sessions = sessions(settings)
+        self._superseded = threading.Event()
+        self._last_progress = 0.0
+
+    @property
+    def should_stop(self) -> bool:
+        return self._superseded.is_set()
+
+    def write(self, action: Callable[[Session], None] | None = None) -> None:
+        """Run `action` in one transaction that first checks this attempt is still current."""
+        if self.should_stop:
+            raise AttemptSuperseded(f"job {self.job_id}: attempt {self.attempt} was superseded")
+        try:
+            with self._sessions() as session, session.begin():
+                job_queries.fence(
+                    session=session, job_id=self.job_id, attempt=self.attempt, lease_seconds=self.settings.lease_seconds
+                )
+                if action is not None:
+                    action(session)
+        except AttemptSuperseded:
+            self._superseded.set()
+            raise
+
+    def progress(self, fraction: float, *, force: bool = False, **detail: Any) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_progress < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._last_progress = now
+        self.write(
+            lambda s: job_queries.set_progress(session=s, job_id=self.job_id, progress=fraction, detail=detail)
+        )
+
+    def metrics(self, values: dict[str, float], *, split: str | None = None, step: int | None = None, epoch: float | None = None) -> None:
+        self.write(
+            lambda s: job_queries.add_metrics(
+                session=s, job_id=self.job_id, attempt=self.attempt, values=values, split=split, step=step, epoch=epoch
+            )
+        )
+
+    def artifact(self, kind: str, path: Path) -> None:
+        size, digest = measure(path)
+        self.write(
+            lambda s: job_queries.add_artifact(
+                session=s, job_id=self.job_id, kind=kind, path=str(path), size_bytes=size, sha256=digest
+            )
+        )
+
+    def heartbeat(self) -> None:
+        try:
+            self.write()
+        except AttemptSuperseded:
+            log.warning("job %s attempt %s superseded; stopping", self.job_id, self.attempt)
+        except OperationalError as error:  # the database is away: keep trying until the lease runs out
+            log.warning("job %s heartbeat failed: %s", self.job_id, error)
+
+
+def job_folder(settings: Settings, job_id: int) -> Path:
+    return settings.artifacts / "jobs" / str(job_id)
+
+
+def measure(path: Path) -> tuple[int, str]:
+    """Size and sha256 of a file; for a folder, of its files' names and contents in order."""
+    digest = hashlib.sha256()
+    size = 0
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+    return size, digest.hexdigest()
+
+
+def load_job_function(kind: str) -> Callable[[dict[str, Any], JobContext], dict[str, Any] | None]:
+    module_name, _, function = JOB_FUNCTIONS[kind].partition(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, ctx: JobContext):
+        super().__init__(name=f"heartbeat-{ctx.job_id}", daemon=True)
+        self.ctx = ctx
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.ctx.settings.heartbeat_seconds):
+            self.ctx.heartbeat()
+            if self.ctx.should_stop:
+                return
+
+
+def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> str:
+    """Claim and run one job; return what happened (for logs and tests)."""
+    settings = settings or load_settings()
+    factory = sessions(settings)
+    worker = f"{hostname}/pid{os.getpid()}"
+    with factory() as session, session.begin():
+        claim = job_queries.claim(session=session, job_id=job_id, worker=worker, lease_seconds=settings.lease_seconds)
+    if claim is None:
+        log.info("job %s: not claimable (already running, finished or cancelled); skipping this delivery", job_id)
+        return "skipped"
+
+    ctx = JobContext(settings=settings, job_id=job_id, attempt=claim.attempt, kind=claim.kind, spec=claim.spec)
+    handler = logging.FileHandler(ctx.workdir / "job.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    job_logger = logging.getLogger("bertq")
+    job_logger.addHandler(handler)
+    job_logger.setLevel(logging.INFO)
+    heartbeat = _Heartbeat(ctx)
+    heartbeat.start()
+    log.info("job %s (%s): attempt %s started on %s", job_id, claim.kind, claim.attempt, worker)
+    try:
+        result = load_job_function(claim.kind)(claim.spec, ctx)
+        heartbeat.done.set()
+        return _succeed(ctx, factory, result or {})
+    except AttemptSuperseded as error:
+        log.warning("job %s: %s", job_id, error)
+        with factory() as session, session.begin():
+            job_queries.end_attempt(session=session, job_id=job_id, attempt=claim.attempt, outcome="SUPERSEDED")
+        return "superseded"
+    except Exception as error:  # noqa: BLE001 - a failed job becomes data; the worker goes on
+        heartbeat.done.set()
+        message = str(error) if isinstance(error, BertqError) else f"{type(error).__name__}: {error}"
+        log.error("job %s failed: %s", job_id, message, exc_info=True)
+        return _fail(ctx, factory, message, traceback.format_exc())
+    finally:
+        heartbeat.done.set()
+        job_logger.removeHandler(handler)
+        handler.close()
+
+
+def _succeed(ctx: JobContext, factory: Any, result: dict[str, Any]) -> str:
+    from bertq.worker.app import make_app, send_job
+
+    with factory() as session, session.begin():
+        job_queries.finish(session=session, job_id=ctx.job_id, attempt=ctx.attempt, status=JobStatus.SUCCEEDED, result=result)
+        released = [(j.id, j.kind, j.queue, j.priority) for j in job_queries.release_dependants(session=session, job_id=ctx.job_id)]
+    if released:
+        app = make_app(ctx.settings)
+        for job_id, kind, queue, priority in released:
+            send_job(app, job_id=job_id, kind=kind, queue=queue, priority=priority)
+    log.info("job %s succeeded", ctx.job_id)
+    return "succeeded"
+
+
+def _fail(ctx: JobContext, factory: Any, message: str, trace: str) -> str:
+    try:
+        with factory() as session, session.begin():
+            job_queries.finish(
+                session=session, job_id=ctx.job_id, attempt=ctx.attempt, status=JobStatus.FAILED, error=message, traceback=trace
+            )
+            job_queries.abandon_dependants(session=session, job_id=ctx.job_id, reason=f"job {ctx.job_id} failed: {message}")
+    except AttemptSuperseded:
+        return "superseded"
+    return "failed"

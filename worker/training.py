@@ -1,0 +1,138 @@
+"""What every training job shares: Trainer arguments for the device at hand, and the callback that
+reports progress and metrics to the job row and stops training when the attempt is superseded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback, TrainingArguments
+
+from bertq.errors import AttemptSuperseded
+from bertq.worker.runner import JobContext
+
+COMPLETE_MARKER = "BERTQ_COMPLETE"
+"""Written into a checkpoint folder after everything else: a folder without it is not resumed from."""
+
+
+def training_arguments(*, output_dir: Path, spec: Any, metric_for_best: str, device: str) -> TrainingArguments:
+    on_gpu = device == "cuda"
+    bf16 = False
+    fp16 = False
+    if on_gpu:
+        import torch
+
+        bf16 = torch.cuda.is_bf16_supported()
+        fp16 = not bf16
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps or -1,
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=max(spec.batch_size, 64),
+        learning_rate=spec.lr,
+        weight_decay=0.01,
+        warmup_steps=0.06,
+        lr_scheduler_type="linear",
+        seed=spec.seed,
+        data_seed=spec.seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=metric_for_best,
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=25,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=not on_gpu,
+        bf16=bf16,
+        fp16=fp16,
+        dataloader_pin_memory=on_gpu,
+    )
+
+
+class JobCallback(TrainerCallback):
+    """Progress (step, total, loss, ETA) and per-epoch eval metrics into the database."""
+
+    def __init__(self, ctx: JobContext, *, metric_prefix: str = "eval_", keep: tuple[str, ...] = ()):
+        self.ctx = ctx
+        self.metric_prefix = metric_prefix
+        self.keep = keep
+        self.loss: float | None = None
+        self.started = time.monotonic()
+        self.first_step: int | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        if logs and "loss" in logs:
+            self.loss = float(logs["loss"])
+            self.ctx.metrics({"train_loss": self.loss}, split="train", step=state.global_step, epoch=state.epoch)
+
+    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        if self.ctx.should_stop:
+            control.should_training_stop = True
+            return
+        if self.first_step is None:
+            self.first_step = state.global_step - 1
+            self.started = time.monotonic()
+        done = state.global_step - self.first_step
+        rate = done / max(time.monotonic() - self.started, 1e-6)
+        remaining = (state.max_steps - state.global_step) / rate if rate else None
+        self.ctx.progress(
+            state.global_step / max(state.max_steps, 1),
+            force=state.global_step == state.max_steps,
+            step=state.global_step,
+            total=state.max_steps,
+            epoch=round(state.epoch or 0.0, 3),
+            loss=self.loss,
+            steps_per_second=round(rate, 3),
+            eta_seconds=round(remaining) if remaining is not None else None,
+        )
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # type: ignore[no-untyped-def]
+        if not metrics:
+            return
+        values = {
+            name: float(value)
+            for name, value in metrics.items()
+            if name.startswith(self.metric_prefix) and isinstance(value, (int, float))
+            and not name.endswith(("_runtime", "_samples_per_second", "_steps_per_second"))
+        }
+        self.ctx.metrics(values, split="eval", step=state.global_step, epoch=state.epoch)
+
+    def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            (folder / COMPLETE_MARKER).write_text(json.dumps({"step": state.global_step, "attempt": self.ctx.attempt}))
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest Trainer checkpoint that was saved completely (it carries the marker)."""
+    candidates = []
+    for folder in output_dir.glob("checkpoint-*"):
+        suffix = folder.name.removeprefix("checkpoint-")
+        if suffix.isdigit() and (folder / COMPLETE_MARKER).is_file():
+            candidates.append((int(suffix), folder))
+    return max(candidates)[1] if candidates else None
+
+
+def raise_if_superseded(ctx: JobContext) -> None:
+    if ctx.should_stop:
+        raise AttemptSuperseded(f"job {ctx.job_id}: attempt {ctx.attempt} stopped: superseded or cancelled")
+
+
+def save_model_folder(*, folder: Path, model: Any, tokenizer: Any, spec: dict[str, Any]) -> Path:
+    """Weights (safetensors), tokenizer, label names (in config.json) and the resolved spec, written
+    to a temporary folder and renamed into place, so a reader never sees half a checkpoint."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
+    (partial / "bertq_spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return folder
