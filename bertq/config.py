@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -58,22 +59,24 @@ def mask_password(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `env` (default: this process's environment)."""
+    env = os.environ if env is None else env
 
+    def number(name: str, default: float) -> float:
+        raw = env.get(name)
+        return float(raw) if raw else default
 
-def load_settings() -> Settings:
-    home = Path(os.environ.get("BERTQ_HOME") or DEFAULT_HOME).expanduser().resolve()
-    database_url = os.environ.get("BERTQ_DATABASE_URL") or f"sqlite:///{home / 'bertq.db'}"
-    artifacts = Path(os.environ.get("BERTQ_ARTIFACTS") or home / "artifacts").expanduser().resolve()
+    home = Path(env.get("BERTQ_HOME") or DEFAULT_HOME).expanduser().resolve()
+    database_url = env.get("BERTQ_DATABASE_URL") or f"sqlite:///{home / 'bertq.db'}"
+    artifacts = Path(env.get("BERTQ_ARTIFACTS") or home / "artifacts").expanduser().resolve()
     return Settings(
         home=home,
         database_url=database_url,
-        broker_url=os.environ.get("BERTQ_BROKER_URL") or None,
+        broker_url=env.get("BERTQ_BROKER_URL") or None,
         artifacts=artifacts,
-        lease_seconds=_float("BERTQ_LEASE_SECONDS", DEFAULT_LEASE_SECONDS),
-        heartbeat_seconds=_float("BERTQ_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS),
-        max_attempts=int(os.environ.get("BERTQ_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS),
-        visibility_timeout=_float("BERTQ_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
+        lease_seconds=number("BERTQ_LEASE_SECONDS", DEFAULT_LEASE_SECONDS),
+        heartbeat_seconds=number("BERTQ_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS),
+        max_attempts=int(number("BERTQ_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)),
+        visibility_timeout=number("BERTQ_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
     )

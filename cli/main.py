@@ -131,6 +131,36 @@ def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel:
 
 
 @cli.command()
+@click.option("--interval", type=float, default=None, help="Seconds between rounds [default: a quarter of the lease].")
+@click.option("--once", is_flag=True, help="Run one round and exit.")
+def beat(interval: float | None, once: bool) -> None:
+    """Run the periodic duties: requeue jobs whose worker was lost (one beat per deployment)."""
+    import logging
+
+    from bertq.scheduler.reaper import reap_expired_leases
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    pause = interval or max(1.0, settings.lease_seconds / 4)
+    click.echo(f"bertq beat: checking leases every {pause:g}s")
+    while True:
+        requeued = reap_expired_leases(settings)
+        if once:
+            click.echo(f"requeued: {requeued}")
+            return
+        time.sleep(pause)
+
+
+@cli.command()
+@click.option("--epochs", type=float, default=2.0, show_default=True)
+def demo(epochs: float) -> None:
+    """Run the whole path once on this machine: Redis, a worker, a real fine-tune of `minilm`."""
+    from bertq.demo import run_demo
+
+    sys.exit(run_demo(epochs=epochs, echo=click.echo))
+
+
+@cli.command()
 def models() -> None:
     """List the model aliases; any hub id or local folder works too."""
     from bertq.models import known_models
@@ -156,11 +186,22 @@ def _queue_options(command: Any) -> Any:
     return command
 
 
-def _finish_submit(kind: str, spec: dict[str, Any], queue: str | None, priority: int, wait: bool, as_json: bool) -> None:
+def _finish_submit(kind: str, build_spec: Any, queue: str | None, priority: int, wait: bool, as_json: bool) -> None:
+    """Validate the spec and the queue options together (every problem in one message), then submit."""
+    from bertq.errors import SpecError
+    from bertq.submission import check_queue_options
     from bertq.submission import submit as submit_job
 
     queue = queue or os.environ.get("BERTQ_DEFAULT_QUEUE") or "cpu"
-    job_id = submit_job(kind, spec, queue=queue, priority=priority)
+    problems: list[str] = []
+    for check in (lambda: check_queue_options(queue, priority), build_spec):
+        try:
+            spec = check()
+        except SpecError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise SpecError(problems)
+    job_id = submit_job(kind, spec.to_dict(), queue=queue, priority=priority)
     if as_json:
         _emit_json({"id": job_id})
     else:
@@ -191,11 +232,13 @@ def submit_finetune(
     """Fine-tune MODEL on labelled data; saves the best epoch's model with its metrics."""
     from bertq.specs import build_finetune_spec
 
-    spec = build_finetune_spec(
-        model=model, task=task, train=train, eval=eval_, text_column=text_column, label_column=label_column,
-        epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
-    )
-    _finish_submit("finetune", spec.to_dict(), queue, priority, wait, as_json)
+    def build() -> Any:
+        return build_finetune_spec(
+            model=model, task=task, train=train, eval=eval_, text_column=text_column, label_column=label_column,
+            epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
+        )
+
+    _finish_submit("finetune", build, queue, priority, wait, as_json)
 
 
 # ---------------------------------------------------------------------------------------------

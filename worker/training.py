@@ -46,7 +46,7 @@ def training_arguments(*, output_dir: Path, spec: Any, metric_for_best: str, dev
         metric_for_best_model=metric_for_best,
         greater_is_better=True,
         logging_strategy="steps",
-        logging_steps=25,
+        logging_steps=0.02,  # a ratio of the total steps: about 50 loss points per run
         report_to=[],
         disable_tqdm=True,
         use_cpu=not on_gpu,
@@ -66,6 +66,8 @@ class JobCallback(TrainerCallback):
         self.loss: float | None = None
         self.started = time.monotonic()
         self.first_step: int | None = None
+        self.record_evaluations = True
+        """Turned off for the final evaluation of the best model, which the job records itself."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
         if logs and "loss" in logs:
@@ -94,7 +96,7 @@ class JobCallback(TrainerCallback):
         )
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # type: ignore[no-untyped-def]
-        if not metrics:
+        if not metrics or not self.record_evaluations:
             return
         values = {
             name: float(value)

@@ -50,6 +50,7 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         return accuracy_and_f1(np.argmax(logits, axis=-1), prediction.label_ids, len(labels))
 
     output_dir = ctx.workdir / "trainer"
+    callback = JobCallback(ctx)
     trainer = Trainer(
         model=model,
         args=training_arguments(output_dir=output_dir, spec=spec, metric_for_best="accuracy", device=device),
@@ -58,7 +59,7 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=[JobCallback(ctx)],
+        callbacks=[callback],
     )
 
     resume = last_complete_checkpoint(output_dir)
@@ -69,6 +70,7 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     raise_if_superseded(ctx)
 
     # The Trainer reloaded the best epoch's weights; evaluate them so the recorded numbers are theirs.
+    callback.record_evaluations = False
     with torch.inference_mode():
         final = trainer.evaluate()
     best = {k: float(v) for k, v in final.items() if k in ("eval_accuracy", "eval_f1", "eval_loss")}

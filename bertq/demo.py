@@ -1,0 +1,95 @@
+"""A small sentiment data set that bertq makes itself, for the demo and the tests.
+
+Sentences are built from templates, with positive and negative phrases and some negations
+("not bad"), so that a classifier has something to learn beyond single words. It is synthetic:
+real benchmarks use ../shared/data (SST-2); this exists so the demo needs nothing but bertq.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+SUBJECTS = ["the movie", "this film", "the plot", "the acting", "the soundtrack", "the ending", "the script",
+            "the director's work", "the cast", "this story", "the dialogue", "the camera work"]
+POSITIVE = ["wonderful", "moving", "brilliant", "funny", "charming", "gripping", "beautiful", "clever",
+            "delightful", "superb", "touching", "fresh"]
+NEGATIVE = ["boring", "dull", "awful", "clumsy", "tedious", "flat", "predictable", "messy", "lifeless",
+            "painful", "shallow", "stale"]
+TEMPLATES = ["{s} was {a} .", "{s} is {a} from start to finish .", "i thought {s} was {a} .",
+             "honestly , {s} felt {a} .", "{s} is simply {a} ."]
+NEGATED = ["{s} was not {a} .", "{s} is never {a} .", "i would not call {s} {a} ."]
+
+
+def make_examples(count: int, seed: int) -> list[tuple[str, int]]:
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(count):
+        positive = rng.random() < 0.5
+        negate = rng.random() < 0.25
+        # A negated phrase flips the polarity of the adjective it carries.
+        adjectives = POSITIVE if positive != negate else NEGATIVE
+        template = rng.choice(NEGATED if negate else TEMPLATES)
+        text = template.format(s=rng.choice(SUBJECTS), a=rng.choice(adjectives))
+        examples.append((text, int(positive)))
+    return examples
+
+
+def write_demo_data(folder: Path, *, train: int = 400, dev: int = 120, seed: int = 7) -> tuple[Path, Path]:
+    """train.tsv and dev.tsv (columns sentence, label) in SST-2's layout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, count, offset in (("train", train, 0), ("dev", dev, 1)):
+        path = folder / f"{name}.tsv"
+        lines = ["sentence\tlabel"] + [f"{t}\t{y}" for t, y in make_examples(count, seed + offset)]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def demo_vocabulary() -> list[str]:
+    """Every word the generator can produce (tests build a tiny WordPiece vocabulary from it)."""
+    words = set()
+    for phrase in SUBJECTS + POSITIVE + NEGATIVE + TEMPLATES + NEGATED:
+        words.update(phrase.replace("{s}", "").replace("{a}", "").replace("'", " ' ").split())
+    return sorted(words)
+
+
+def run_demo(*, epochs: float = 2.0, echo=print) -> int:  # type: ignore[no-untyped-def]
+    """The whole path on the embedded defaults: data, Redis, a worker process, a real fine-tune of
+    `minilm`, its metrics. Returns the job's exit status (0 when it SUCCEEDED)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from bertq.broker import broker_url
+    from bertq.config import load_settings
+    from bertq.specs import build_finetune_spec
+    from bertq.submission import submit
+
+    settings = load_settings()
+    train, dev = write_demo_data(settings.home / "demo-data")
+    echo(f"1. data: {train} and {dev} (synthetic movie-review sentences, made by bertq)")
+    broker_url(settings)
+    echo(f"2. broker: {'embedded Redis in ' + str(settings.home / 'redis') if settings.uses_embedded_redis else 'BERTQ_BROKER_URL'}")
+    log_path = settings.home / "demo-worker.log"
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "bertq.cli", "worker", "--queues", "demo", "--loglevel", "WARNING"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    echo(f"3. worker: pid {worker.pid}, consuming queue `demo` (log: {log_path})")
+    try:
+        spec = build_finetune_spec(model="minilm", task="sst2", train=str(train), eval=str(dev), epochs=epochs,
+                                   batch_size=16, max_length=64)
+        job_id = submit("finetune", spec.to_dict(), queue="demo", priority=5, settings=settings)
+        echo(f"4. submitted job {job_id}: fine-tune minilm (all-MiniLM-L6-v2) for {epochs:g} epochs\n")
+        status = subprocess.call([sys.executable, "-m", "bertq.cli", "wait", str(job_id)])
+        echo("")
+        subprocess.call([sys.executable, "-m", "bertq.cli", "show", str(job_id)])
+        echo(f"\nMore: `bertq jobs`, `bertq show {job_id} --json`, `bertq logs {job_id}`")
+        return status
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)

@@ -1,0 +1,3 @@
+from bertq.cli.main import main
+
+main()
