@@ -82,7 +82,7 @@ def run_demo(*, epochs: float = 2.0, echo=print) -> int:  # type: ignore[no-unty
     echo(f"3. worker: pid {worker.pid}, consuming queue `demo` (log: {log_path})")
     try:
         spec = build_finetune_spec(model="minilm", task="sst2", train=str(train), eval=str(dev), epochs=epochs,
-                                   batch_size=16, max_length=64)
+                                   batch_size=16, max_length=64, evaluate=False)
         job_id = submit("finetune", spec.to_dict(), queue="demo", priority=5, settings=settings)
         echo(f"4. submitted job {job_id}: fine-tune minilm (all-MiniLM-L6-v2) for {epochs:g} epochs\n")
         status = subprocess.call([sys.executable, "-m", "bertq.cli", "wait", str(job_id)])

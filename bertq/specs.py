@@ -3,56 +3,60 @@
 A builder takes what the user typed, collects *every* problem (each with its fix) into one
 SpecError, and returns the resolved spec: defaults filled in, paths absolute, labels read from the
 data. That resolved spec is what is stored on the job row and written beside its checkpoint.
+Standard library only: the CLI builds specs without torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bertq import datafiles
+from bertq import conll, datafiles, squad
 from bertq.errors import BertqError, SpecError
 from bertq.hub import HubNotFound, HubUnreachable, fetch_json
-from bertq.models import resolve_model
+from bertq.models import ModelRef, resolve_model
+from bertq.tasks import TASKS, Task, head_problem
 
-CLASSIFICATION_TASKS = {"classification", "sst2"}
-TASKS = CLASSIFICATION_TASKS
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+DEVICES = ("cpu", "cuda")
+SPLITS = ("article",)
+
+
+class _Spec:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Any:
+        fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+        return cls(**{k: v for k, v in values.items() if k in fields})
 
 
 @dataclass(frozen=True)
-class TaskPreset:
-    text_column: str | None
-    label_column: str
-    label_names: dict[str, str] = field(default_factory=dict)
-
-
-PRESETS: dict[str, TaskPreset] = {
-    "sst2": TaskPreset("sentence", "label", {"0": "negative", "1": "positive"}),
-    "classification": TaskPreset(None, "label"),
-}
-
-
-@dataclass(frozen=True)
-class FinetuneSpec:
+class FinetuneSpec(_Spec):
     model: str
     """The model as the user named it: an alias, a hub id or a folder."""
     model_location: str
     """What it resolved to: an absolute folder, or a hub id."""
     task: str
-    """`classification`, or `sst2` (classification with SST-2's columns and label names)."""
+    """The task or preset: classification, sst2, ner, conll2003, qa, squad."""
+    family: str
+    """classification, ner or qa: decides the head, the data format and the metric."""
     train: str
-    """Training data: an absolute path to TSV/CSV/JSONL, or `hub:NAME[:SPLIT]`."""
+    """Training data: an absolute path (TSV/CSV/JSONL; CoNLL or JSONL for ner; SQuAD JSON/JSONL for
+    qa) or `hub:NAME[:SPLIT]` for classification."""
     eval: str
-    """Evaluation data, in the same forms as `train`; evaluated after every epoch."""
-    text_column: str
-    """Column holding the input text."""
-    label_column: str
-    """Column holding the class label."""
-    labels: list[str]
-    """The label values in class-id order (class i is labels[i])."""
-    label_names: list[str]
-    """Human names of the classes, in class-id order, saved in the model's config."""
+    """Evaluation data, in the same forms; evaluated after every epoch. May be the training file when
+    `split_by` is set: then each side keeps its part."""
+    text_column: str = "text"
+    """Classification: the column holding the input text."""
+    label_column: str = "label"
+    """Classification: the column holding the class label."""
+    labels: list[str] | None = None
+    """Label values in class-id order (classification: class i is labels[i]; ner: the IOB2 tags)."""
+    label_names: list[str] | None = None
+    """Human names of the classes in class-id order, saved in the model's config."""
     epochs: float = 3.0
     """Passes over the training data (ignored when max_steps is set)."""
     max_steps: int | None = None
@@ -60,79 +64,133 @@ class FinetuneSpec:
     batch_size: int = 32
     """Examples per optimiser step."""
     lr: float = 5e-5
-    """Peak learning rate of AdamW with linear decay."""
+    """Peak learning rate of AdamW with linear warm-up and decay."""
     max_length: int = 128
-    """Longer inputs are truncated to this many tokens; shorter ones are not padded beyond their batch."""
+    """Longer inputs are truncated (qa: split into windows) at this many tokens; batches are padded
+    only to their longest input."""
+    stride: int = 128
+    """qa: tokens shared by consecutive windows of a long context."""
+    max_answer_length: int = 30
+    """qa: the longest answer span, in tokens, that post-processing considers."""
+    split_by: str | None = None
+    """`article`: train and eval are two parts of one file, split by article title."""
+    eval_fraction: float | None = None
+    """With split_by: the share of articles held out for evaluation."""
     seed: int = 42
-    """Seed for shuffling and the new head's initialisation."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FinetuneSpec:
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+    """Seed for the split, shuffling and the new head's initialisation."""
+    evaluate: bool = True
+    """Enqueue an evaluate job of the best checkpoint on the eval data when the fine-tune succeeds."""
 
 
-def build_finetune_spec(
-    *,
-    model: str,
-    task: str,
-    train: str,
-    eval: str,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    epochs: float = 3.0,
-    max_steps: int | None = None,
-    batch_size: int = 32,
-    lr: float = 5e-5,
-    max_length: int = 128,
-    seed: int = 42,
-) -> FinetuneSpec:
-    problems: list[str] = []
-    if task not in TASKS:
-        problems.append(f"unknown task {task!r}; choose one of: {', '.join(sorted(TASKS))}")
-        raise SpecError(problems)
-    preset = PRESETS[task]
+@dataclass(frozen=True)
+class EvaluateSpec(_Spec):
+    model: str
+    """The model as given: an alias, hub id, folder, or a finished job's id."""
+    model_location: str | None
+    """The folder or hub id to load; None while it waits for `model_job_id` to finish."""
+    model_job_id: int | None
+    """The fine-tune or distill job whose checkpoint is evaluated, if the model was a job id."""
+    task: str
+    family: str
+    data: str
+    """The evaluation data (absolute path)."""
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: list[str] | None = None
+    """Label values in class-id order, when known at submit (from the job that trained the model)."""
+    precision: str = "fp32"
+    """fp32, fp16, bf16 (autocast) or int8 (dynamic quantisation of the Linear layers, CPU)."""
+    device: str = "cpu"
+    """cpu or cuda: where the model is served and measured."""
+    max_length: int = 128
+    stride: int = 128
+    max_answer_length: int = 30
+    batch_size: int = 64
+    """Batch size of the throughput measurement and of the task-metric pass."""
+    latency_samples: int = 200
+    """Real inputs timed one by one for the p50/p95 latency (after 10 warm-up calls)."""
+    split_by: str | None = None
+    eval_fraction: float | None = None
+    seed: int = 42
 
-    if epochs <= 0:
-        problems.append(f"--epochs must be more than 0 (got {epochs})")
-    if max_steps is not None and max_steps <= 0:
-        problems.append(f"--max-steps must be a positive number of steps (got {max_steps})")
-    if batch_size <= 0:
-        problems.append(f"--batch-size must be at least 1 (got {batch_size})")
-    if lr <= 0:
-        problems.append(f"--lr must be more than 0 (got {lr}); 2e-5 to 1e-4 suits most fine-tunes")
-    if max_length <= 0:
-        problems.append(f"--max-length must be at least 1 token (got {max_length})")
 
-    location = model
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_numbers(problems: list[str], **values: float | int | None) -> None:
+    rules = {
+        "epochs": (lambda v: v > 0, "--epochs must be more than 0"),
+        "max_steps": (lambda v: v > 0, "--max-steps must be a positive number of steps"),
+        "batch_size": (lambda v: v > 0, "--batch-size must be at least 1"),
+        "lr": (lambda v: v > 0, "--lr must be more than 0; 2e-5 to 1e-4 suits most fine-tunes"),
+        "max_length": (lambda v: v > 0, "--max-length must be at least 1 token"),
+        "stride": (lambda v: v >= 0, "--stride must be 0 or more tokens"),
+        "latency_samples": (lambda v: v > 0, "--latency-samples must be at least 1"),
+    }
+    for name, value in values.items():
+        if value is not None and not rules[name][0](value):
+            problems.append(f"{rules[name][1]} (got {value})")
+
+
+def _resolve(model: str, task: Task, max_length: int, problems: list[str], *, need_trained_head: bool) -> ModelRef | None:
     try:
         ref = resolve_model(model)
-        location = ref.location
-        if ref.max_length is not None and max_length > ref.max_length:
-            problems.append(
-                f"--max-length {max_length} is longer than {model!r} accepts ({ref.max_length} tokens); "
-                f"use --max-length {ref.max_length} or less"
-            )
     except BertqError as error:
         problems.append(str(error))
+        return None
+    if ref.max_length is not None and max_length > ref.max_length:
+        problems.append(
+            f"--max-length {max_length} is longer than {model!r} accepts ({ref.max_length} tokens); "
+            f"use --max-length {ref.max_length} or less"
+        )
+    problem = head_problem(ref, task.family, need_trained_head=need_trained_head)
+    if problem:
+        problems.append(problem)
+    return ref
 
-    text_column = text_column or preset.text_column
-    label_column = label_column or preset.label_column
-    data: dict[str, datafiles.LabelledData] = {}
-    resolved_paths: dict[str, str] = {}
-    for role, name in (("train", train), ("eval", eval)):
-        option = f"--{role}"
-        if datafiles.is_hub_dataset(name):
-            resolved_paths[role] = _check_hub_dataset(name, option, problems)
-            continue
-        path = Path(name).expanduser()
-        if not path.is_file():
-            problems.append(f"{option}: no file {name!r}; give a TSV, CSV or JSONL file (or hub:NAME:SPLIT)")
-            continue
-        resolved_paths[role] = str(path.resolve())
-        try:
+
+def _task(name: str) -> Task:
+    if name not in TASKS:
+        raise SpecError([f"unknown task {name!r}; choose one of: {', '.join(TASKS)}"])
+    return TASKS[name]
+
+
+def _check_split(split_by: str | None, eval_fraction: float | None, problems: list[str], family: str) -> None:
+    if split_by is None:
+        if eval_fraction is not None:
+            problems.append("--eval-fraction needs --split-by (e.g. --split-by article)")
+        return
+    if split_by not in SPLITS:
+        problems.append(f"--split-by {split_by!r}: the only split is 'article'")
+    if family != "qa":
+        problems.append("--split-by article applies to qa data (SQuAD articles); give --eval for other tasks")
+    if eval_fraction is None or not 0 < eval_fraction < 1:
+        problems.append(f"--eval-fraction must be between 0 and 1 with --split-by (got {eval_fraction})")
+
+
+@dataclass
+class _DataCheck:
+    path: str
+    labels: list[str] | None = None
+    classification: datafiles.LabelledData | None = None
+    ner: list[conll.NerExample] | None = None
+
+
+def _check_data(
+    name: str, option: str, task: Task, problems: list[str], *, text_column: str | None, label_column: str
+) -> tuple[_DataCheck | None, str | None]:
+    """Read and check one data file for the task; returns it and the text column it uses."""
+    if task.family == "classification" and datafiles.is_hub_dataset(name):
+        return _DataCheck(path=_check_hub_dataset(name, option, problems)), text_column
+    path = Path(name).expanduser()
+    if not path.is_file():
+        kinds = {"classification": "TSV, CSV or JSONL file (or hub:NAME:SPLIT)", "ner": "CoNLL column file or JSONL",
+                 "qa": "SQuAD JSON or JSONL file"}
+        problems.append(f"{option}: no file {name!r}; give a {kinds[task.family]}")
+        return None, text_column
+    check = _DataCheck(path=str(path.resolve()))
+    try:
+        if task.family == "classification":
             if text_column is None:
                 columns = datafiles.columns_of(path)
                 text_column = datafiles.guess_text_column(columns)
@@ -141,45 +199,230 @@ def build_finetune_spec(
                         f"{option} {name}: cannot tell which column holds the text (columns: "
                         f"{', '.join(columns) or 'none'}); name it with --text-column"
                     )
-                    continue
-            data[role] = datafiles.read_labelled(path, text_column, label_column)
+                    return None, None
+            check.classification = datafiles.read_labelled(path, text_column, label_column)
+        elif task.family == "ner":
+            check.ner = conll.read_ner(path)
+        else:
+            squad.read_squad(path)
+    except datafiles.DataFileError as error:
+        problems.append(f"{option}: {error}")
+        return None, text_column
+    return check, text_column
+
+
+def _labels_from(train: _DataCheck, task: Task, problems: list[str]) -> list[str] | None:
+    try:
+        if train.classification is not None:
+            return datafiles.check_label_set(Path(train.path), train.classification.labels)
+        if train.ner is not None:
+            return conll.label_list(train.ner)
+    except datafiles.DataFileError as error:
+        problems.append(f"--train: {error}")
+    return None
+
+
+def _check_eval_labels(evaluation: _DataCheck, labels: list[str], option: str, problems: list[str]) -> None:
+    if evaluation.classification is not None:
+        unseen = sorted(set(evaluation.classification.labels) - set(labels), key=datafiles.label_sort_key)
+        if unseen:
+            problems.append(
+                f"{option}: labels {', '.join(map(repr, unseen[:5]))} never occur in the training data "
+                f"({', '.join(map(repr, labels[:10]))}); the model cannot predict them"
+            )
+    if evaluation.ner is not None:
+        try:
+            conll.check_tags(evaluation.ner, labels, Path(evaluation.path))
         except datafiles.DataFileError as error:
             problems.append(f"{option}: {error}")
 
-    labels: list[str] = []
-    if "train" in data:
+
+def build_finetune_spec(
+    *,
+    model: str,
+    task: str,
+    train: str,
+    eval: str | None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    epochs: float = 3.0,
+    max_steps: int | None = None,
+    batch_size: int = 32,
+    lr: float = 5e-5,
+    max_length: int | None = None,
+    stride: int = 128,
+    split_by: str | None = None,
+    eval_fraction: float | None = None,
+    seed: int = 42,
+    evaluate: bool = True,
+) -> FinetuneSpec:
+    preset = _task(task)
+    problems: list[str] = []
+    max_length = max_length or preset.max_length or 128
+    _check_numbers(problems, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, stride=stride)
+    if preset.family == "qa" and stride >= max_length:
+        problems.append(f"--stride {stride} must be smaller than --max-length {max_length}")
+    _check_split(split_by, eval_fraction, problems, preset.family)
+    if eval is None and split_by is None:
+        problems.append("--eval is missing: give evaluation data, or --split-by article --eval-fraction F for qa")
+    ref = _resolve(model, preset, max_length, problems, need_trained_head=False)
+
+    label_column = label_column or preset.label_column or "label"
+    text_column = text_column or preset.text_column
+    train_check, text_column = _check_data(train, "--train", preset, problems, text_column=text_column, label_column=label_column)
+    eval_check = train_check
+    if eval is not None and (split_by is None or Path(eval).expanduser().resolve() != Path(train).expanduser().resolve()):
+        eval_check, text_column = _check_data(eval, "--eval", preset, problems, text_column=text_column, label_column=label_column)
+    if split_by and train_check is not None and preset.family == "qa":
         try:
-            labels = datafiles.check_label_set(Path(train), data["train"].labels)
-        except datafiles.DataFileError as error:
-            problems.append(f"--train: {error}")
-    if labels and "eval" in data:
-        unseen = sorted(set(data["eval"].labels) - set(labels), key=datafiles.label_sort_key)
-        if unseen:
-            problems.append(
-                f"--eval: labels {', '.join(map(repr, unseen[:5]))} never occur in --train "
-                f"({', '.join(map(repr, labels[:10]))}); the model cannot predict them"
-            )
-    if not labels and "train" not in data and "train" in resolved_paths and not problems:
-        labels = list(preset.label_names)  # hub data: labels are read by the worker
+            squad.split_by_article(squad.read_squad(Path(train_check.path)), eval_fraction=eval_fraction or 0.2, seed=seed)
+        except ValueError as error:
+            problems.append(f"--split-by article: {error}")
+
+    labels = _labels_from(train_check, preset, problems) if train_check else None
+    if labels and eval_check is not None and eval_check is not train_check:
+        _check_eval_labels(eval_check, labels, "--eval", problems)
 
     if problems:
         raise SpecError(problems)
+    assert ref is not None and train_check is not None and eval_check is not None
+    if labels is None and preset.label_names:
+        labels = list(preset.label_names)  # hub data: the worker reads the labels
     return FinetuneSpec(
         model=model,
-        model_location=location,
+        model_location=ref.location,
         task=task,
-        train=resolved_paths["train"],
-        eval=resolved_paths["eval"],
+        family=preset.family,
+        train=train_check.path,
+        eval=eval_check.path,
         text_column=text_column or "text",
         label_column=label_column,
         labels=labels,
-        label_names=[preset.label_names.get(label, label) for label in labels],
+        label_names=[preset.label_names.get(label, label) for label in labels] if labels else None,
         epochs=float(epochs),
         max_steps=max_steps,
         batch_size=batch_size,
         lr=lr,
         max_length=max_length,
+        stride=stride,
+        split_by=split_by,
+        eval_fraction=eval_fraction,
         seed=seed,
+        evaluate=evaluate,
+    )
+
+
+def build_evaluate_spec(
+    *,
+    model: str,
+    task: str | None,
+    data: str | None,
+    source_job: dict[str, Any] | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    precision: str = "fp32",
+    device: str = "cpu",
+    max_length: int | None = None,
+    batch_size: int = 64,
+    latency_samples: int = 200,
+    split_by: str | None = None,
+    eval_fraction: float | None = None,
+    seed: int = 42,
+) -> EvaluateSpec:
+    """`source_job`, when the model is a job id: that job's kind, status, spec and checkpoint."""
+    problems: list[str] = []
+    trained: dict[str, Any] = (source_job or {}).get("spec") or {}
+    task = task or trained.get("task")
+    if task is None:
+        raise SpecError(["--task is missing (classification, sst2, ner, conll2003, qa, squad)"])
+    preset = _task(task)
+    if trained and TASKS.get(trained.get("task", ""), preset).family != preset.family:
+        problems.append(f"job {source_job['id']} trained a {trained.get('family')} model; it cannot be evaluated as {task}")
+    max_length = max_length or trained.get("max_length") or preset.max_length or 128
+    _check_numbers(problems, batch_size=batch_size, max_length=max_length, latency_samples=latency_samples)
+    if precision not in PRECISIONS:
+        problems.append(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if device not in DEVICES:
+        problems.append(f"--device {device!r}: choose cpu or cuda")
+    if precision == "int8" and device == "cuda":
+        problems.append("--precision int8 is dynamic quantisation for the CPU; use --device cpu (or bf16/fp16 on cuda)")
+    if split_by is None and trained.get("split_by") and data is None:
+        split_by, eval_fraction, seed = trained["split_by"], trained["eval_fraction"], trained["seed"]
+    _check_split(split_by, eval_fraction, problems, preset.family)
+
+    location: str | None = None
+    job_id: int | None = None
+    if source_job is not None:
+        job_id = int(source_job["id"])
+        if source_job["kind"] not in ("finetune", "distill"):
+            problems.append(f"job {job_id} is a {source_job['kind']} job; evaluate a finetune or distill job's id")
+        elif source_job["status"] in ("FAILED", "CANCELLED"):
+            problems.append(f"job {job_id} {source_job['status'].lower()}, so it has no model to evaluate; resubmit it first")
+        location = source_job.get("checkpoint")
+        if location:
+            _resolve(location, preset, max_length, problems, need_trained_head=True)
+    else:
+        ref = _resolve(model, preset, max_length, problems, need_trained_head=True)
+        location = ref.location if ref else None
+
+    data = data or trained.get("eval")
+    text_column = text_column or trained.get("text_column") or preset.text_column
+    label_column = label_column or trained.get("label_column") or preset.label_column or "label"
+    checked = None
+    if data is None:
+        problems.append("--data is missing: the evaluation data file")
+    else:
+        checked, text_column = _check_data(data, "--data", preset, problems, text_column=text_column, label_column=label_column)
+    labels = trained.get("labels")
+    if checked is not None and labels:
+        _check_eval_labels(checked, labels, "--data", problems)
+
+    if problems:
+        raise SpecError(problems)
+    assert checked is not None
+    return EvaluateSpec(
+        model=model,
+        model_location=location,
+        model_job_id=job_id,
+        task=task,
+        family=preset.family,
+        data=checked.path,
+        text_column=text_column or "text",
+        label_column=label_column,
+        labels=labels,
+        precision=precision,
+        device=device,
+        max_length=max_length,
+        stride=trained.get("stride", 128),
+        max_answer_length=trained.get("max_answer_length", 30),
+        batch_size=batch_size,
+        latency_samples=latency_samples,
+        split_by=split_by,
+        eval_fraction=eval_fraction,
+        seed=seed,
+    )
+
+
+def evaluate_after_finetune(spec: FinetuneSpec, *, job_id: int, device: str) -> EvaluateSpec:
+    """The evaluate job a fine-tune enqueues for its best checkpoint, on its own eval data."""
+    return EvaluateSpec(
+        model=f"job:{job_id}",
+        model_location=None,
+        model_job_id=job_id,
+        task=spec.task,
+        family=spec.family,
+        data=spec.eval,
+        text_column=spec.text_column,
+        label_column=spec.label_column,
+        labels=spec.labels,
+        precision="fp32",
+        device=device,
+        max_length=spec.max_length,
+        stride=spec.stride,
+        max_answer_length=spec.max_answer_length,
+        split_by=spec.split_by,
+        eval_fraction=spec.eval_fraction,
+        seed=spec.seed,
     )
 
 

@@ -1,18 +1,24 @@
-"""Submitting a validated spec: commit the job row, then deliver its id to the queue.
+"""Submitting validated specs: commit the job rows, then deliver the ids of those ready to run.
 
-The row is committed first, so a worker that receives the id always finds the job. If the message
-cannot be delivered the row is removed again: a submit either enqueues a job or leaves nothing.
+Rows are committed first, so a worker that receives an id always finds the job. If a message cannot
+be delivered, the rows of this submit are removed again: a submit either enqueues its jobs or leaves
+nothing behind. Jobs that wait for others (a fine-tune's evaluation, pipeline steps) are WAITING
+rows; the job they wait for releases them when it succeeds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import delete, select
+
 from bertq.config import Settings, load_settings
+from bertq.db import jobs as job_queries
 from bertq.db.engine import sessions
-from bertq.db.jobs import create_job
-from bertq.db.models import Job
-from bertq.errors import BertqError, BrokerError, SpecError
+from bertq.db.models import Job, JobDependency, JobStatus
+from bertq.errors import BrokerError, SpecError
 
 QUEUE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
@@ -27,26 +33,73 @@ def check_queue_options(queue: str, priority: int) -> None:
         raise SpecError(problems)
 
 
+@dataclass
+class PlannedJob:
+    kind: str
+    spec: dict[str, Any] | Callable[[list[int]], dict[str, Any]]
+    """The spec, or a function of the ids given to the earlier jobs of the plan."""
+    queue: str
+    priority: int = 5
+    after: list[int] = field(default_factory=list)
+    """Indices of earlier jobs in the plan that must succeed first."""
+    after_existing: list[int] = field(default_factory=list)
+    """Ids of jobs already in the database that must succeed first."""
+    parent: int | None = None
+    """Index of the plan's job that this one is a step of."""
+
+
 def submit(kind: str, spec: dict[str, Any], *, queue: str, priority: int, settings: Settings | None = None) -> int:
     """Record and enqueue one job; return its id."""
+    return submit_plan([PlannedJob(kind, spec, queue, priority)], settings=settings)[0]
+
+
+def submit_plan(plan: list[PlannedJob], *, settings: Settings | None = None) -> list[int]:
+    """Record every job of the plan in one transaction, then enqueue those that are ready."""
     from bertq.worker.app import make_app, send_job  # celery: only needed to send
 
     settings = settings or load_settings()
-    check_queue_options(queue, priority)
+    for planned in plan:
+        check_queue_options(planned.queue, planned.priority)
     app = make_app(settings)  # starts the embedded Redis if needed, before any row exists
     factory = sessions(settings)
+    ids: list[int] = []
     with factory() as session, session.begin():
-        job = create_job(
-            session=session, kind=kind, spec=spec, queue=queue, priority=priority, max_attempts=settings.max_attempts
-        )
-        job_id = job.id
+        for planned in plan:
+            spec = planned.spec(ids) if callable(planned.spec) else planned.spec
+            job = job_queries.create_job(
+                session=session,
+                kind=planned.kind,
+                spec=spec,
+                queue=planned.queue,
+                priority=planned.priority,
+                max_attempts=settings.max_attempts,
+                parent_id=ids[planned.parent] if planned.parent is not None else None,
+                depends_on=tuple(ids[i] for i in planned.after) + tuple(planned.after_existing),
+            )
+            ids.append(job.id)
+        ready = _ready_now(session, ids)
     try:
-        send_job(app, job_id=job_id, kind=kind, queue=queue, priority=priority)
+        for job_id, kind, queue, priority in ready:
+            send_job(app, job_id=job_id, kind=kind, queue=queue, priority=priority)
     except Exception as error:
         with factory() as session, session.begin():
-            session.delete(session.get(Job, job_id))
-        raise BrokerError(f"could not deliver job {job_id} to the broker ({error}); nothing was enqueued") from error
-    return job_id
+            session.execute(delete(JobDependency).where(JobDependency.job_id.in_(ids)))
+            session.execute(delete(Job).where(Job.id.in_(ids)))
+        raise BrokerError(f"could not deliver to the broker ({error}); nothing was enqueued") from error
+    return ids
 
 
-__all__ = ["submit", "check_queue_options", "BertqError"]
+def _ready_now(session: Any, ids: list[int]) -> list[tuple[int, str, str, int]]:
+    """The plan's jobs to send now: QUEUED ones, and WAITING ones whose dependencies all succeeded
+    already (an existing job may have finished before this plan's rows were committed)."""
+    ready = []
+    for job in session.scalars(select(Job).where(Job.id.in_(ids)).order_by(Job.id)):
+        if job.status == JobStatus.WAITING:
+            pending = session.scalars(
+                select(Job.status).join(JobDependency, JobDependency.depends_on_id == Job.id).where(JobDependency.job_id == job.id)
+            ).all()
+            if pending and all(status == JobStatus.SUCCEEDED for status in pending):
+                job.status = JobStatus.QUEUED
+        if job.status == JobStatus.QUEUED:
+            ready.append((job.id, job.kind, job.queue, job.priority))
+    return ready

@@ -186,59 +186,135 @@ def _queue_options(command: Any) -> Any:
     return command
 
 
-def _finish_submit(kind: str, build_spec: Any, queue: str | None, priority: int, wait: bool, as_json: bool) -> None:
-    """Validate the spec and the queue options together (every problem in one message), then submit."""
+def _validated(queue: str, priority: int, build_spec: Any) -> Any:
+    """Check the spec and the queue options together: every problem in one message."""
     from bertq.errors import SpecError
     from bertq.submission import check_queue_options
-    from bertq.submission import submit as submit_job
 
-    queue = queue or os.environ.get("BERTQ_DEFAULT_QUEUE") or "cpu"
     problems: list[str] = []
+    spec = None
     for check in (lambda: check_queue_options(queue, priority), build_spec):
         try:
-            spec = check()
+            spec = check() or spec
         except SpecError as error:
             problems.extend(error.problems)
     if problems:
         raise SpecError(problems)
-    job_id = submit_job(kind, spec.to_dict(), queue=queue, priority=priority)
+    return spec
+
+
+def _report_submitted(job_id: int, kind: str, queue: str, wait: bool, as_json: bool, extra: str = "") -> None:
     if as_json:
         _emit_json({"id": job_id})
     else:
-        click.echo(f"job {job_id} queued ({kind}, queue {queue}); follow it with `bertq wait {job_id}`")
+        click.echo(f"job {job_id} queued ({kind}, queue {queue}){extra}; follow it with `bertq wait {job_id}`")
     if wait:
         sys.exit(_wait_for(job_id, quiet=as_json))
 
 
+def _default_queue(device: str = "cpu") -> str:
+    return os.environ.get("BERTQ_DEFAULT_QUEUE") or ("gpu" if device == "cuda" else "cpu")
+
+
 @submit.command("finetune")
 @click.option("--model", required=True, help="Alias (bertq models), hub id or local folder.")
-@click.option("--task", required=True, help="classification, or sst2 (its preset).")
-@click.option("--train", required=True, help="Training data: TSV, CSV or JSONL (or hub:NAME:SPLIT).")
-@click.option("--eval", "eval_", required=True, help="Evaluation data, same forms; evaluated every epoch.")
-@click.option("--text-column", default=None, help="Column with the text [sst2: sentence; else text/sentence].")
-@click.option("--label-column", default=None, help="Column with the label [default: label].")
+@click.option("--task", required=True, help="classification, sst2, ner, conll2003, qa or squad.")
+@click.option("--train", required=True, help="Training data: TSV/CSV/JSONL (classification), CoNLL/JSONL (ner), SQuAD JSON/JSONL (qa).")
+@click.option("--eval", "eval_", default=None, help="Evaluation data, same format; evaluated every epoch.")
+@click.option("--text-column", default=None, help="Classification: column with the text [sst2: sentence; else text/sentence].")
+@click.option("--label-column", default=None, help="Classification: column with the label [default: label].")
 @click.option("--epochs", type=float, default=3.0, show_default=True)
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (overrides --epochs).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=5e-5, show_default=True)
-@click.option("--max-length", type=int, default=128, show_default=True, help="Truncate inputs to this many tokens.")
+@click.option("--max-length", type=int, default=None, help="Truncate (qa: window) inputs at this many tokens [128; qa 384].")
+@click.option("--stride", type=int, default=128, show_default=True, help="qa: tokens shared by consecutive windows.")
+@click.option("--split-by", type=click.Choice(["article"]), default=None, help="qa: take --train and --eval from one file, split by article.")
+@click.option("--eval-fraction", type=float, default=None, help="With --split-by: share of articles held out (e.g. 0.2).")
 @click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--evaluate/--no-evaluate", default=True, show_default=True, help="Enqueue an evaluate job of the best checkpoint when done.")
 @_queue_options
 def submit_finetune(
-    model: str, task: str, train: str, eval_: str, text_column: str | None, label_column: str | None,
-    epochs: float, max_steps: int | None, batch_size: int, lr: float, max_length: int, seed: int,
+    model: str, task: str, train: str, eval_: str | None, text_column: str | None, label_column: str | None,
+    epochs: float, max_steps: int | None, batch_size: int, lr: float, max_length: int | None, stride: int,
+    split_by: str | None, eval_fraction: float | None, seed: int, evaluate: bool,
     queue: str | None, priority: int, wait: bool, as_json: bool,
 ) -> None:
-    """Fine-tune MODEL on labelled data; saves the best epoch's model with its metrics."""
-    from bertq.specs import build_finetune_spec
+    """Fine-tune MODEL on a task; saves the best epoch's model with its metrics, then evaluates it."""
+    from bertq.specs import build_finetune_spec, evaluate_after_finetune
+    from bertq.submission import PlannedJob, submit_plan
 
-    def build() -> Any:
-        return build_finetune_spec(
-            model=model, task=task, train=train, eval=eval_, text_column=text_column, label_column=label_column,
-            epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
-        )
+    queue = queue or _default_queue()
+    spec = _validated(queue, priority, lambda: build_finetune_spec(
+        model=model, task=task, train=train, eval=eval_, text_column=text_column, label_column=label_column,
+        epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, stride=stride,
+        split_by=split_by, eval_fraction=eval_fraction, seed=seed, evaluate=evaluate,
+    ))
+    plan = [PlannedJob("finetune", spec.to_dict(), queue, priority)]
+    if evaluate:
+        device = "cuda" if queue == "gpu" else "cpu"
+        plan.append(PlannedJob(
+            "evaluate", lambda ids: evaluate_after_finetune(spec, job_id=ids[0], device=device).to_dict(),
+            queue, priority, after=[0], parent=0,
+        ))
+    ids = submit_plan(plan)
+    extra = f"; job {ids[1]} will evaluate its checkpoint" if evaluate else ""
+    _report_submitted(ids[0], "finetune", queue, wait, as_json, extra)
 
-    _finish_submit("finetune", build, queue, priority, wait, as_json)
+
+def _model_job(model: str) -> dict[str, Any] | None:
+    """When --model is a job id (and not a folder of that name): that job's kind, status, spec, checkpoint."""
+    from pathlib import Path
+
+    from bertq.db.engine import sessions
+    from bertq.db.jobs import checkpoint_path
+
+    reference = model.removeprefix("job:")
+    if not reference.isdigit() or Path(model).exists():
+        return None
+    with sessions()() as session:
+        job = _get_job(session, int(reference))
+        return {"id": job.id, "kind": job.kind, "status": job.status, "spec": job.spec,
+                "checkpoint": checkpoint_path(session=session, job_id=job.id)}
+
+
+@submit.command("evaluate")
+@click.option("--model", required=True, help="A finished (or running) fine-tune/distill job id, or an alias, hub id or folder with a trained head.")
+@click.option("--task", default=None, help="classification, sst2, ner, conll2003, qa or squad [default: the job's task].")
+@click.option("--data", default=None, help="Evaluation data [default: the job's eval data].")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default="fp32", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--text-column", default=None)
+@click.option("--label-column", default=None)
+@click.option("--max-length", type=int, default=None, help="[default: the job's, else 128; qa 384]")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Batch size of the throughput pass.")
+@click.option("--latency-samples", type=int, default=200, show_default=True, help="Real inputs timed one at a time.")
+@click.option("--split-by", type=click.Choice(["article"]), default=None)
+@click.option("--eval-fraction", type=float, default=None)
+@click.option("--seed", type=int, default=42, show_default=True)
+@_queue_options
+def submit_evaluate(
+    model: str, task: str | None, data: str | None, precision: str, device: str, text_column: str | None,
+    label_column: str | None, max_length: int | None, batch_size: int, latency_samples: int,
+    split_by: str | None, eval_fraction: float | None, seed: int,
+    queue: str | None, priority: int, wait: bool, as_json: bool,
+) -> None:
+    """Measure a trained model: task metrics, size, peak memory, p50/p95 latency, throughput."""
+    from bertq.db.models import JobStatus
+    from bertq.specs import build_evaluate_spec
+    from bertq.submission import PlannedJob, submit_plan
+
+    queue = queue or _default_queue(device)
+    source = _model_job(model)
+    spec = _validated(queue, priority, lambda: build_evaluate_spec(
+        model=model, task=task, data=data, source_job=source, text_column=text_column, label_column=label_column,
+        precision=precision, device=device, max_length=max_length, batch_size=batch_size,
+        latency_samples=latency_samples, split_by=split_by, eval_fraction=eval_fraction, seed=seed,
+    ))
+    waits_for = [source["id"]] if source and source["status"] != JobStatus.SUCCEEDED else []
+    [job_id] = submit_plan([PlannedJob("evaluate", spec.to_dict(), queue, priority, after_existing=waits_for)])
+    extra = f", after job {waits_for[0]} succeeds" if waits_for else ""
+    _report_submitted(job_id, "evaluate", queue, wait, as_json, extra)
 
 
 # ---------------------------------------------------------------------------------------------

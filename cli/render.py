@@ -32,6 +32,8 @@ def job_view(job: Job) -> dict[str, Any]:
         "artifacts": [
             {"kind": a.kind, "path": a.path, "sha256": a.sha256, "size_bytes": a.size_bytes} for a in job.artifacts
         ],
+        "device": job.result.get("device") or job.spec.get("device"),
+        "precision": job.result.get("precision") or job.spec.get("precision"),
         "error": job.error,
         "traceback": job.traceback,
         "result": job.result,

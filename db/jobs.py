@@ -309,3 +309,13 @@ def abandon_dependants(*, session: Session, job_id: int, reason: str) -> list[in
                 abandoned.append(dependant)
                 frontier.append(dependant)
     return abandoned
+
+
+def checkpoint_path(*, session: Session, job_id: int) -> str | None:
+    """The newest checkpoint folder a job recorded, or None."""
+    return session.scalar(
+        select(Artifact.path)
+        .where(Artifact.job_id == job_id, Artifact.kind == "checkpoint")
+        .order_by(Artifact.id.desc())
+        .limit(1)
+    )

@@ -204,7 +204,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *demo_vocabulary(), "##s", "##ing", "##ed"]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    # transformers 5 ignores `vocab_file=` in the constructor; from_pretrained reads the folder's vocab.txt.
+    tokenizer = BertTokenizerFast.from_pretrained(folder, do_lower_case=True)
+    assert tokenizer.convert_tokens_to_ids("movie") != tokenizer.unk_token_id
     config = BertConfig(
         vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=64,

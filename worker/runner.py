@@ -30,6 +30,7 @@ log = logging.getLogger("bertq.worker")
 
 JOB_FUNCTIONS = {
     "finetune": "bertq.worker.jobs.finetune:run_finetune",
+    "evaluate": "bertq.worker.jobs.evaluate:run_evaluate",
 }
 PROGRESS_INTERVAL_SECONDS = 1.0
 
@@ -96,6 +97,13 @@ class JobContext:
                 session=s, job_id=self.job_id, kind=kind, path=str(path), size_bytes=size, sha256=digest
             )
         )
+
+    def checkpoint_of(self, job_id: int | None) -> str | None:
+        """The checkpoint folder another job (this one's input) recorded."""
+        if job_id is None:
+            return None
+        with self._sessions() as session:
+            return job_queries.checkpoint_path(session=session, job_id=job_id)
 
     def heartbeat(self) -> None:
         try:

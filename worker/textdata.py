@@ -1,9 +1,8 @@
-"""Turning labelled text into tokenised datasets for the Trainer."""
+"""Labelled text for classification, from a local file or a Hugging Face Hub dataset."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from bertq import datafiles
 
@@ -24,17 +23,3 @@ def load_labelled(source: str, text_column: str, label_column: str) -> datafiles
     return datafiles.LabelledData(
         texts=[str(t) for t in rows[text_column]], labels=[str(label) for label in rows[label_column]]
     )
-
-
-def classification_dataset(data: datafiles.LabelledData, tokenizer: Any, labels: list[str], max_length: int) -> Any:
-    """Token ids (no padding: the collator pads each batch to its longest) and class ids."""
-    from datasets import Dataset
-
-    index = {label: i for i, label in enumerate(labels)}
-    unknown = sorted(set(data.labels) - set(index))
-    if unknown:
-        raise datafiles.DataFileError(f"labels {unknown[:5]} are not among the training labels {labels[:10]}")
-    encoded = tokenizer(data.texts, truncation=True, max_length=max_length)
-    columns = {key: list(value) for key, value in encoded.items()}
-    columns["labels"] = [index[label] for label in data.labels]
-    return Dataset.from_dict(columns)

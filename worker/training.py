@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from bertq.errors import AttemptSuperseded
 from bertq.worker.runner import JobContext
@@ -56,6 +56,30 @@ def training_arguments(*, output_dir: Path, spec: Any, metric_for_best: str, dev
     )
 
 
+class ScoringTrainer(Trainer):
+    """The HF Trainer, evaluating through bertq's scorer instead of its own eval loop.
+
+    The scorer runs the model over the eval set with length-sorted batches and computes the task's
+    metrics (QA needs its windows mapped back to answer spans, which the stock loop cannot do); the
+    Trainer still uses the returned `eval_<main metric>` to keep the best epoch."""
+
+    def __init__(self, *args: Any, scorer: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.scorer = scorer
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):  # type: ignore[no-untyped-def, override]
+        started = time.monotonic()
+        self.model.eval()
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in self.scorer(self.model).items()}
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.monotonic() - started, 3)
+        if self.state.epoch is not None:
+            metrics["epoch"] = self.state.epoch
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self.model.train()
+        return metrics
+
+
 class JobCallback(TrainerCallback):
     """Progress (step, total, loss, ETA) and per-epoch eval metrics into the database."""
 
@@ -66,8 +90,6 @@ class JobCallback(TrainerCallback):
         self.loss: float | None = None
         self.started = time.monotonic()
         self.first_step: int | None = None
-        self.record_evaluations = True
-        """Turned off for the final evaluation of the best model, which the job records itself."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
         if logs and "loss" in logs:
@@ -96,7 +118,7 @@ class JobCallback(TrainerCallback):
         )
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # type: ignore[no-untyped-def]
-        if not metrics or not self.record_evaluations:
+        if not metrics:
             return
         values = {
             name: float(value)

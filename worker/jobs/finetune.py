@@ -1,4 +1,4 @@
-"""Fine-tune: a pretrained encoder plus a new classification head, trained with the HF Trainer.
+"""Fine-tune: a pretrained encoder plus a new head for the task, trained with the HF Trainer.
 
 Reads top to bottom: spec, device, data, model, trainer, train (resuming from the last complete
 checkpoint of an earlier attempt), evaluate the best model, save it with its spec beside it.
@@ -9,57 +9,61 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-import numpy as np
-import torch
-from transformers import DataCollatorWithPadding, Trainer, set_seed
+from transformers import set_seed
 
 from bertq.specs import FinetuneSpec
-from bertq.worker.classification import accuracy_and_f1
-from bertq.worker.loading import best_device, load_sequence_classifier, load_tokenizer
+from bertq.tasks import MAIN_METRIC
+from bertq.worker import families
+from bertq.worker.inference import run_model
+from bertq.worker.loading import best_device, load_for_training, load_tokenizer
 from bertq.worker.runner import JobContext
-from bertq.worker.textdata import classification_dataset, load_labelled
 from bertq.worker.training import (
     JobCallback,
+    ScoringTrainer,
     last_complete_checkpoint,
     raise_if_superseded,
     save_model_folder,
     training_arguments,
 )
 
+EVAL_BATCH_SIZE = 64
+
 
 def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     spec = FinetuneSpec.from_dict(spec_values)
+    family = spec.family
     device = best_device()
     set_seed(spec.seed)
-    ctx.log.info("fine-tune %s on %s (%s), device %s", spec.model, spec.train, spec.task, device)
+    ctx.log.info("fine-tune %s for %s on %s, device %s", spec.model, spec.task, spec.train, device)
 
     # Data: read with the same code that validated it at submit time.
-    train = load_labelled(spec.train, spec.text_column, spec.label_column)
-    evaluation = load_labelled(spec.eval, spec.text_column, spec.label_column)
-    labels = spec.labels or sorted(set(train.labels))
+    train_examples = families.read_examples(family, spec.train, spec=spec, side="train")
+    eval_examples = families.read_examples(family, spec.eval, spec=spec, side="eval")
+    labels = families.labels_for(family, train_examples, spec.labels)
     label_names = spec.label_names or labels
 
-    tokenizer = load_tokenizer(spec.model_location)
-    model = load_sequence_classifier(spec.model_location, label_names)
-    train_set = classification_dataset(train, tokenizer, labels, spec.max_length)
-    eval_set = classification_dataset(evaluation, tokenizer, labels, spec.max_length)
-    ctx.log.info("%d training and %d evaluation examples, %d classes", len(train_set), len(eval_set), len(labels))
+    tokenizer = load_tokenizer(spec.model_location, family=family)
+    model = load_for_training(spec.model_location, family, label_names)
+    train_set = families.train_dataset(family, train_examples, tokenizer, spec, labels)
+    evaluation = families.eval_set(family, eval_examples, tokenizer, spec, labels)
+    ctx.log.info("%d training inputs from %d examples; %d evaluation examples", len(train_set), len(train_examples), evaluation.num_examples)
 
-    def compute_metrics(prediction: Any) -> dict[str, float]:
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        return accuracy_and_f1(np.argmax(logits, axis=-1), prediction.label_ids, len(labels))
+    def score(current_model: Any) -> dict[str, float]:
+        outputs = run_model(current_model, evaluation.features, pad_id=tokenizer.pad_token_id or 0, device=device,
+                            batch_size=EVAL_BATCH_SIZE, outputs=evaluation.outputs)
+        return evaluation.score(outputs)
 
     output_dir = ctx.workdir / "trainer"
     callback = JobCallback(ctx)
-    trainer = Trainer(
+    trainer = ScoringTrainer(
         model=model,
-        args=training_arguments(output_dir=output_dir, spec=spec, metric_for_best="accuracy", device=device),
+        args=training_arguments(output_dir=output_dir, spec=spec, metric_for_best=MAIN_METRIC[family], device=device),
         train_dataset=train_set,
-        eval_dataset=eval_set,
+        eval_dataset=evaluation,  # scored by `score`, not by the Trainer's loop
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
+        data_collator=families.data_collator(family, tokenizer),
         callbacks=[callback],
+        scorer=score,
     )
 
     resume = last_complete_checkpoint(output_dir)
@@ -69,11 +73,8 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     raise_if_superseded(ctx)
 
-    # The Trainer reloaded the best epoch's weights; evaluate them so the recorded numbers are theirs.
-    callback.record_evaluations = False
-    with torch.inference_mode():
-        final = trainer.evaluate()
-    best = {k: float(v) for k, v in final.items() if k in ("eval_accuracy", "eval_f1", "eval_loss")}
+    # The Trainer reloaded the best epoch's weights; score them so the recorded numbers are theirs.
+    best = {f"eval_{name}": value for name, value in score(trainer.model).items()}
     ctx.metrics(best, split="eval", step=trainer.state.global_step)
 
     checkpoint = save_model_folder(folder=ctx.workdir / "checkpoint", model=trainer.model, tokenizer=tokenizer, spec=spec_values)

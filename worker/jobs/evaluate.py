@@ -1,0 +1,160 @@
+"""Evaluate: a trained model's task metrics and the numbers a deployer needs, on one device and
+precision: parameters, size of the weights as served, peak memory while serving, batch-1 latency
+(p50/p95) over real inputs, and batched throughput. Device, precision and library versions are
+stored with them, so numbers from different machines are never mixed silently.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import os
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+
+from bertq.errors import BertqError
+from bertq.specs import EvaluateSpec
+from bertq.worker import families
+from bertq.worker.inference import prepare_model, run_model
+from bertq.worker.loading import device_name, load_tokenizer, load_trained
+from bertq.worker.runner import JobContext
+
+WARMUP_CALLS = 10
+
+
+def run_evaluate(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    spec = EvaluateSpec.from_dict(spec_values)
+    location = spec.model_location or ctx.checkpoint_of(spec.model_job_id)
+    if location is None:
+        raise BertqError(f"job {spec.model_job_id} recorded no checkpoint to evaluate")
+    if spec.device == "cuda" and not torch.cuda.is_available():
+        raise BertqError("--device cuda, but this worker has no CUDA device; submit to a GPU worker's queue (--queue gpu)")
+    ctx.log.info("evaluate %s (%s) on %s: %s on %s", spec.model, location, spec.data, spec.precision, spec.device)
+
+    tokenizer = load_tokenizer(location, family=spec.family)
+    model = load_trained(location, spec.family)
+    labels = spec.labels or families.trained_labels(location, model.config, spec.family)
+    examples = families.read_examples(spec.family, spec.data, spec=spec, side="eval")
+    evaluation = families.eval_set(spec.family, examples, tokenizer, spec, labels)
+    params = sum(p.numel() for p in model.parameters())
+    served = prepare_model(model, precision=spec.precision, device=spec.device)
+    pad_id = tokenizer.pad_token_id or 0
+
+    def run(features: dict[str, list], batch_size: int) -> list[dict[str, np.ndarray]]:
+        return run_model(served, features, pad_id=pad_id, device=spec.device, precision=spec.precision,
+                         batch_size=batch_size, outputs=evaluation.outputs)
+
+    with PeakMemory(spec.device) as memory:
+        # Throughput: every example, batched and length-sorted, after one warm-up batch. The same pass
+        # gives the task metrics, so they describe exactly what was timed.
+        run({k: v[: spec.batch_size] for k, v in evaluation.features.items()}, spec.batch_size)
+        ctx.progress(0.1, force=True, phase="throughput")
+        started = time.perf_counter()
+        outputs = run(evaluation.features, spec.batch_size)
+        _synchronize(spec.device)
+        throughput = evaluation.num_examples / (time.perf_counter() - started)
+        task_metrics = evaluation.score(outputs)
+
+        # Latency: one request at a time, tokenisation included, over a seeded sample of real inputs.
+        ctx.progress(0.6, force=True, phase="latency")
+        sample = families.latency_sample(evaluation.num_examples, spec.latency_samples + WARMUP_CALLS, spec.seed)
+        timings = []
+        for position, index in enumerate(sample):
+            started = time.perf_counter()
+            run(evaluation.example_features(index), 64)
+            _synchronize(spec.device)
+            if position >= WARMUP_CALLS:
+                timings.append((time.perf_counter() - started) * 1000)
+
+    values = {
+        **task_metrics,
+        "params": float(params),
+        "size_mb": _served_size_mb(served, spec.precision),
+        "peak_memory_mb": memory.peak_mb,
+        "latency_p50_ms": float(np.percentile(timings, 50)),
+        "latency_p95_ms": float(np.percentile(timings, 95)),
+        "throughput_per_s": float(throughput),
+    }
+    ctx.metrics(values, split="eval")
+    result = {
+        "device": spec.device,
+        "device_name": device_name(spec.device),
+        "precision": spec.precision,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "model_location": location,
+        "examples": evaluation.num_examples,
+        "latency_samples": len(timings),
+        "threads": torch.get_num_threads(),
+    }
+    ctx.log.info("evaluation: %s %s", values, result)
+    return result
+
+
+def _synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _served_size_mb(model: Any, precision: str) -> float:
+    """Bytes of the weights as served, serialised: int8 through torch.save (quantised packed
+    weights), the rest as safetensors in their serving dtype."""
+    if precision == "int8":
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        return buffer.tell() / 1e6
+    from safetensors.torch import save
+
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        tensors[name] = (tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor).contiguous()
+    # Tied weights share storage; safetensors refuses duplicates, so count each storage once.
+    seen: dict[int, str] = {}
+    unique = {}
+    for name, tensor in tensors.items():
+        key = tensor.untyped_storage().data_ptr()
+        if key not in seen:
+            seen[key] = name
+            unique[name] = tensor
+    return len(save(unique)) / 1e6
+
+
+class PeakMemory:
+    """Peak resident memory (CPU, sampled every 5 ms) or peak allocated memory (CUDA) while serving."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        gc.collect()
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated() / 1e6
+            return
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while True:
+            with open("/proc/self/statm") as statm:
+                resident = int(statm.read().split()[1]) * page / 1e6
+            self.peak_mb = max(self.peak_mb, resident)
+            if self._stop.wait(0.005):
+                return
