@@ -442,13 +442,15 @@ def wait(job_id: int, timeout: float | None, quiet: bool) -> None:
 def cancel(job_id: int) -> None:
     """Cancel a queued or running job (a running one stops at its next heartbeat)."""
     from bertq.db.engine import sessions
+    from bertq.db.jobs import abandon_dependants
     from bertq.db.jobs import cancel as cancel_job
 
     with sessions()() as session, session.begin():
         job = _get_job(session, job_id)
         if not cancel_job(session=session, job_id=job_id):
             raise BertqError(f"job {job_id} already ended ({job.status}); nothing to cancel")
-    click.echo(f"job {job_id} cancelled")
+        dependants = abandon_dependants(session=session, job_id=job_id, reason=f"job {job_id} was cancelled")
+    click.echo(f"job {job_id} cancelled" + (f"; so were the jobs waiting for it: {dependants}" if dependants else ""))
 
 
 @cli.command()

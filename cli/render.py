@@ -38,6 +38,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "traceback": job.traceback,
         "result": job.result,
         "parent_id": job.parent_id,
+        "children": [{"id": c.id, "kind": c.kind, "status": c.status} for c in job.children],
         "lease_owner": job.lease_owner,
         "created_at": _time(job.created_at),
         "started_at": _time(job.started_at),

@@ -77,6 +77,8 @@ class Job(Base):
     metrics: Mapped[list[Metric]] = relationship(back_populates="job", order_by="Metric.id")
     artifacts: Mapped[list[Artifact]] = relationship(back_populates="job", order_by="Artifact.id")
     attempt_rows: Mapped[list[Attempt]] = relationship(back_populates="job", order_by="Attempt.number")
+    children: Mapped[list[Job]] = relationship(order_by="Job.id")
+    """The steps of a pipeline, or the evaluation a fine-tune enqueued for itself."""
 
 
 class JobDependency(Base):

@@ -53,6 +53,8 @@ def training_arguments(*, output_dir: Path, spec: Any, metric_for_best: str, dev
         bf16=bf16,
         fp16=fp16,
         dataloader_pin_memory=on_gpu,
+        # On a CPU every padded token costs compute: batch inputs of similar length together.
+        train_sampling_strategy="random" if on_gpu else "group_by_length",
     )
 
 
@@ -90,6 +92,8 @@ class JobCallback(TrainerCallback):
         self.loss: float | None = None
         self.started = time.monotonic()
         self.first_step: int | None = None
+        self.evaluations: dict[int, dict[str, float]] = {}
+        """Eval metrics by global step, so the best epoch's numbers need not be computed again."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
         if logs and "loss" in logs:
@@ -126,7 +130,15 @@ class JobCallback(TrainerCallback):
             if name.startswith(self.metric_prefix) and isinstance(value, (int, float))
             and not name.endswith(("_runtime", "_samples_per_second", "_steps_per_second"))
         }
+        self.evaluations[state.global_step] = values
         self.ctx.metrics(values, split="eval", step=state.global_step, epoch=state.epoch)
+
+    def best_evaluation(self, state: Any) -> dict[str, float] | None:
+        """The metrics of the checkpoint the Trainer loaded as best, if it evaluated it this attempt."""
+        if not state.best_model_checkpoint:
+            return None
+        step = int(Path(state.best_model_checkpoint).name.removeprefix("checkpoint-"))
+        return self.evaluations.get(step)
 
     def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"

@@ -62,14 +62,15 @@ def run_evaluate(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
 
         # Latency: one request at a time, tokenisation included, over a seeded sample of real inputs.
         ctx.progress(0.6, force=True, phase="latency")
-        sample = families.latency_sample(evaluation.num_examples, spec.latency_samples + WARMUP_CALLS, spec.seed)
+        sample = families.latency_sample(evaluation.num_examples, spec.latency_samples, spec.seed)
+        for index in sample[:WARMUP_CALLS]:  # warm-up calls are not timed
+            run(evaluation.example_features(index), 64)
         timings = []
-        for position, index in enumerate(sample):
+        for index in sample:
             started = time.perf_counter()
             run(evaluation.example_features(index), 64)
             _synchronize(spec.device)
-            if position >= WARMUP_CALLS:
-                timings.append((time.perf_counter() - started) * 1000)
+            timings.append((time.perf_counter() - started) * 1000)
 
     values = {
         **task_metrics,

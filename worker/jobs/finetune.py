@@ -49,6 +49,7 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     ctx.log.info("%d training inputs from %d examples; %d evaluation examples", len(train_set), len(train_examples), evaluation.num_examples)
 
     def score(current_model: Any) -> dict[str, float]:
+        current_model.eval()  # no dropout while scoring; the Trainer switches back to train mode itself
         outputs = run_model(current_model, evaluation.features, pad_id=tokenizer.pad_token_id or 0, device=device,
                             batch_size=EVAL_BATCH_SIZE, outputs=evaluation.outputs)
         return evaluation.score(outputs)
@@ -73,8 +74,11 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     raise_if_superseded(ctx)
 
-    # The Trainer reloaded the best epoch's weights; score them so the recorded numbers are theirs.
-    best = {f"eval_{name}": value for name, value in score(trainer.model).items()}
+    # The Trainer reloaded the best epoch's weights. Their numbers were measured when that epoch was
+    # evaluated; score again only if that happened in an earlier attempt (a resumed job).
+    best = callback.best_evaluation(trainer.state)
+    if best is None:
+        best = {f"eval_{name}": value for name, value in score(trainer.model).items()}
     ctx.metrics(best, split="eval", step=trainer.state.global_step)
 
     checkpoint = save_model_folder(folder=ctx.workdir / "checkpoint", model=trainer.model, tokenizer=tokenizer, spec=spec_values)
