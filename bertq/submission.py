@@ -37,11 +37,11 @@ def check_queue_options(queue: str, priority: int) -> None:
 class PlannedJob:
     kind: str
     spec: dict[str, Any] | Callable[[list[int]], dict[str, Any]]
-    """The spec, or a function of the ids given to the earlier jobs of the plan."""
+    """The spec, or a function of the ids given to the plan's jobs (in plan order)."""
     queue: str
     priority: int = 5
     after: list[int] = field(default_factory=list)
-    """Indices of earlier jobs in the plan that must succeed first."""
+    """Indices of jobs in the plan that must succeed first (a pipeline's parent waits for its steps)."""
     after_existing: list[int] = field(default_factory=list)
     """Ids of jobs already in the database that must succeed first."""
     parent: int | None = None
@@ -62,21 +62,22 @@ def submit_plan(plan: list[PlannedJob], *, settings: Settings | None = None) -> 
         check_queue_options(planned.queue, planned.priority)
     app = make_app(settings)  # starts the embedded Redis if needed, before any row exists
     factory = sessions(settings)
-    ids: list[int] = []
     with factory() as session, session.begin():
-        for planned in plan:
-            spec = planned.spec(ids) if callable(planned.spec) else planned.spec
-            job = job_queries.create_job(
-                session=session,
-                kind=planned.kind,
-                spec=spec,
-                queue=planned.queue,
-                priority=planned.priority,
-                max_attempts=settings.max_attempts,
-                parent_id=ids[planned.parent] if planned.parent is not None else None,
-                depends_on=tuple(ids[i] for i in planned.after) + tuple(planned.after_existing),
+        # Rows first (their ids are needed by specs and dependencies), then specs and dependencies.
+        jobs = [
+            job_queries.create_job(
+                session=session, kind=p.kind, spec={}, queue=p.queue, priority=p.priority,
+                max_attempts=settings.max_attempts, waiting=bool(p.after or p.after_existing),
             )
-            ids.append(job.id)
+            for p in plan
+        ]
+        ids = [job.id for job in jobs]
+        for job, planned in zip(jobs, plan):
+            job.spec = planned.spec(ids) if callable(planned.spec) else planned.spec
+            job.parent_id = ids[planned.parent] if planned.parent is not None else None
+            for dependency in [ids[i] for i in planned.after] + planned.after_existing:
+                session.add(JobDependency(job_id=job.id, depends_on_id=dependency))
+        session.flush()
         ready = _ready_now(session, ids)
     try:
         for job_id, kind, queue, priority in ready:

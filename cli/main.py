@@ -317,6 +317,49 @@ def submit_evaluate(
     _report_submitted(job_id, "evaluate", queue, wait, as_json, extra)
 
 
+@submit.command("distill")
+@click.option("--teacher", required=True, help="A fine-tune job id, a fine-tuned folder, or a model to fine-tune first (alias, hub id, folder).")
+@click.option("--student", required=True, help="`teacher` (cut from it with --student-layers), or an alias, hub id or folder.")
+@click.option("--student-layers", default=None, help="With --student teacher: a count (6: evenly spaced) or indices (0,2,4).")
+@click.option("--task", default=None, help="sst2 or classification [default: the teacher job's task].")
+@click.option("--train", default=None, help="Training data [default: the teacher job's].")
+@click.option("--eval", "eval_", default=None, help="Evaluation data [default: the teacher job's].")
+@click.option("--text-column", default=None)
+@click.option("--label-column", default=None)
+@click.option("--temperature", type=float, default=4.0, show_default=True, help="Softmax temperature of the soft labels.")
+@click.option("--alpha", type=float, default=0.5, show_default=True, help="Weight of the soft (KD) term; 0 trains on gold labels alone.")
+@click.option("--transfer-data", default=None, help="Unlabelled text the teacher labels (soft labels only), added to the student's data.")
+@click.option("--transfer-column", default=None, help="Text column of --transfer-data when it is TSV/CSV/JSONL.")
+@click.option("--epochs", type=float, default=3.0, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--max-length", type=int, default=128, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@_queue_options
+def submit_distill(
+    teacher: str, student: str, student_layers: str | None, task: str | None, train: str | None, eval_: str | None,
+    text_column: str | None, label_column: str | None, temperature: float, alpha: float, transfer_data: str | None,
+    transfer_column: str | None, epochs: float, batch_size: int, lr: float, max_length: int, seed: int,
+    queue: str | None, priority: int, wait: bool, as_json: bool,
+) -> None:
+    """Distil TEACHER into STUDENT: a pipeline of jobs (teacher, its cached outputs, student, evaluations)."""
+    from bertq.distillation import build_distill_spec, plan_distill
+    from bertq.submission import submit_plan
+
+    queue = queue or _default_queue()
+    teacher_job = _model_job(teacher)
+    built = _validated(queue, priority, lambda: build_distill_spec(
+        teacher=teacher, teacher_job=teacher_job, student=student, student_layers=student_layers, task=task,
+        train=train, eval=eval_, text_column=text_column, label_column=label_column, temperature=temperature,
+        alpha=alpha, transfer_data=transfer_data, transfer_column=transfer_column, epochs=epochs,
+        batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
+    ))
+    spec, teacher_finetune = built
+    ids = submit_plan(plan_distill(spec, teacher_finetune, queue=queue, priority=priority,
+                                   device="cuda" if queue == "gpu" else "cpu"))
+    _report_submitted(ids[0], "distill", queue, wait, as_json, f"; steps {', '.join(map(str, ids[1:]))}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Watching
 

@@ -37,6 +37,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "error": job.error,
         "traceback": job.traceback,
         "result": job.result,
+        "summary": job.result.get("summary"),
         "parent_id": job.parent_id,
         "children": [{"id": c.id, "kind": c.kind, "status": c.status} for c in job.children],
         "lease_owner": job.lease_owner,

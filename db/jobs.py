@@ -37,7 +37,9 @@ def create_job(
     max_attempts: int,
     parent_id: int | None = None,
     depends_on: tuple[int, ...] = (),
+    waiting: bool = False,
 ) -> Job:
+    """A new job row: QUEUED, or WAITING when it depends on other jobs."""
     job = Job(
         kind=kind,
         spec=spec,
@@ -45,7 +47,7 @@ def create_job(
         priority=priority,
         max_attempts=max_attempts,
         parent_id=parent_id,
-        status=JobStatus.WAITING if depends_on else JobStatus.QUEUED,
+        status=JobStatus.WAITING if depends_on or waiting else JobStatus.QUEUED,
         progress_detail={},
         result={},
     )
@@ -291,7 +293,11 @@ def release_dependants(*, session: Session, job_id: int) -> list[Job]:
 
 
 def abandon_dependants(*, session: Session, job_id: int, reason: str) -> list[int]:
-    """A failed step's later steps will never run: mark them (transitively) as not run."""
+    """A failed or cancelled step's later steps will never run: mark them (transitively) as not run.
+
+    The pipeline they belong to (the failed step's parent) is FAILED and says which step failed and why."""
+    failing = session.get(Job, job_id)
+    pipeline = failing.parent_id if failing is not None else None
     abandoned: list[int] = []
     frontier = [job_id]
     while frontier:
@@ -299,10 +305,15 @@ def abandon_dependants(*, session: Session, job_id: int, reason: str) -> list[in
         for dependant in session.scalars(
             select(JobDependency.job_id).where(JobDependency.depends_on_id == current)
         ).all():
+            is_pipeline = dependant == pipeline
             moved = session.execute(
                 update(Job)
                 .where(Job.id == dependant, Job.status == JobStatus.WAITING)
-                .values(status=JobStatus.CANCELLED, finished_at=utcnow(), error=f"not run: {reason}")
+                .values(
+                    status=JobStatus.FAILED if is_pipeline else JobStatus.CANCELLED,
+                    finished_at=utcnow(),
+                    error=reason if is_pipeline else f"not run: {reason}",
+                )
                 .execution_options(synchronize_session=False)
             )
             if moved.rowcount:
@@ -313,9 +324,14 @@ def abandon_dependants(*, session: Session, job_id: int, reason: str) -> list[in
 
 def checkpoint_path(*, session: Session, job_id: int) -> str | None:
     """The newest checkpoint folder a job recorded, or None."""
+    return artifact_path(session=session, job_id=job_id, kind="checkpoint")
+
+
+def artifact_path(*, session: Session, job_id: int, kind: str) -> str | None:
+    """The newest artifact of `kind` a job recorded, or None."""
     return session.scalar(
         select(Artifact.path)
-        .where(Artifact.job_id == job_id, Artifact.kind == "checkpoint")
+        .where(Artifact.job_id == job_id, Artifact.kind == kind)
         .order_by(Artifact.id.desc())
         .limit(1)
     )

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from bertq.config import Settings, load_settings
 from bertq.db import jobs as job_queries
 from bertq.db.engine import sessions
-from bertq.db.models import JobStatus
+from bertq.db.models import Job, JobStatus
 from bertq.errors import AttemptSuperseded, BertqError
 
 log = logging.getLogger("bertq.worker")
@@ -31,6 +31,9 @@ log = logging.getLogger("bertq.worker")
 JOB_FUNCTIONS = {
     "finetune": "bertq.worker.jobs.finetune:run_finetune",
     "evaluate": "bertq.worker.jobs.evaluate:run_evaluate",
+    "teacher_outputs": "bertq.worker.jobs.distill:run_teacher_outputs",
+    "student": "bertq.worker.jobs.distill:run_student",
+    "distill": "bertq.worker.jobs.distill:run_distill",
 }
 PROGRESS_INTERVAL_SECONDS = 1.0
 
@@ -100,10 +103,19 @@ class JobContext:
 
     def checkpoint_of(self, job_id: int | None) -> str | None:
         """The checkpoint folder another job (this one's input) recorded."""
+        return self.artifact_of(job_id, "checkpoint")
+
+    def artifact_of(self, job_id: int | None, kind: str) -> str | None:
         if job_id is None:
             return None
         with self._sessions() as session:
-            return job_queries.checkpoint_path(session=session, job_id=job_id)
+            return job_queries.artifact_path(session=session, job_id=job_id, kind=kind)
+
+    def metrics_of(self, job_id: int) -> dict[str, float]:
+        """Another job's metrics (name -> latest value)."""
+        with self._sessions() as session:
+            job = session.get(Job, job_id)
+            return job_queries.latest_metrics(job) if job is not None else {}
 
     def heartbeat(self) -> None:
         try:
@@ -211,7 +223,7 @@ def _fail(ctx: JobContext, factory: Any, message: str, trace: str) -> str:
             job_queries.finish(
                 session=session, job_id=ctx.job_id, attempt=ctx.attempt, status=JobStatus.FAILED, error=message, traceback=trace
             )
-            job_queries.abandon_dependants(session=session, job_id=ctx.job_id, reason=f"job {ctx.job_id} failed: {message}")
+            job_queries.abandon_dependants(session=session, job_id=ctx.job_id, reason=f"step {ctx.job_id} ({ctx.kind}) failed: {message}")
     except AttemptSuperseded:
         return "superseded"
     return "failed"

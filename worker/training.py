@@ -18,7 +18,10 @@ COMPLETE_MARKER = "BERTQ_COMPLETE"
 """Written into a checkpoint folder after everything else: a folder without it is not resumed from."""
 
 
-def training_arguments(*, output_dir: Path, spec: Any, metric_for_best: str, device: str) -> TrainingArguments:
+def training_arguments(
+    *, output_dir: Path, spec: Any, metric_for_best: str, device: str, keep_columns: bool = False
+) -> TrainingArguments:
+    """`keep_columns`: pass dataset columns the model does not take (a distillation's teacher_logits)."""
     on_gpu = device == "cuda"
     bf16 = False
     fp16 = False
@@ -30,7 +33,8 @@ def training_arguments(*, output_dir: Path, spec: Any, metric_for_best: str, dev
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=spec.epochs,
-        max_steps=spec.max_steps or -1,
+        max_steps=getattr(spec, "max_steps", None) or -1,
+        remove_unused_columns=not keep_columns,
         per_device_train_batch_size=spec.batch_size,
         per_device_eval_batch_size=max(spec.batch_size, 64),
         learning_rate=spec.lr,

@@ -1,0 +1,337 @@
+"""`bertq submit distill`: the spec, its checks, and the pipeline of jobs it expands into.
+
+    [fine-tune teacher] -> teacher outputs (cached) -> train student -> evaluate teacher
+                                                                   \\-> evaluate student -> summary
+
+Each step is a job row; the pipeline's own row (kind `distill`) waits for the evaluations and then
+records the summary: retention, speed-up and size ratio. Standard library and the DB layer only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bertq import datafiles
+from bertq.errors import BertqError, SpecError
+from bertq.models import ModelRef, resolve_model
+from bertq.specs import EvaluateSpec, FinetuneSpec, _Spec, build_finetune_spec
+from bertq.submission import PlannedJob
+from bertq.tasks import TASKS, head_family
+
+SUPPORTED_FAMILIES = ("classification",)
+
+
+@dataclass(frozen=True)
+class DistillSpec(_Spec):
+    teacher: str
+    """The teacher as given: a finished fine-tune's job id, a fine-tuned folder, or a model to fine-tune first."""
+    teacher_job_id: int | None
+    """The job whose checkpoint is the teacher (an existing fine-tune, or the pipeline's own)."""
+    teacher_location: str | None
+    """A fine-tuned teacher folder used as it is (when no job trains it)."""
+    student: str
+    """`teacher` (cut from it), or an alias, hub id or folder."""
+    student_location: str | None
+    student_layers: list[int] | None
+    """With `--student teacher`: the teacher layers the student keeps, in order."""
+    task: str
+    family: str
+    train: str
+    eval: str
+    text_column: str
+    label_column: str
+    labels: list[str]
+    label_names: list[str]
+    temperature: float = 4.0
+    """Softmax temperature T of the soft labels; the KD term is scaled by T^2."""
+    alpha: float = 0.5
+    """Weight of the KD term; 1 - alpha weighs cross-entropy on the gold labels. 0: no teacher."""
+    transfer_data: str | None = None
+    """Unlabelled text the teacher labels (soft labels only), added to the student's training set."""
+    transfer_column: str | None = None
+    epochs: float = 3.0
+    batch_size: int = 32
+    lr: float = 1e-4
+    max_length: int = 128
+    seed: int = 42
+    teacher_outputs_job_id: int | None = None
+    """Filled in by the pipeline: the job that computed (or reused) the teacher's logits."""
+
+
+def _teacher_from_job(job: dict[str, Any], problems: list[str]) -> dict[str, Any] | None:
+    if job["kind"] != "finetune":
+        problems.append(f"--teacher {job['id']}: job {job['id']} is a {job['kind']} job; give a fine-tune job's id")
+        return None
+    if job["status"] in ("FAILED", "CANCELLED"):
+        problems.append(f"--teacher {job['id']}: that fine-tune {job['status'].lower()}; it has no model to teach with")
+        return None
+    return job["spec"]
+
+
+def _layers(value: str | None, teacher_layers: int | None, problems: list[str]) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        numbers = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        problems.append(f"--student-layers {value!r}: give a count (6) or a list of layer indices (0,2,4)")
+        return None
+    if teacher_layers is None:
+        return numbers
+    if len(numbers) == 1 and "," not in value:  # a count: spread evenly, first layer kept (DistilBERT's choice)
+        count = numbers[0]
+        if not 0 < count <= teacher_layers:
+            problems.append(f"--student-layers {count}: the teacher has {teacher_layers} layers; keep 1 to {teacher_layers}")
+            return None
+        return [round(i * teacher_layers / count) for i in range(count)]
+    outside = [i for i in numbers if not 0 <= i < teacher_layers]
+    if outside or len(set(numbers)) != len(numbers):
+        problems.append(
+            f"--student-layers {value}: indices must be distinct and within the teacher's layers 0..{teacher_layers - 1}"
+            + (f" ({', '.join(map(str, outside))} is not)" if outside else "")
+        )
+        return None
+    return numbers
+
+
+def _layer_count(config: dict[str, Any]) -> int | None:
+    for key in ("num_hidden_layers", "n_layers"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    return None
+
+
+def build_distill_spec(
+    *,
+    teacher: str,
+    teacher_job: dict[str, Any] | None,
+    student: str,
+    student_layers: str | None,
+    task: str | None,
+    train: str | None,
+    eval: str | None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    temperature: float = 4.0,
+    alpha: float = 0.5,
+    transfer_data: str | None = None,
+    transfer_column: str | None = None,
+    epochs: float = 3.0,
+    batch_size: int = 32,
+    lr: float = 1e-4,
+    max_length: int = 128,
+    seed: int = 42,
+) -> tuple[DistillSpec, FinetuneSpec | None]:
+    """The distill spec, and the teacher's fine-tune spec when the teacher must be trained first."""
+    problems: list[str] = []
+    trained = _teacher_from_job(teacher_job, problems) if teacher_job else None
+    task = task or (trained or {}).get("task")
+    if task is None:
+        raise SpecError([*problems, "--task is missing (sst2 or classification)"])
+    if task not in TASKS:
+        raise SpecError([*problems, f"unknown task {task!r}; distill supports: sst2, classification"])
+    if TASKS[task].family not in SUPPORTED_FAMILIES:
+        raise SpecError([*problems,
+            f"distill supports classification tasks (sst2, classification) only; {task} ({TASKS[task].family}) is not "
+            "supported yet: fine-tune a smaller model on it directly"
+        ])
+    if not 0 <= alpha <= 1:
+        problems.append(f"--alpha must be between 0 and 1 (got {alpha}): the weight of the teacher's soft labels")
+    if temperature <= 0:
+        problems.append(f"--temperature must be more than 0 (got {temperature}); 2 to 8 is usual")
+    if trained:
+        train = train or trained["train"]
+        eval = eval or trained["eval"]
+        text_column = text_column or trained["text_column"]
+        label_column = label_column or trained["label_column"]
+
+    # The student's training data, checked as a fine-tune's would be (with the student as model).
+    teacher_finetune: FinetuneSpec | None = None
+    teacher_location: str | None = None
+    teacher_config: dict[str, Any] = {}
+    teacher_labels: list[str] | None = (trained or {}).get("labels")
+    if teacher_job is None:
+        try:
+            ref = resolve_model(teacher)
+            teacher_config = ref.config
+            if head_family(ref) == "classification":
+                teacher_location = ref.location  # already fine-tuned: used as it is
+                teacher_labels = _folder_labels(ref)
+        except BertqError as error:
+            problems.append(f"--teacher: {error}")
+    else:
+        location = teacher_job.get("checkpoint") or trained and trained.get("model_location")
+        if location:
+            try:
+                teacher_config = resolve_model(location).config
+            except BertqError as error:
+                problems.append(f"--teacher: {error}")
+
+    data_spec = None
+    try:
+        data_spec = build_finetune_spec(
+            model=teacher_location or (trained or {}).get("model_location") or teacher,
+            task=task, train=train or "", eval=eval, text_column=text_column, label_column=label_column,
+            epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed, evaluate=False,
+        )
+    except SpecError as error:
+        problems.extend(error.problems)
+    if data_spec is not None and teacher_job is None and teacher_location is None:
+        teacher_finetune = data_spec  # a base model: fine-tune it on the task first
+    labels = teacher_labels or (data_spec.labels if data_spec else None)
+    if data_spec is not None and teacher_labels is not None and set(data_spec.labels or []) - set(teacher_labels):
+        problems.append(
+            f"the data's labels {data_spec.labels} are not the teacher's {teacher_labels}: teacher and student "
+            "must share one label set"
+        )
+
+    student_location = None
+    layers = None
+    if student == "teacher":
+        if student_layers is None:
+            problems.append("--student teacher needs --student-layers: a count (6) or indices (0,2,4)")
+        layers = _layers(student_layers, _layer_count(teacher_config), problems)
+    else:
+        if student_layers is not None:
+            problems.append("--student-layers cuts the student from the teacher: use it with --student teacher")
+        try:
+            ref = resolve_model(student)
+            student_location = ref.location
+            if head_family(ref) == "classification" and labels is not None:
+                names = _folder_labels(ref)
+                if len(names) != len(labels):
+                    problems.append(
+                        f"--student {student!r} has a {len(names)}-class head but the teacher has {len(labels)} "
+                        "classes: teacher and student must have the same label count"
+                    )
+                elif not _generic(names) and set(names) != set(labels) and set(names) != set(data_spec.label_names if data_spec else []):
+                    problems.append(f"--student {student!r} predicts {names}, the teacher {labels}: the label sets differ")
+            elif head_family(ref) not in (None, "classification"):
+                problems.append(f"--student {student!r} has a {head_family(ref)} head; give a bare encoder or a classifier")
+        except BertqError as error:
+            problems.append(f"--student: {error}")
+
+    if transfer_data is not None:
+        transfer_column = _check_transfer(transfer_data, transfer_column, problems)
+    if problems:
+        raise SpecError(problems)
+    assert data_spec is not None and labels is not None
+    return (
+        DistillSpec(
+            teacher=teacher,
+            teacher_job_id=teacher_job["id"] if teacher_job else None,
+            teacher_location=teacher_location,
+            student=student,
+            student_location=student_location,
+            student_layers=layers,
+            task=task,
+            family=data_spec.family,
+            train=data_spec.train,
+            eval=data_spec.eval,
+            text_column=data_spec.text_column,
+            label_column=data_spec.label_column,
+            labels=labels,
+            label_names=(trained or {}).get("label_names") or data_spec.label_names or labels,
+            temperature=temperature,
+            alpha=alpha,
+            transfer_data=str(Path(transfer_data).resolve()) if transfer_data else None,
+            transfer_column=transfer_column,
+            epochs=float(epochs),
+            batch_size=batch_size,
+            lr=lr,
+            max_length=max_length,
+            seed=seed,
+        ),
+        teacher_finetune,
+    )
+
+
+def _generic(names: list[str]) -> bool:
+    return all(name.startswith("LABEL_") for name in names)
+
+
+def _folder_labels(ref: ModelRef) -> list[str]:
+    spec_file = Path(ref.location) / "bertq_spec.json"
+    if spec_file.is_file():
+        import json
+
+        labels = json.loads(spec_file.read_text()).get("labels")
+        if labels:
+            return labels
+    id2label = ref.config.get("id2label") or {}
+    return [id2label[key] for key in sorted(id2label, key=int)]
+
+
+def _check_transfer(path: str, column: str | None, problems: list[str]) -> str | None:
+    file = Path(path)
+    if not file.is_file():
+        problems.append(f"--transfer-data: no file {path!r}; give unlabelled text (one per line) or a TSV/CSV/JSONL file")
+        return None
+    if file.suffix.lower() in (".txt", ".raw", ""):
+        return None
+    try:
+        columns = datafiles.columns_of(file)
+    except datafiles.DataFileError as error:
+        problems.append(f"--transfer-data: {error}")
+        return None
+    column = column or datafiles.guess_text_column(columns)
+    if column not in columns:
+        problems.append(f"--transfer-data {path}: no text column {column!r} (columns: {', '.join(columns)}); name it with --transfer-column")
+    return column
+
+
+def plan_distill(spec: DistillSpec, teacher_finetune: FinetuneSpec | None, *, queue: str, priority: int,
+                 device: str) -> list[PlannedJob]:
+    """The pipeline's jobs, parent first. Index 0 is the pipeline (it runs last, as the summary)."""
+    plan: list[PlannedJob] = [PlannedJob("distill", {}, queue, priority)]
+    existing_teacher = [spec.teacher_job_id] if spec.teacher_job_id else []
+
+    teacher_step: int | None = None
+    if teacher_finetune is not None:
+        plan.append(PlannedJob("finetune", teacher_finetune.to_dict(), queue, priority, parent=0))
+        teacher_step = len(plan) - 1
+
+    def teacher_id(ids: list[int]) -> int | None:
+        return ids[teacher_step] if teacher_step is not None else spec.teacher_job_id
+
+    after_teacher = [teacher_step] if teacher_step is not None else []
+    outputs_step: int | None = None
+    if spec.alpha > 0 or spec.transfer_data:
+        plan.append(PlannedJob(
+            "teacher_outputs", lambda ids: {**spec.to_dict(), "teacher_job_id": teacher_id(ids)},
+            queue, priority, after=after_teacher, after_existing=existing_teacher, parent=0,
+        ))
+        outputs_step = len(plan) - 1
+    plan.append(PlannedJob(
+        "student",
+        lambda ids: {**spec.to_dict(), "teacher_job_id": teacher_id(ids),
+                     "teacher_outputs_job_id": ids[outputs_step] if outputs_step is not None else None},
+        queue, priority, after=after_teacher + ([outputs_step] if outputs_step is not None else []),
+        after_existing=existing_teacher, parent=0,
+    ))
+    student_step = len(plan) - 1
+
+    def evaluation(model_job: Any, name: str) -> Any:
+        return lambda ids: EvaluateSpec(
+            model=name, model_location=spec.teacher_location if model_job is None else None,
+            model_job_id=model_job(ids) if model_job else None, task=spec.task, family=spec.family, data=spec.eval,
+            text_column=spec.text_column, label_column=spec.label_column, labels=spec.labels,
+            device=device, max_length=spec.max_length, seed=spec.seed,
+        ).to_dict()
+
+    teacher_model = (lambda ids: teacher_id(ids)) if (teacher_step is not None or spec.teacher_job_id) else None
+    plan.append(PlannedJob("evaluate", evaluation(teacher_model, f"teacher:{spec.teacher}"), queue, priority,
+                           after=after_teacher, after_existing=existing_teacher, parent=0))
+    teacher_eval = len(plan) - 1
+    plan.append(PlannedJob("evaluate", evaluation(lambda ids: ids[student_step], f"student:{spec.student}"), queue,
+                           priority, after=[student_step], parent=0))
+    student_eval = len(plan) - 1
+    plan[0] = PlannedJob(
+        "distill",
+        lambda ids: {**spec.to_dict(), "teacher_job_id": teacher_id(ids), "student_job_id": ids[student_step],
+                     "teacher_eval_job_id": ids[teacher_eval], "student_eval_job_id": ids[student_eval]},
+        queue, priority, after=[teacher_eval, student_eval],
+    )
+    return plan

@@ -1,0 +1,219 @@
+"""The distillation pipeline's three job kinds: teacher outputs, student training, summary.
+
+Unlike the tutorial's loop, the frozen teacher runs once over the data (not on every batch of every
+epoch), with its own tokenizer; its logits are cached on disk by a key of (teacher weights, data,
+settings) and joined to the student's examples by example id, never by token ids, so teacher and
+student may have different vocabularies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import set_seed
+
+from bertq import datafiles
+from bertq.distillation import DistillSpec
+from bertq.errors import BertqError
+from bertq.tasks import MAIN_METRIC
+from bertq.worker import families
+from bertq.worker.inference import run_model
+from bertq.worker.kd import IGNORE_INDEX, distillation_loss
+from bertq.worker.loading import best_device, load_for_training, load_tokenizer, load_trained
+from bertq.worker.runner import JobContext, measure
+from bertq.worker.students import cut_from_teacher
+from bertq.worker.textdata import load_labelled
+from bertq.worker.training import (
+    JobCallback,
+    ScoringTrainer,
+    last_complete_checkpoint,
+    raise_if_superseded,
+    save_model_folder,
+    training_arguments,
+)
+
+EVAL_BATCH_SIZE = 64
+
+
+def example_id(text: str) -> str:
+    """An example's id is a digest of its text: the same sentence gets the same soft labels
+    whichever file it came from, and no tokenizer is involved in the join."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _teacher_folder(spec: DistillSpec, ctx: JobContext) -> str:
+    folder = ctx.checkpoint_of(spec.teacher_job_id) if spec.teacher_job_id else spec.teacher_location
+    if not folder:
+        raise BertqError(f"the teacher (job {spec.teacher_job_id}) recorded no checkpoint")
+    return folder
+
+
+def _transfer_texts(spec: DistillSpec) -> list[str]:
+    if not spec.transfer_data:
+        return []
+    path = Path(spec.transfer_data)
+    if spec.transfer_column is None:  # plain text: one example per non-empty line
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [str(row[spec.transfer_column]).strip() for _, row in datafiles.read_rows(path) if str(row[spec.transfer_column]).strip()]
+
+
+def _file_digest(path: str | None) -> str:
+    return measure(Path(path))[1] if path else "-"
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """One batched pass of the teacher over the training (and transfer) texts; logits cached by key."""
+    spec = DistillSpec.from_dict(spec_values)
+    teacher_folder = _teacher_folder(spec, ctx)
+    key = hashlib.sha256(
+        "|".join([
+            measure(Path(teacher_folder))[1], _file_digest(spec.train), _file_digest(spec.transfer_data),
+            spec.text_column, str(spec.transfer_column), str(spec.max_length), "v1",
+        ]).encode()
+    ).hexdigest()[:32]
+    cache = ctx.settings.artifacts / "cache" / "teacher-outputs" / f"{key}.npz"
+    hit = cache.is_file()
+    if hit:
+        ctx.log.info("teacher outputs for key %s are cached at %s: reused", key, cache)
+    else:
+        texts = load_labelled(spec.train, spec.text_column, spec.label_column).texts + _transfer_texts(spec)
+        unique = list(dict.fromkeys(texts))
+        device = best_device()
+        tokenizer = load_tokenizer(teacher_folder)  # the teacher's own tokenizer and vocabulary
+        model = load_trained(teacher_folder, "classification").to(device)
+        model.eval()
+        ctx.progress(0.05, force=True, phase=f"teacher pass over {len(unique)} texts")
+        features = {k: list(v) for k, v in tokenizer(unique, truncation=True, max_length=spec.max_length).items()}
+        outputs = run_model(model, features, pad_id=tokenizer.pad_token_id or 0, device=device,
+                            precision="bf16" if device == "cuda" else "fp32", batch_size=128)
+        logits = np.stack([o["logits"] for o in outputs]).astype(np.float32)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f".{cache.name}.{os.getpid()}.partial.npz")
+        np.savez(partial, ids=np.array([example_id(t) for t in unique]), logits=logits)
+        os.replace(partial, cache)  # atomic: a reader sees the whole file or none
+    ctx.artifact("teacher_logits", cache)
+    ctx.metrics({"cache_hit": float(hit)})
+    return {"cache_key": key, "cache_hit": hit, "path": str(cache)}
+
+
+def _soft_labels(ctx: JobContext, spec: DistillSpec) -> dict[str, np.ndarray]:
+    path = ctx.artifact_of(spec.teacher_outputs_job_id, "teacher_logits")
+    if path is None:
+        raise BertqError(f"the teacher-outputs step (job {spec.teacher_outputs_job_id}) recorded no logits")
+    with np.load(path) as stored:
+        return dict(zip(stored["ids"].tolist(), stored["logits"]))
+
+
+class DistillationTrainer(ScoringTrainer):
+    """The Trainer with the KD loss: soft labels come in each batch as `teacher_logits`."""
+
+    def __init__(self, *args: Any, temperature: float, alpha: float, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.temperature = temperature
+        self.alpha = alpha
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def, override]
+        teacher_logits = inputs.pop("teacher_logits")
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = distillation_loss(outputs.logits, teacher_logits, labels, temperature=self.temperature, alpha=self.alpha)
+        return (loss, outputs) if return_outputs else loss
+
+
+def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Train the student on gold labels and the teacher's cached soft labels."""
+    from datasets import Dataset
+
+    spec = DistillSpec.from_dict(spec_values)
+    device = best_device()
+    set_seed(spec.seed)
+
+    if spec.student == "teacher":
+        teacher_folder = _teacher_folder(spec, ctx)
+        tokenizer = load_tokenizer(teacher_folder)
+        model = cut_from_teacher(load_trained(teacher_folder, "classification"), spec.student_layers or [])
+        ctx.log.info("student: layers %s of the teacher %s", spec.student_layers, teacher_folder)
+    else:
+        assert spec.student_location is not None
+        tokenizer = load_tokenizer(spec.student_location)
+        model = load_for_training(spec.student_location, "classification", spec.label_names)
+        ctx.log.info("student: %s with its own tokenizer", spec.student_location)
+
+    gold = load_labelled(spec.train, spec.text_column, spec.label_column)
+    index = {label: i for i, label in enumerate(spec.labels)}
+    texts = gold.texts + _transfer_texts(spec)
+    labels = [index[label] for label in gold.labels] + [IGNORE_INDEX] * (len(texts) - len(gold.texts))
+    columns = {k: list(v) for k, v in tokenizer(texts, truncation=True, max_length=spec.max_length).items()}
+    columns["labels"] = labels
+    distilling = spec.teacher_outputs_job_id is not None and (spec.alpha > 0 or spec.transfer_data)
+    if distilling:
+        soft = _soft_labels(ctx, spec)
+        missing = [t for t in texts if example_id(t) not in soft]
+        if missing:
+            raise BertqError(f"the teacher's outputs lack {len(missing)} training texts (first: {missing[0][:60]!r})")
+        columns["teacher_logits"] = [soft[example_id(t)].tolist() for t in texts]
+    train_set = Dataset.from_dict(columns)
+    ctx.log.info("%d training texts (%d with gold labels); alpha %s, T %s", len(texts), len(gold.texts), spec.alpha, spec.temperature)
+
+    eval_examples = families.read_examples("classification", spec.eval, spec=spec, side="eval")
+    evaluation = families.eval_set("classification", eval_examples, tokenizer, spec, spec.labels)
+
+    def score(current_model: Any) -> dict[str, float]:
+        current_model.eval()
+        outputs = run_model(current_model, evaluation.features, pad_id=tokenizer.pad_token_id or 0, device=device,
+                            batch_size=EVAL_BATCH_SIZE, outputs=evaluation.outputs)
+        return evaluation.score(outputs)
+
+    output_dir = ctx.workdir / "trainer"
+    callback = JobCallback(ctx)
+    arguments = training_arguments(output_dir=output_dir, spec=spec, metric_for_best=MAIN_METRIC["classification"],
+                                   device=device, keep_columns=bool(distilling))
+    common: dict[str, Any] = dict(
+        model=model, args=arguments, train_dataset=train_set, eval_dataset=evaluation, processing_class=tokenizer,
+        data_collator=families.data_collator("classification", tokenizer), callbacks=[callback], scorer=score,
+    )
+    trainer = (
+        DistillationTrainer(**common, temperature=spec.temperature, alpha=spec.alpha) if distilling else ScoringTrainer(**common)
+    )
+    resume = last_complete_checkpoint(output_dir)
+    ctx.progress(0.0, force=True, step=0, total=None, phase="training student")
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    raise_if_superseded(ctx)
+    best = callback.best_evaluation(trainer.state) or {f"eval_{k}": v for k, v in score(trainer.model).items()}
+    ctx.metrics(best, split="eval", step=trainer.state.global_step)
+    checkpoint = save_model_folder(folder=ctx.workdir / "checkpoint", model=trainer.model, tokenizer=tokenizer, spec=spec_values)
+    ctx.artifact("checkpoint", checkpoint)
+    shutil.rmtree(output_dir, ignore_errors=True)
+    train_seconds = float(trainer.state.log_history[-1].get("train_runtime", 0.0)) if trainer.state.log_history else 0.0
+    return {"checkpoint": str(checkpoint), "train_runtime_s": train_seconds, **best}
+
+
+def run_distill(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """The pipeline's last step: compare the evaluated teacher and student."""
+    main = MAIN_METRIC["classification"]
+    teacher = ctx.metrics_of(spec_values["teacher_eval_job_id"])
+    student = ctx.metrics_of(spec_values["student_eval_job_id"])
+    summary = {
+        "teacher_job": spec_values["teacher_job_id"],
+        "student_job": spec_values["student_job_id"],
+        "teacher_eval_job": spec_values["teacher_eval_job_id"],
+        "student_eval_job": spec_values["student_eval_job_id"],
+        "metric": main,
+        "teacher_metric": teacher[main],
+        "student_metric": student[main],
+        "retention": student[main] / teacher[main],
+        "speedup": student["throughput_per_s"] / teacher["throughput_per_s"],
+        "size_ratio": student["size_mb"] / teacher["size_mb"],
+    }
+    ctx.metrics({k: summary[k] for k in ("retention", "speedup", "size_ratio")})
+    ctx.log.info("distillation summary: %s", summary)
+    return {"summary": summary}
+
