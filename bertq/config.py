@@ -44,6 +44,21 @@ class Settings:
     def uses_embedded_redis(self) -> bool:
         return self.broker_url is None
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as BERTQ_* variables, for a child process that must use the same ones."""
+        env = {
+            "BERTQ_HOME": str(self.home),
+            "BERTQ_DATABASE_URL": self.database_url,
+            "BERTQ_ARTIFACTS": str(self.artifacts),
+            "BERTQ_LEASE_SECONDS": str(self.lease_seconds),
+            "BERTQ_HEARTBEAT_SECONDS": str(self.heartbeat_seconds),
+            "BERTQ_MAX_ATTEMPTS": str(self.max_attempts),
+            "BERTQ_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
+        }
+        if self.broker_url:
+            env["BERTQ_BROKER_URL"] = self.broker_url
+        return env
+
     def public_dict(self) -> dict[str, object]:
         """The settings as `bertq config` shows them, with passwords masked."""
         values: dict[str, object] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}

@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 from bertq.config import Settings, load_settings
 from bertq.db import jobs as job_queries
 from bertq.db.engine import sessions
-from bertq.db.models import Job, JobDependency, JobStatus
+from bertq.db.models import Job, JobDependency, JobStatus, ShardRow
 from bertq.errors import BrokerError, SpecError
 
 QUEUE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -53,8 +53,12 @@ def submit(kind: str, spec: dict[str, Any], *, queue: str, priority: int, settin
     return submit_plan([PlannedJob(kind, spec, queue, priority)], settings=settings)[0]
 
 
-def submit_plan(plan: list[PlannedJob], *, settings: Settings | None = None) -> list[int]:
-    """Record every job of the plan in one transaction, then enqueue those that are ready."""
+def submit_plan(
+    plan: list[PlannedJob], *, settings: Settings | None = None, extra_rows: Callable[[list[int]], list[Any]] | None = None
+) -> list[int]:
+    """Record every job of the plan in one transaction, then enqueue those that are ready.
+
+    `extra_rows(ids)` gives more rows (a bulk job's shards) to commit in the same transaction."""
     from bertq.worker.app import make_app, send_job  # celery: only needed to send
 
     settings = settings or load_settings()
@@ -77,6 +81,8 @@ def submit_plan(plan: list[PlannedJob], *, settings: Settings | None = None) -> 
             job.parent_id = ids[planned.parent] if planned.parent is not None else None
             for dependency in [ids[i] for i in planned.after] + planned.after_existing:
                 session.add(JobDependency(job_id=job.id, depends_on_id=dependency))
+        if extra_rows is not None:
+            session.add_all(extra_rows(ids))
         session.flush()
         ready = _ready_now(session, ids)
     try:
@@ -84,6 +90,7 @@ def submit_plan(plan: list[PlannedJob], *, settings: Settings | None = None) -> 
             send_job(app, job_id=job_id, kind=kind, queue=queue, priority=priority)
     except Exception as error:
         with factory() as session, session.begin():
+            session.execute(delete(ShardRow).where(ShardRow.job_id.in_(ids)))
             session.execute(delete(JobDependency).where(JobDependency.job_id.in_(ids)))
             session.execute(delete(Job).where(Job.id.in_(ids)))
         raise BrokerError(f"could not deliver to the broker ({error}); nothing was enqueued") from error

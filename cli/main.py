@@ -131,24 +131,105 @@ def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel:
 
 
 @cli.command()
-@click.option("--interval", type=float, default=None, help="Seconds between rounds [default: a quarter of the lease].")
+@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between rounds.")
 @click.option("--once", is_flag=True, help="Run one round and exit.")
-def beat(interval: float | None, once: bool) -> None:
-    """Run the periodic duties: requeue jobs whose worker was lost (one beat per deployment)."""
+def beat(interval: float, once: bool) -> None:
+    """Periodic duties (run one per deployment): fire due schedules, requeue jobs whose worker was lost."""
     import logging
 
     from bertq.scheduler.reaper import reap_expired_leases
+    from bertq.scheduler.schedules import fire_due
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
-    pause = interval or max(1.0, settings.lease_seconds / 4)
-    click.echo(f"bertq beat: checking leases every {pause:g}s")
+    click.echo(f"bertq beat: every {interval:g}s, schedules and leases")
     while True:
         requeued = reap_expired_leases(settings)
+        fired = fire_due(settings)
         if once:
-            click.echo(f"requeued: {requeued}")
+            click.echo(f"requeued: {requeued}; fired: {[(f.schedule, f.job_id, f.error) for f in fired]}")
             return
-        time.sleep(pause)
+        time.sleep(interval)
+
+
+@cli.group()
+def schedule() -> None:
+    """Cron schedules that submit jobs (fired by `bertq beat`)."""
+
+
+@schedule.command("add", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.option("--cron", required=True, help='Five cron fields, e.g. "0 2 * * *" (02:00 every night).')
+@click.option("--timezone", default="UTC", show_default=True)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def schedule_add(name: str, cron: str, timezone: str, command: tuple[str, ...]) -> None:
+    """Add schedule NAME: `bertq schedule add NAME --cron "0 2 * * *" -- submit infer ...`."""
+    from bertq.db.engine import sessions
+    from bertq.scheduler.schedules import add_schedule
+
+    with sessions()() as session, session.begin():
+        added = add_schedule(session=session, name=name, cron=cron, timezone=timezone, args=list(command))
+        click.echo(f"schedule {added.name} added: {cron} ({timezone}) -> bertq {' '.join(command)}")
+
+
+@schedule.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def schedule_list(as_json: bool) -> None:
+    """Schedules and their last fired slot."""
+    from sqlalchemy import select
+
+    from bertq.cli.render import table
+    from bertq.db.engine import sessions
+    from bertq.db.models import Schedule, ScheduleFire
+
+    with sessions()() as session:
+        rows = []
+        for item in session.scalars(select(Schedule).where(Schedule.enabled.is_(True)).order_by(Schedule.name)):
+            last = session.scalars(
+                select(ScheduleFire).where(ScheduleFire.schedule_id == item.id).order_by(ScheduleFire.slot.desc()).limit(1)
+            ).first()
+            rows.append({"name": item.name, "cron": item.cron, "timezone": item.timezone, "command": item.argv["args"],
+                         "last_slot": last.slot.isoformat() + "Z" if last else None,
+                         "last_job": last.job_id if last else None, "last_error": last.error if last else None})
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo("no schedules; add one with `bertq schedule add NAME --cron ... -- submit ...`")
+        return
+    click.echo(table([[r["name"], r["cron"], r["timezone"], r["last_slot"] or "-", str(r["last_job"] or "-"),
+                       " ".join(r["command"])[:60]] for r in rows],
+                     ["NAME", "CRON", "TZ", "LAST SLOT", "LAST JOB", "COMMAND"]))
+
+
+@schedule.command("remove")
+@click.argument("name")
+def schedule_remove(name: str) -> None:
+    """Remove schedule NAME (its fired slots stay in the history)."""
+    from sqlalchemy import select
+
+    from bertq.db.engine import sessions
+    from bertq.db.models import Schedule
+
+    with sessions()() as session, session.begin():
+        item = session.scalar(select(Schedule).where(Schedule.name == name))
+        if item is None:
+            raise BertqError(f"no schedule named {name!r}; `bertq schedule list` shows them")
+        item.enabled = False
+        item.name = f"{item.name}.removed-{item.id}"
+    click.echo(f"schedule {name} removed")
+
+
+@schedule.command("run-now")
+@click.argument("name")
+def schedule_run_now(name: str) -> None:
+    """Fire schedule NAME once, now."""
+    from bertq.scheduler.schedules import run_now
+
+    fired = run_now(load_settings(), name)
+    if fired.error:
+        raise BertqError(f"schedule {name}: the submit failed: {fired.error}")
+    click.echo(f"schedule {name} fired: job {fired.job_id}")
 
 
 @cli.command()
@@ -360,6 +441,53 @@ def submit_distill(
     _report_submitted(ids[0], "distill", queue, wait, as_json, f"; steps {', '.join(map(str, ids[1:]))}")
 
 
+@submit.command("infer")
+@click.option("--model", required=True, help="A fine-tune/student job id, or an alias, hub id or folder (with a trained head, except for embed).")
+@click.option("--task", required=True, type=click.Choice(["classify", "ner", "embed", "zero-shot", "qa"]))
+@click.option("--input", "inputs", required=True, multiple=True, help="Text (one record per line), JSONL, CSV/TSV or Parquet; files or globs; repeatable.")
+@click.option("--output", required=True, help="Output folder; {date} becomes the run's date (nightly runs never overwrite each other).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
+@click.option("--text-column", default=None, help="Text column of JSONL/CSV/TSV/Parquet input [text, sentence or content].")
+@click.option("--id-column", default=None, help="Column whose value is each record's id [default: <file name>:<line number>].")
+@click.option("--shards", default="auto", show_default=True, help="Number of shards (each its own task on any worker), or auto.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--token-budget", type=int, default=16384, show_default=True, help="Tokens per batch (halved on CUDA out-of-memory).")
+@click.option("--max-length", type=int, default=None, help="Truncate inputs at this many tokens [the model's limit, at most 512].")
+@click.option("--all-scores", is_flag=True, help="classify: every label's score.")
+@click.option("--normalize", is_flag=True, help="embed: unit-length vectors.")
+@click.option("--labels", default=None, help="zero-shot: candidate labels, comma-separated.")
+@click.option("--question", default=None, help="qa: the question asked of every text.")
+@click.option("--on-bad-line", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
+@_queue_options
+def submit_infer(
+    model: str, task: str, inputs: tuple[str, ...], output: str, fmt: str, text_column: str | None,
+    id_column: str | None, shards: str, precision: str, device: str, token_budget: int, max_length: int | None,
+    all_scores: bool, normalize: bool, labels: str | None, question: str | None, on_bad_line: str,
+    queue: str | None, priority: int, wait: bool, as_json: bool,
+) -> None:
+    """Run MODEL over corpora: sharded across workers, exactly one output record per input record."""
+    from bertq.bulk import build_infer_spec, claim_output, plan_infer, shard_rows
+    from bertq.db.models import ShardRow
+    from bertq.submission import submit_plan
+
+    queue = queue or _default_queue(device)
+    model_job = _model_job(model)
+    spec, planned = _validated(queue, priority, lambda: build_infer_spec(
+        model=model, model_job=model_job, task=task, inputs=list(inputs), output=output, format=fmt,
+        text_column=text_column, id_column=id_column, shards=shards, precision=precision, device=device,
+        token_budget=token_budget, max_length=max_length, all_scores=all_scores, normalize=normalize,
+        labels=labels, question=question, on_bad_line=on_bad_line,
+    ))
+    ids = submit_plan(plan_infer(spec, planned, queue=queue, priority=priority),
+                      extra_rows=lambda ids: [ShardRow(**row) for row in shard_rows(ids, planned)])
+    from pathlib import Path
+
+    claim_output(Path(spec.output), ids[0])
+    _report_submitted(ids[0], "infer", queue, wait, as_json,
+                      f"; {spec.records} records in {len(planned)} shards -> {spec.output}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Watching
 
@@ -383,7 +511,7 @@ def jobs(status: str | None, kind: str | None, limit: int, as_json: bool) -> Non
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
-    from bertq.cli.render import age, job_view, main_metric, table
+    from bertq.cli.render import age, job_view, main_metric, model_of, table
     from bertq.db.engine import sessions
     from bertq.db.jobs import latest_metrics
     from bertq.db.models import Job
@@ -404,7 +532,7 @@ def jobs(status: str | None, kind: str | None, limit: int, as_json: bool) -> Non
         click.echo(
             table(
                 [
-                    [str(j.id), j.kind, j.status, f"{j.progress * 100:.0f}%", str(j.spec.get("model", "-")), age(j.created_at), main_metric(latest_metrics(j))]
+                    [str(j.id), j.kind, j.status, f"{j.progress * 100:.0f}%", model_of(j.spec) or "-", age(j.created_at), main_metric(latest_metrics(j))]
                     for j in rows
                 ],
                 ["ID", "KIND", "STATUS", "PROGRESS", "MODEL", "AGE", "MAIN METRIC"],

@@ -15,6 +15,16 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
+def model_of(spec: dict[str, Any]) -> str | None:
+    """What a job's model column shows: the model, or teacher -> student for distillation steps."""
+    if spec.get("model"):
+        return str(spec["model"])
+    if spec.get("teacher"):
+        layers = f"[{','.join(map(str, spec['student_layers']))}]" if spec.get("student_layers") else ""
+        return f"{spec['teacher']}->{spec['student']}{layers}"
+    return None
+
+
 def job_view(job: Job) -> dict[str, Any]:
     """`bertq show --json`: the job's state, progress, metrics, artifacts and error."""
     return {
@@ -27,7 +37,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "max_attempts": job.max_attempts,
         "progress": round(job.progress, 4),
         "progress_detail": job.progress_detail,
-        "model": job.spec.get("model"),
+        "model": model_of(job.spec),
         "metrics": latest_metrics(job),
         "artifacts": [
             {"kind": a.kind, "path": a.path, "sha256": a.sha256, "size_bytes": a.size_bytes} for a in job.artifacts

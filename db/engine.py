@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bertq.config import Settings, load_settings
 
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 """The newest Alembic revision; a test checks it matches migrations/versions."""
 
 _engines: dict[str, Engine] = {}

@@ -137,3 +137,58 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="artifacts")
+
+
+class ShardRow(Base):
+    """One shard of a bulk-inference job: a line-aligned byte range (or row range) of one input file,
+    run by its own job (`shard_job_id`) on any worker of the queue."""
+
+    __tablename__ = "shards"
+    __table_args__ = (Index("ix_shards_job_index", "job_id", "index", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    index: Mapped[int] = mapped_column(Integer)
+    shard_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    start: Mapped[int] = mapped_column(BigInteger)
+    end: Mapped[int] = mapped_column(BigInteger)
+    first_line: Mapped[int] = mapped_column(BigInteger)
+    records: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    rows_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_path: Mapped[str | None] = mapped_column(Text)
+    """The committed attempt's record file; set only by the attempt that was current when it finished."""
+    output_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class Schedule(Base):
+    """A cron schedule that submits a job (the argv of a `bertq submit ...` command) at each slot."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    cron: Mapped[str] = mapped_column(String(128))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    argv: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """{"args": [...]} after `bertq`, e.g. ["submit", "infer", ...]."""
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ScheduleFire(Base):
+    """One slot of one schedule, fired once: the unique (schedule, slot) pair is what makes two beat
+    processes running by mistake fire a slot once between them."""
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (Index("ix_schedule_fires_slot", "schedule_id", "slot", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    slot: Mapped[datetime] = mapped_column()
+    """The slot's time in UTC (naive)."""
+    fired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    error: Mapped[str | None] = mapped_column(Text)

@@ -34,6 +34,8 @@ JOB_FUNCTIONS = {
     "teacher_outputs": "bertq.worker.jobs.distill:run_teacher_outputs",
     "student": "bertq.worker.jobs.distill:run_student",
     "distill": "bertq.worker.jobs.distill:run_distill",
+    "infer_shard": "bertq.worker.jobs.infer:run_infer_shard",
+    "infer": "bertq.worker.jobs.infer:run_infer",
 }
 PROGRESS_INTERVAL_SECONDS = 1.0
 
@@ -100,6 +102,10 @@ class JobContext:
                 session=s, job_id=self.job_id, kind=kind, path=str(path), size_bytes=size, sha256=digest
             )
         )
+
+    def session(self) -> Session:
+        """A session for reading (writes go through `write`, which is fenced)."""
+        return self._sessions()
 
     def checkpoint_of(self, job_id: int | None) -> str | None:
         """The checkpoint folder another job (this one's input) recorded."""

@@ -1,0 +1,83 @@
+"""Bulk-inference benchmark: the tutorial's loop, the HF pipeline batched, and bertq's infer path.
+
+    python bench/infer_bench.py --model CHECKPOINT [--lines 4000] [--loop-lines 600]
+
+Same model, same texts (the first lines of a real corpus), same machine, one run. Prints sentences
+per second, the ratio to (b) `pipe(texts, batch_size=32)`, and how often each setting's labels agree
+with fp32's. CHECKPOINT is a classifier folder (e.g. a `bertq submit finetune` job's checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus" / "goemotions_reddit_comments.tsv"
+
+
+def read_texts(path: Path, count: int) -> list[str]:
+    with open(path, encoding="utf-8") as handle:
+        rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        return [row["text"] for _, row in zip(range(count), rows)]
+
+
+def timed(function, texts):  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    labels = function(texts)
+    return len(texts) / (time.perf_counter() - started), labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--corpus", default=str(CORPUS))
+    parser.add_argument("--lines", type=int, default=4000, help="texts for (b) and (c)")
+    parser.add_argument("--loop-lines", type=int, default=600, help="texts for the slow loop (a)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    from bertq.worker.predict import Predictor, agreement
+    from bertq.worker.inference import prepare_model
+
+    texts = read_texts(Path(args.corpus), args.lines)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForSequenceClassification.from_pretrained(args.model).to(args.device).eval()
+    device_index = 0 if args.device == "cuda" else -1
+    pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device=device_index, truncation=True)
+    print(f"model {args.model}; {len(texts)} texts from {args.corpus}; device {args.device}; torch threads {torch.get_num_threads()}")
+
+    pipe(texts[:64], batch_size=32)  # warm-up for every path below
+    rate_a, labels_a = timed(lambda ts: [pipe(t)[0]["label"] for t in ts], texts[: args.loop_lines])
+    rate_b, labels_b = timed(lambda ts: [r["label"] for r in pipe(ts, batch_size=32)], texts)
+
+    rows = [("(a) [pipe(t) for t in texts]", rate_a, None), ("(b) pipe(texts, batch_size=32)", rate_b, None)]
+    reference = None
+    for precision in ("fp32", "bf16", "int8") if args.device == "cpu" else ("fp32", "bf16", "fp16"):
+        fresh = AutoModelForSequenceClassification.from_pretrained(args.model)
+        predictor = Predictor(task="classify", model=prepare_model(fresh, precision=precision, device=args.device),
+                              tokenizer=tokenizer, device=args.device, precision=precision)
+        predictor.predict(texts[:256])  # warm-up
+        rate, results = timed(lambda ts, p=predictor: p.predict(ts), texts)
+        if reference is None:
+            reference = results
+            agree_b = sum(r["label"] == b for r, b in zip(results, labels_b)) / len(texts)
+            print(f"bertq fp32 labels agree with (b) on {agree_b:.4%} of texts")
+        rows.append((f"(c) bertq infer path, {precision}", rate, agreement("classify", reference, results)))
+
+    print(f"\n{'path':<38} {'sentences/s':>12} {'vs (b)':>8} {'labels = fp32':>14}")
+    for name, rate, agree in rows:
+        print(f"{name:<38} {rate:>12.1f} {rate / rate_b:>7.2f}x {'' if agree is None else f'{agree:.4%}':>14}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

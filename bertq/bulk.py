@@ -1,0 +1,202 @@
+"""`bertq submit infer`: bulk inference as one job per shard plus a finishing job.
+
+    plan shards (submit) -> infer_shard x N (any worker) -> infer (manifest + _SUCCESS)
+
+The submit reads every input once: it counts and checks the records, hashes each shard's byte
+range, and refuses bad input before anything is enqueued. Standard library and the DB layer only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bertq import sharding
+from bertq.errors import BertqError, SpecError
+from bertq.models import resolve_model
+from bertq.specs import PRECISIONS, _Spec
+from bertq.submission import PlannedJob
+from bertq.tasks import head_family
+
+INFER_TASKS = ("classify", "ner", "embed", "zero-shot", "qa")
+NEEDED_HEAD = {"classify": "classification", "ner": "ner", "qa": "qa", "zero-shot": "classification"}
+FORMATS = ("jsonl", "parquet")
+MARKER = ".bertq-job"
+"""Written into an output folder at submit: the folder belongs to that job from then on."""
+DEFAULT_TOKEN_BUDGET = 16384
+
+
+@dataclass(frozen=True)
+class InferSpec(_Spec):
+    model: str
+    model_location: str | None
+    model_job_id: int | None
+    task: str
+    """classify, ner, embed, zero-shot or qa."""
+    inputs: list[str]
+    """Absolute paths of the input files (globs expanded at submit)."""
+    output: str
+    """The output folder (with `{date}` already filled in)."""
+    format: str = "jsonl"
+    text_column: str | None = None
+    id_column: str | None = None
+    precision: str = "auto"
+    """auto: bf16 on a GPU, and on a CPU with fast bf16 if its answers agree with fp32 on >= 99.5%
+    of a sample; else fp32. Or fp32, fp16, bf16, int8."""
+    device: str = "cpu"
+    token_budget: int = DEFAULT_TOKEN_BUDGET
+    """Tokens per batch (batch size x longest input); halved on a CUDA out-of-memory error."""
+    max_length: int = 512
+    all_scores: bool = False
+    normalize: bool = False
+    labels: list[str] | None = None
+    question: str | None = None
+    on_bad_line: str = "fail"
+    shards: int | None = None
+    records: int = 0
+
+
+def _output_problem(folder: Path) -> str | None:
+    if folder.exists() and not folder.is_dir():
+        return f"--output {folder} is a file; give a folder"
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    marker = folder / MARKER
+    owner = marker.read_text().strip() if marker.is_file() else None
+    what = f"the output of job {owner}" if owner else "other files"
+    return f"--output {folder} already holds {what}; choose another folder (for nightly runs put {{date}} in --output) or empty it"
+
+
+def resolve_output(output: str, run_date: dt.date | None = None) -> Path:
+    """`{date}` in --output becomes the run's date (the schedule slot's, or today's), e.g. 2026-11-26."""
+    date = run_date or _run_date()
+    return Path(output.replace("{date}", date.isoformat())).expanduser().resolve()
+
+
+def _run_date() -> dt.date:
+    override = os.environ.get("BERTQ_RUN_DATE")  # set by `bertq beat` for the slot it fires
+    return dt.date.fromisoformat(override) if override else dt.date.today()
+
+
+def build_infer_spec(
+    *,
+    model: str,
+    model_job: dict[str, Any] | None,
+    task: str,
+    inputs: list[str],
+    output: str,
+    format: str = "jsonl",
+    text_column: str | None = None,
+    id_column: str | None = None,
+    shards: str | None = None,
+    precision: str = "auto",
+    device: str = "cpu",
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    max_length: int | None = None,
+    all_scores: bool = False,
+    normalize: bool = False,
+    labels: str | None = None,
+    question: str | None = None,
+    on_bad_line: str = "fail",
+) -> tuple[InferSpec, list[sharding.Shard]]:
+    problems: list[str] = []
+    if task not in INFER_TASKS:
+        raise SpecError([f"unknown --task {task!r}; choose one of {', '.join(INFER_TASKS)}"])
+    if format not in FORMATS:
+        problems.append(f"--format {format!r}: choose jsonl or parquet")
+    if precision not in ("auto", *PRECISIONS):
+        problems.append(f"--precision {precision!r}: choose auto, {', '.join(PRECISIONS)}")
+    if precision == "int8" and device == "cuda":
+        problems.append("--precision int8 runs on the CPU only; use bf16 or fp16 with --device cuda")
+    if token_budget < 64:
+        problems.append(f"--token-budget {token_budget} is too small; use at least 64 (16384 is a good start)")
+    if on_bad_line not in ("fail", "skip"):
+        problems.append(f"--on-bad-line {on_bad_line!r}: choose fail or skip")
+    shard_count: int | None = None
+    if shards not in (None, "auto"):
+        try:
+            shard_count = int(shards)  # type: ignore[arg-type]
+            if shard_count < 1:
+                raise ValueError
+        except ValueError:
+            problems.append(f"--shards {shards!r}: give a positive number or auto")
+    label_list = [label.strip() for label in (labels or "").split(",") if label.strip()] or None
+    if task == "zero-shot" and not label_list:
+        problems.append("zero-shot needs --labels a,b,c: the candidate labels to rank")
+    if task == "qa" and not question:
+        problems.append("qa needs --question: the question asked of every text")
+
+    # The model: a finished job's checkpoint, or a folder / alias / hub id with the right head.
+    location: str | None = None
+    job_id = None
+    if model_job is not None:
+        job_id = model_job["id"]
+        if model_job["kind"] not in ("finetune", "student"):
+            problems.append(f"--model {job_id}: job {job_id} is a {model_job['kind']} job; give a fine-tune or student job's id")
+        elif model_job["status"] in ("FAILED", "CANCELLED"):
+            problems.append(f"--model {job_id}: that job {model_job['status'].lower()}; it has no model")
+        location = model_job.get("checkpoint")
+    target = location if model_job is not None else model  # an unfinished job's head is checked when it runs
+    if target:
+        try:
+            ref = resolve_model(target)
+        except BertqError as error:
+            problems.append(str(error))
+        else:
+            location = ref.location
+            carried = head_family(ref)
+            needed = NEEDED_HEAD.get(task)
+            if needed and carried != needed:
+                architectures = ", ".join(ref.config.get("architectures") or ["a bare encoder"])
+                problems.append(f"--model {model!r} has no trained {needed} head ({architectures}); --task {task} needs one")
+            if task == "zero-shot" and carried == "classification":
+                names = [str(v).lower() for v in (ref.config.get("id2label") or {}).values()]
+                if not any(n.startswith("entail") for n in names):
+                    problems.append(f"--model {model!r} is not an NLI model (labels {names}); zero-shot needs an 'entailment' label")
+            max_length = min(max_length or 512, ref.max_length or 512)
+
+    plan: list[sharding.Shard] = []
+    try:
+        paths = sharding.expand_inputs(inputs)
+        plan = sharding.plan_shards(paths, shards=shard_count, text_column=text_column, id_column=id_column, on_bad_line=on_bad_line)
+    except BertqError as error:
+        problems.append(f"--input: {error}")
+    folder = resolve_output(output)
+    problem = _output_problem(folder)
+    if problem:
+        problems.append(problem)
+    if problems:
+        raise SpecError(problems)
+    spec = InferSpec(
+        model=model, model_location=location, model_job_id=job_id, task=task,
+        inputs=sorted({s.path for s in plan}), output=str(folder), format=format, text_column=text_column,
+        id_column=id_column, precision=precision, device=device, token_budget=token_budget,
+        max_length=max_length or 512, all_scores=all_scores, normalize=normalize, labels=label_list,
+        question=question, on_bad_line=on_bad_line, shards=len(plan), records=sum(s.records for s in plan),
+    )
+    return spec, plan
+
+
+def plan_infer(spec: InferSpec, shards: list[sharding.Shard], *, queue: str, priority: int) -> list[PlannedJob]:
+    """Index 0 is the finishing job (manifest, _SUCCESS); it waits for every shard job."""
+    shard_jobs = [
+        PlannedJob("infer_shard", lambda ids, s=s: {**spec.to_dict(), "parent_job_id": ids[0], "shard": asdict(s)},
+                   queue, priority, parent=0,
+                   after_existing=[spec.model_job_id] if spec.model_job_id and spec.model_location is None else [])
+        for s in shards
+    ]
+    return [PlannedJob("infer", spec.to_dict(), queue, priority, after=list(range(1, len(shards) + 1))), *shard_jobs]
+
+
+def shard_rows(ids: list[int], shards: list[sharding.Shard]) -> list[dict[str, Any]]:
+    """The `shards` table rows of a planned job: one per shard, linked to the shard's own job."""
+    return [{**asdict(s), "job_id": ids[0], "shard_job_id": ids[i + 1]} for i, s in enumerate(shards)]
+
+
+def claim_output(folder: Path, job_id: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text(f"{job_id}\n")
+

@@ -1,0 +1,250 @@
+"""Bulk inference through real workers: exactly one record per input, a worker killed midway, bad
+input refused at submit, formats and tasks, out-of-memory back-off, and nightly schedules."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from bertq.demo import make_examples
+
+GOEMOTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus" / "goemotions_reddit_comments.tsv"
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tiny_model, tmp_path_factory) -> Path:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-classifier")
+    AutoModelForSequenceClassification.from_pretrained(
+        tiny_model, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
+    ).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Plain text, one record per line, with empty lines and no trailing newline."""
+    path = tmp_path_factory.mktemp("corpus") / "reviews.txt"
+    lines = [text for text, _ in make_examples(3000, seed=11)]
+    for position in (5, 500, 2500):
+        lines.insert(position, "")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _records(folder: Path) -> list[dict]:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    rows = []
+    for entry in manifest["files"]:
+        with open(folder / entry["path"], encoding="utf-8") as handle:
+            rows += [json.loads(line) for line in handle]
+    return rows
+
+
+def _expected_ids(path: Path) -> list[str]:
+    return [f"{path.name}:{n}" for n, line in enumerate(path.read_text().split("\n"), start=1) if line.strip()]
+
+
+def _submit(bertq, *args: str) -> int:
+    return json.loads(bertq.run("submit", "infer", *args, "--json", check=True).stdout)["id"]
+
+
+@pytest.mark.slow
+def test_classify_a_corpus_in_shards_exactly_one_record_per_line(bertq, tiny_classifier, corpus, tmp_path):
+    bertq.start_worker()
+    out = tmp_path / "labels-{date}"
+    job = _submit(bertq, "--model", str(tiny_classifier), "--task", "classify", "--input", str(corpus),
+                  "--output", str(out), "--shards", "4", "--all-scores", "--precision", "fp32")
+    assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+    folder = Path(str(out).replace("{date}", datetime.now().date().isoformat()))
+    assert (folder / "_SUCCESS").exists()
+    rows = _records(folder)
+    assert [r["id"] for r in rows] == _expected_ids(corpus)
+    assert all(r["label"] in ("negative", "positive") and set(r["scores"]) == {"negative", "positive"} for r in rows)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["records"] == 3000 and len(manifest["files"]) == 4
+    view = bertq.json("show", str(job))
+    assert view["status"] == "SUCCEEDED" and view["progress"] == 1.0
+    assert view["progress_detail"]["rows"] == 3000 and view["progress_detail"]["total"] == 3000
+    assert len([c for c in view["children"] if c["kind"] == "infer_shard"]) == 4
+
+    # The same command again would overwrite nothing: the folder belongs to that job now.
+    again = bertq.run("submit", "infer", "--model", str(tiny_classifier), "--task", "classify", "--input", str(corpus),
+                      "--output", str(out))
+    assert again.returncode == 2 and f"the output of job {job}" in again.stderr
+
+
+@pytest.mark.slow
+def test_a_worker_killed_midway_loses_nothing_and_duplicates_nothing(bertq, tiny_classifier, tmp_path):
+    corpus = tmp_path / "big.txt"
+    corpus.write_text("\n".join(text for text, _ in make_examples(60000, seed=2)) + "\n")
+    first = bertq.start_worker(name="w1@%h")
+    bertq.start_worker(name="w2@%h")
+    beat = subprocess.Popen([sys.executable, "-m", "bertq.cli", "beat", "--interval", "1"], env=bertq.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        job = _submit(bertq, "--model", str(tiny_classifier), "--task", "classify", "--input", str(corpus),
+                      "--output", str(tmp_path / "out"), "--shards", "8", "--precision", "fp32", "--token-budget", "2048")
+        # Wait until w1 is in the middle of a shard, then kill it (and its child) outright.
+        from sqlalchemy import select
+
+        from bertq.db.models import Job, ShardRow
+
+        victim = None
+        deadline = time.monotonic() + 120
+        while victim is None and time.monotonic() < deadline:
+            with bertq.sessions()() as session:
+                for shard in session.scalars(select(ShardRow).where(ShardRow.job_id == job)):
+                    running = session.get(Job, shard.shard_job_id)
+                    if running.status == "RUNNING" and "w1@" in (running.lease_owner or "") and 0 < shard.rows_done < shard.records:
+                        victim = running.id
+            time.sleep(0.05)
+        assert victim is not None, "never caught w1 mid-shard"
+        os.killpg(first.pid, signal.SIGKILL)
+
+        assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+        rows = _records(tmp_path / "out")
+        assert [r["id"] for r in rows] == _expected_ids(corpus)  # every line once, in order
+        killed = bertq.json("show", str(victim))
+        assert killed["status"] == "SUCCEEDED" and killed["attempts"] == 2
+        assert [a["outcome"] for a in killed["attempt_history"]] == ["LOST", "SUCCEEDED"]
+        leftovers = sorted(p.name for p in (tmp_path / "out").glob("part-*"))
+        assert leftovers == sorted(f["path"] for f in json.loads((tmp_path / "out" / "manifest.json").read_text())["files"])
+    finally:
+        os.killpg(beat.pid, signal.SIGTERM)
+        beat.wait()
+
+
+@pytest.mark.slow
+def test_jsonl_ids_parquet_output_embed_and_ner(bertq, tiny_model, tmp_path):
+    import pyarrow.parquet as pq
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    records = tmp_path / "records.jsonl"
+    texts = [text for text, _ in make_examples(200, seed=4)]
+    records.write_text("".join(json.dumps({"doc": f"d{i}", "body": t}) + "\n" for i, t in enumerate(texts)))
+    bertq.start_worker()
+    embed = _submit(bertq, "--model", str(tiny_model), "--task", "embed", "--input", str(records), "--text-column", "body",
+                    "--id-column", "doc", "--output", str(tmp_path / "vectors"), "--format", "parquet", "--normalize")
+    ner_model = tmp_path / "tiny-ner"
+    AutoModelForTokenClassification.from_pretrained(
+        tiny_model, num_labels=3, id2label={0: "O", 1: "B-X", 2: "I-X"}, label2id={"O": 0, "B-X": 1, "I-X": 2}
+    ).save_pretrained(ner_model)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(ner_model)
+    ner = _submit(bertq, "--model", str(ner_model), "--task", "ner", "--input", str(records), "--text-column", "body",
+                  "--id-column", "doc", "--output", str(tmp_path / "entities"))
+    for job in (embed, ner):
+        assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+
+    table = pq.read_table(next((tmp_path / "vectors").glob("part-*.parquet")))
+    assert table.column("id").to_pylist() == [f"d{i}" for i in range(200)]
+    vector = table.column("embedding").to_pylist()[0]
+    assert len(vector) == 32 and abs(sum(x * x for x in vector) - 1) < 1e-3
+
+    rows = _records(tmp_path / "entities")
+    assert [r["id"] for r in rows] == [f"d{i}" for i in range(200)]
+    by_id = dict(zip((f"d{i}" for i in range(200)), texts))
+    for row in rows:
+        for entity in row["entities"]:
+            assert by_id[row["id"]][entity["start"]:entity["end"]] == entity["text"] and entity["label"] == "X"
+
+
+def test_bad_infer_input_is_refused_with_nothing_enqueued(bertq, tiny_classifier, corpus, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"good line\n" + "caf\xe9".encode("latin-1") + b"\nanother\n")
+    table = tmp_path / "table.tsv"
+    table.write_text("id\tbody\n1\thello\n")
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "part-00000.attempt-1.jsonl").write_text("{}\n")
+    base = ["submit", "infer", "--model", str(tiny_classifier), "--task", "classify"]
+    cases = [
+        (["--input", str(empty), "--output", str(tmp_path / "o1")], "no records"),
+        (["--input", str(tmp_path / "missing.txt"), "--output", str(tmp_path / "o2")], "missing.txt"),
+        (["--input", str(table), "--text-column", "text", "--output", str(tmp_path / "o3")], "body"),
+        (["--input", str(latin), "--output", str(tmp_path / "o4")], "line 2"),
+        (["--input", str(corpus), "--output", str(taken)], "already holds"),
+        (["--input", str(corpus), "--output", str(tmp_path / "o5"), "--shards", "0"], "--shards"),
+    ]
+    for extra, words in cases:
+        result = bertq.run(*base, *extra)
+        assert result.returncode == 2 and words in result.stderr, (extra, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert bertq.json("jobs") == []
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))  # nothing half-written
+    # --on-bad-line skip takes the undecodable line out and keeps the others' ids.
+    result = bertq.run(*base, "--input", str(latin), "--output", str(tmp_path / "o6"), "--on-bad-line", "skip", "--json")
+    assert result.returncode == 0, result.stderr
+    assert bertq.json("show", str(json.loads(result.stdout)["id"]))["spec"]["records"] == 2
+
+
+@pytest.mark.slow
+def test_an_input_changed_after_planning_fails_the_job_loudly(bertq, tiny_classifier, tmp_path):
+    corpus = tmp_path / "changing.txt"
+    corpus.write_text("one good line\nanother line\n")
+    job = _submit(bertq, "--model", str(tiny_classifier), "--task", "classify", "--input", str(corpus),
+                  "--output", str(tmp_path / "out"))
+    corpus.write_text("one good line\nanother line, edited\n")
+    bertq.start_worker()
+    assert bertq.run("wait", str(job), "--timeout", "120").returncode == 1
+    view = bertq.json("show", str(job))
+    assert view["status"] == "FAILED" and "changing.txt" in view["error"] and "changed" in view["error"]
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_out_of_memory_halves_the_batch_and_finishes_and_fails_clearly_at_one(tiny_classifier):
+    from bertq.worker.predict import OutOfMemory, load_predictor
+
+    texts = [text for text, _ in make_examples(100, seed=9)]
+    clean = load_predictor(str(tiny_classifier), "classify", device="cpu", precision="fp32").predict(texts)
+    squeezed = load_predictor(str(tiny_classifier), "classify", device="cpu", precision="fp32", fail_above_batch=7)
+    assert squeezed.predict(texts) == clean  # smaller batches, same answers
+    hopeless = load_predictor(str(tiny_classifier), "classify", device="cpu", precision="fp32", fail_above_batch=0)
+    with pytest.raises(OutOfMemory, match="does not fit"):
+        hopeless.predict(texts[:3])
+
+
+def test_each_schedule_slot_fires_once_even_with_two_beats(bertq, tiny_classifier, corpus, tmp_path):
+    from bertq.scheduler.schedules import fire_due
+
+    out = tmp_path / "nightly-{date}"
+    added = bertq.run("schedule", "add", "nightly", "--cron", "0 2 * * *", "--timezone", "Europe/Paris", "--",
+                      "submit", "infer", "--model", str(tiny_classifier), "--task", "classify", "--input", str(corpus),
+                      "--output", str(out))
+    assert added.returncode == 0, added.stderr
+    bad = bertq.run("schedule", "add", "broken", "--cron", "61 2 * * *", "--", "submit", "infer")
+    assert bad.returncode == 2 and "does not parse" in bad.stderr
+
+    from bertq.db.models import Schedule
+
+    with bertq.sessions()() as session, session.begin():
+        session.query(Schedule).update({"created_at": datetime(2026, 11, 1)})
+    settings = bertq.settings()
+    slot_passed = datetime(2026, 11, 20, 1, 30)  # 02:30 in Paris (UTC+1): the 02:00 slot is due
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.extend(fire_due(settings, now=slot_passed))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 1 and results[0].error is None and results[0].job_id
+    assert fire_due(settings, now=slot_passed) == []  # the slot is taken for good
+    view = bertq.json("show", str(results[0].job_id))
+    assert view["spec"]["output"].endswith("nightly-2026-11-20")
+    listing = bertq.json("schedule", "list")
+    assert listing[0]["name"] == "nightly" and listing[0]["last_job"] == results[0].job_id
+    assert bertq.run("schedule", "remove", "nightly").returncode == 0
+    assert bertq.json("schedule", "list") == []

@@ -1,0 +1,200 @@
+"""Bulk inference: one job per shard, then one job that seals the output folder.
+
+Exactly once, by construction:
+- a shard attempt writes its own file (`part-00003.attempt-2.jsonl`), fsyncs it, reads it back and
+  checks it holds exactly the shard's ids, in order;
+- it then records that file as the shard's output in a fenced transaction: only the attempt that is
+  still current can, so a stale or duplicate attempt's file is never the one used;
+- the finishing job checks every shard's recorded file (records, checksum), removes the files of
+  attempts that lost, and writes manifest.json (temp file, fsync, atomic rename), then _SUCCESS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from bertq import sharding
+from bertq.bulk import InferSpec
+from bertq.db.models import Job, ShardRow, utcnow
+from bertq.errors import BertqError
+from bertq.worker.loading import best_device
+from bertq.worker.predict import agreement, cpu_has_fast_bf16, load_predictor
+from bertq.worker.runner import JobContext, measure
+
+PRECISION_SAMPLE = 256
+"""Records of a shard run in both fp32 and bf16 to decide whether bf16 is accurate enough."""
+REQUIRED_AGREEMENT = 0.995
+REQUIRED_COSINE = 0.999
+
+
+def _predictor_options(spec: InferSpec) -> dict[str, Any]:
+    return dict(max_length=spec.max_length, all_scores=spec.all_scores, normalize=spec.normalize,
+                labels=spec.labels, question=spec.question)
+
+
+def choose_precision(spec: InferSpec, location: str, device: str, texts: list[str], ctx: JobContext) -> tuple[str, dict[str, Any]]:
+    """`auto`: bf16 where the hardware is fast at it and its answers agree with fp32's on a sample."""
+    if spec.precision != "auto":
+        return spec.precision, {"chosen": spec.precision, "reason": "requested"}
+    if device == "cuda":
+        return "bf16", {"chosen": "bf16", "reason": "GPU"}
+    if not cpu_has_fast_bf16():
+        return "fp32", {"chosen": "fp32", "reason": "this CPU has no fast bf16 (AMX/AVX512-BF16)"}
+    sample = texts[:PRECISION_SAMPLE]
+    reference = load_predictor(location, spec.task, device=device, precision="fp32", **_predictor_options(spec)).predict(sample)
+    candidate = load_predictor(location, spec.task, device=device, precision="bf16", **_predictor_options(spec)).predict(sample)
+    score = agreement(spec.task, reference, candidate)
+    needed = REQUIRED_COSINE if spec.task == "embed" else REQUIRED_AGREEMENT
+    chosen = "bf16" if score >= needed else "fp32"
+    ctx.log.info("precision check on %d records: bf16 agreement %.4f (needs %.3f): %s", len(sample), score, needed, chosen)
+    return chosen, {"chosen": chosen, "reason": "accuracy check", "bf16_agreement": score, "sample": len(sample)}
+
+
+def _write_records(path: Path, fmt: str, ids: list[str], results: list[dict[str, Any]]) -> None:
+    rows = [{"id": record_id, **result} for record_id, result in zip(ids, results)]
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        with open(path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        return
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_output_ids(path: Path, fmt: str) -> list[str]:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return [str(v) for v in pq.read_table(path, columns=["id"]).column("id").to_pylist()]
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line)["id"] for line in handle if line.strip()]
+
+
+def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    spec = InferSpec.from_dict(spec_values)
+    shard = sharding.Shard(**spec_values["shard"])
+    parent = spec_values["parent_job_id"]
+    device = best_device() if spec.device == "cuda" else "cpu"
+    location = spec.model_location or ctx.checkpoint_of(spec.model_job_id)
+    if location is None:
+        raise BertqError(f"job {spec.model_job_id} recorded no checkpoint to run")
+
+    # The input is read as planned, or not at all: read_shard checks size and checksum first.
+    records = list(sharding.read_shard(shard, text_column=spec.text_column, id_column=spec.id_column, on_bad_line=spec.on_bad_line))
+    ids = [record_id for record_id, _ in records]
+    texts = [text for _, text in records]
+    if len(ids) != shard.records:
+        raise BertqError(f"shard {shard.index} of {shard.path} has {len(ids)} records, planned {shard.records}")
+    precision, decision = choose_precision(spec, location, device, texts, ctx)
+    predictor = load_predictor(location, spec.task, device=device, precision=precision, **_predictor_options(spec))
+
+    done = 0
+    started = time.monotonic()
+
+    def on_batch(count: int) -> None:
+        nonlocal done
+        done += count
+        rate = done / max(time.monotonic() - started, 1e-6)
+        ctx.progress(done / max(len(texts), 1), rows=done, total=len(texts), rate_per_s=round(rate, 1),
+                     eta_seconds=round((len(texts) - done) / rate) if rate else None, precision=precision)
+        ctx.write(lambda s: _report_rows(s, parent, shard.index, done))
+
+    results = predictor.predict(texts, token_budget=spec.token_budget, on_batch=on_batch)
+
+    # This attempt's own file, checked before it is offered as the shard's output.
+    folder = Path(spec.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"part-{shard.index:05d}.attempt-{ctx.attempt}.{spec.format}"
+    _write_records(path, spec.format, ids, results)
+    if read_output_ids(path, spec.format) != ids:
+        raise BertqError(f"{path}: the written ids differ from the shard's ids; the file was not committed")
+    digest = measure(path)[1]
+    ctx.write(lambda s: s.execute(
+        update(ShardRow).where(ShardRow.job_id == parent, ShardRow.index == shard.index)
+        .values(output_path=str(path), output_sha256=digest, rows_done=len(ids))
+        .execution_options(synchronize_session=False)
+    ))
+    rate = len(ids) / max(time.monotonic() - started, 1e-6)
+    return {"records": len(ids), "output": str(path), "precision": decision, "rate_per_s": round(rate, 1)}
+
+
+def _report_rows(session: Any, parent: int, index: int, done: int) -> None:
+    """This shard's rows done, and the whole job's progress on its own row."""
+    session.execute(
+        update(ShardRow).where(ShardRow.job_id == parent, ShardRow.index == index).values(rows_done=done)
+        .execution_options(synchronize_session=False)
+    )
+    rows_done, total = session.execute(
+        select(func.sum(ShardRow.rows_done), func.sum(ShardRow.records)).where(ShardRow.job_id == parent)
+    ).one()
+    first_start = session.scalar(
+        select(func.min(Job.started_at)).join(ShardRow, ShardRow.shard_job_id == Job.id).where(ShardRow.job_id == parent)
+    )
+    elapsed = max((utcnow() - first_start).total_seconds(), 1e-3) if first_start else None
+    rate = (rows_done or 0) / elapsed if elapsed else None
+    session.execute(
+        update(Job).where(Job.id == parent).values(
+            progress=(rows_done or 0) / max(total or 1, 1),
+            progress_detail={"rows": int(rows_done or 0), "total": int(total or 0),
+                             "rate_per_s": round(rate, 1) if rate else None,
+                             "eta_seconds": round(((total or 0) - (rows_done or 0)) / rate) if rate else None},
+        ).execution_options(synchronize_session=False)
+    )
+
+
+def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Every shard succeeded: check their committed files, drop the losers', seal the folder."""
+    spec = InferSpec.from_dict(spec_values)
+    folder = Path(spec.output)
+    with ctx.session() as session:
+        shards = session.scalars(select(ShardRow).where(ShardRow.job_id == ctx.job_id).order_by(ShardRow.index)).all()
+    files = []
+    for shard in shards:
+        if not shard.output_path:
+            raise BertqError(f"shard {shard.index} finished without a committed output file")
+        path = Path(shard.output_path)
+        if not path.is_file() or measure(path)[1] != shard.output_sha256:
+            raise BertqError(f"{path}: the committed output of shard {shard.index} is missing or changed since its commit")
+        files.append({"path": path.name, "records": shard.records, "sha256": shard.output_sha256, "shard": shard.index,
+                      "input": shard.path, "input_range": [shard.start, shard.end], "first_line": shard.first_line})
+    committed = {f["path"] for f in files}
+    for leftover in folder.glob(f"part-*.attempt-*.{spec.format}"):
+        if leftover.name not in committed:  # an attempt that lost (killed, superseded): not part of the output
+            leftover.unlink()
+    manifest = {
+        "job_id": ctx.job_id, "model": spec.model, "model_location": spec.model_location, "task": spec.task,
+        "format": spec.format, "records": sum(f["records"] for f in files), "files": files,
+        "inputs": spec.inputs, "created_at": utcnow().isoformat(timespec="seconds") + "Z",
+    }
+    _atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2))
+    _atomic_write(folder / "_SUCCESS", "")
+    ctx.artifact("output", folder / "manifest.json")
+    ctx.metrics({"records": float(manifest["records"]), "files": float(len(files))})
+    return {"output": str(folder), "records": manifest["records"], "files": len(files)}
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+

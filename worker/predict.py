@@ -1,0 +1,284 @@
+"""Bulk prediction: texts in, one result dict per text out, as fast as the device allows.
+
+Tokenise everything ahead, sort by length, batch by a token budget (no padding beyond each batch's
+longest input), run under `torch.inference_mode` in the chosen precision, and turn each batch's
+outputs into results at once (so nothing per-token is kept for a whole shard). A CUDA out-of-memory
+error halves the token budget and retries the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bertq.worker.inference import autocast, collate, length_sorted_batches, prepare_model
+
+log = logging.getLogger("bertq.predict")
+
+TASK_HEADS = {"classify": "classification", "ner": "ner", "qa": "qa", "zero-shot": "classification", "embed": None}
+MIN_TOKEN_BUDGET = 64
+
+
+class OutOfMemory(RuntimeError):
+    """Raised (or mapped from torch's CUDA OOM) when a batch does not fit."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, (OutOfMemory, torch.cuda.OutOfMemoryError)) or "out of memory" in str(error).lower()
+
+
+@dataclass
+class Predictor:
+    """A loaded model and tokenizer, and how to turn its outputs into results for one task."""
+
+    task: str
+    model: Any
+    tokenizer: Any
+    device: str
+    precision: str
+    max_length: int = 512
+    all_scores: bool = False
+    normalize: bool = False
+    labels: list[str] | None = None
+    """zero-shot: the candidate labels."""
+    question: str | None = None
+    """qa: the question asked of every text."""
+    hypothesis: str = "This example is {}."
+    pooling: str = "mean"
+    batch_size_cap: int = 512
+    fail_above_batch: int | None = None
+    """Testing aid for fault injection: raise OutOfMemory for batches larger than this."""
+
+    def predict(self, texts: list[str], *, token_budget: int = 16384, on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+        if self.task == "zero-shot":
+            return self._zero_shot(texts, token_budget=token_budget, on_batch=on_batch)
+        if self.task == "qa":
+            return self._qa(texts, token_budget=token_budget, on_batch=on_batch)
+        offsets = self.task == "ner"
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_offsets_mapping=offsets)
+        features = {k: list(v) for k, v in encoded.items() if k != "offset_mapping"}
+        results: list[dict[str, Any] | None] = [None] * len(texts)
+
+        def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
+            for row, index in enumerate(indices):
+                if self.task == "classify":
+                    results[index] = self._classification(output.logits[row])
+                elif self.task == "embed":
+                    results[index] = {"embedding": self._pooled(output.last_hidden_state[row], batch["attention_mask"][row])}
+                else:
+                    length = len(features["input_ids"][index])
+                    results[index] = {"entities": self._entities(texts[index], output.logits[row, :length], encoded["offset_mapping"][index])}
+
+        self._run(features, consume, token_budget=token_budget, on_batch=on_batch)
+        return results  # type: ignore[return-value]
+
+    # -- the batch loop ---------------------------------------------------------------------
+
+    def _run(self, features: dict[str, list], consume: Callable[[list[int], Any, dict[str, torch.Tensor]], None], *,
+             token_budget: int, on_batch: Callable[[int], None] | None) -> None:
+        lengths = [len(ids) for ids in features["input_ids"]]
+        pending = list(length_sorted_batches(lengths, batch_size=self.batch_size_cap, max_tokens=token_budget))
+        pad_id = self.tokenizer.pad_token_id or 0
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            while pending:
+                indices = pending.pop(0)
+                try:
+                    if self.fail_above_batch is not None and len(indices) > self.fail_above_batch:
+                        raise OutOfMemory(f"simulated out of memory for a batch of {len(indices)}")
+                    batch = collate(features, indices, pad_id=pad_id, device=self.device)
+                    output = self.model(**batch)
+                except Exception as error:  # noqa: BLE001 - only out-of-memory is handled here
+                    if not is_out_of_memory(error):
+                        raise
+                    if len(indices) == 1:
+                        raise OutOfMemory(
+                            f"one input of {lengths[indices[0]]} tokens does not fit in memory on {self.device}; "
+                            "lower --max-length or use a device with more memory"
+                        ) from error
+                    if self.device == "cuda":
+                        torch.cuda.empty_cache()
+                    token_budget = max(MIN_TOKEN_BUDGET, token_budget // 2)
+                    half = len(indices) // 2
+                    log.warning("out of memory on a batch of %d; token budget halved to %d", len(indices), token_budget)
+                    pending[:0] = [indices[:half], indices[half:]]
+                    continue
+                consume(indices, output, batch)
+                if on_batch is not None:
+                    on_batch(len(indices))
+
+    # -- per-task results -------------------------------------------------------------------
+
+    def _label(self, index: int) -> str:
+        return str(self.model.config.id2label.get(index, index))
+
+    def _classification(self, logits: torch.Tensor) -> dict[str, Any]:
+        probabilities = torch.softmax(logits.float(), dim=-1)
+        best = int(torch.argmax(probabilities))
+        result: dict[str, Any] = {"label": self._label(best), "score": round(float(probabilities[best]), 6)}
+        if self.all_scores:
+            result["scores"] = {self._label(i): round(float(p), 6) for i, p in enumerate(probabilities)}
+        return result
+
+    def _pooled(self, hidden: torch.Tensor, mask: torch.Tensor) -> list[float]:
+        hidden = hidden.float()
+        if self.pooling == "cls":
+            vector = hidden[0]
+        else:  # mean over real tokens, as sentence-transformers models were trained
+            weights = mask.unsqueeze(-1).float()
+            vector = (hidden * weights).sum(0) / weights.sum().clamp(min=1.0)
+        if self.normalize:
+            vector = torch.nn.functional.normalize(vector, dim=-1)
+        return [round(float(x), 6) for x in vector.cpu()]
+
+    def _entities(self, text: str, logits: torch.Tensor, offsets: list[tuple[int, int]]) -> list[dict[str, Any]]:
+        """Token predictions merged into entity spans with character offsets into `text`."""
+        probabilities = torch.softmax(logits.float(), dim=-1).cpu()
+        entities: list[dict[str, Any]] = []
+        current: dict[str, Any] | None = None
+        for position, (start, end) in enumerate(offsets[: len(probabilities)]):
+            if start == end:  # special token
+                continue
+            best = int(torch.argmax(probabilities[position]))
+            tag = self._label(best)
+            score = float(probabilities[position, best])
+            prefix, _, kind = tag.partition("-")
+            continues = current is not None and kind == current["label"] and (prefix == "I" or start == current["end"])
+            if tag == "O" or not kind:
+                current = None
+            elif continues and current is not None:
+                current["end"] = end
+                current["scores"].append(score)
+            else:
+                current = {"label": kind, "start": start, "end": end, "scores": [score]}
+                entities.append(current)
+        return [
+            {"text": text[e["start"]:e["end"]], "label": e["label"], "start": e["start"], "end": e["end"],
+             "score": round(float(np.mean(e["scores"])), 6)}
+            for e in entities
+        ]
+
+    def _zero_shot(self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None) -> list[dict[str, Any]]:
+        """NLI: each (text, "This example is {label}.") pair; labels ranked by entailment."""
+        labels = self.labels or []
+        entail = _entailment_index(self.model.config)
+        premises = [t for t in texts for _ in labels]
+        hypotheses = [self.hypothesis.format(label) for _ in texts for label in labels]
+        encoded = self.tokenizer(premises, hypotheses, truncation="only_first", max_length=self.max_length)
+        features = {k: list(v) for k, v in encoded.items()}
+        scores = np.zeros((len(texts), len(labels)), dtype=np.float32)
+
+        def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
+            for row, index in enumerate(indices):
+                scores[index // len(labels), index % len(labels)] = float(output.logits[row, entail])
+
+        self._run(features, consume, token_budget=token_budget, on_batch=None)
+        if on_batch is not None:
+            on_batch(len(texts))
+        results = []
+        for row in scores:
+            probabilities = np.exp(row - row.max())
+            probabilities /= probabilities.sum()
+            order = np.argsort(-probabilities)
+            results.append({"labels": [labels[i] for i in order], "scores": [round(float(probabilities[i]), 6) for i in order]})
+        return results
+
+    def _qa(self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None) -> list[dict[str, Any]]:
+        from bertq.squad import QAExample
+        from bertq.worker.qa import postprocess_predictions, prepare_eval_features
+
+        examples = [QAExample(id=str(i), title="", context=t, question=self.question or "", answers=[]) for i, t in enumerate(texts)]
+        features = prepare_eval_features(examples, self.tokenizer, max_length=self.max_length, stride=min(128, self.max_length // 4))
+        width = max(len(ids) for ids in features["input_ids"])
+        start = np.full((len(features["input_ids"]), width), -1e9, dtype=np.float32)
+        end = np.full_like(start, -1e9)
+
+        def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
+            for row, index in enumerate(indices):
+                length = len(features["input_ids"][index])
+                start[index, :length] = output.start_logits[row, :length].float().cpu().numpy()
+                end[index, :length] = output.end_logits[row, :length].float().cpu().numpy()
+
+        model_inputs = {k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        self._run(model_inputs, consume, token_budget=token_budget, on_batch=None)
+        if on_batch is not None:
+            on_batch(len(texts))
+        answers = postprocess_predictions(examples, features, start, end)
+        results = []
+        for i, text in enumerate(texts):
+            answer = answers.get(str(i), "")
+            offset = text.find(answer) if answer else -1
+            results.append({"answer": answer, "start": offset if offset >= 0 else None,
+                            "end": offset + len(answer) if offset >= 0 else None})
+        return results
+
+
+def _entailment_index(config: Any) -> int:
+    for index, name in config.id2label.items():
+        if str(name).lower().startswith("entail"):
+            return int(index)
+    raise ValueError(
+        f"zero-shot needs an NLI model whose labels include 'entailment'; this one has {list(config.id2label.values())}"
+    )
+
+
+def pooling_of(model_folder: str) -> str:
+    """How a sentence-transformers model pools (its 1_Pooling/config.json), else mean pooling."""
+    config = Path(model_folder) / "1_Pooling" / "config.json"
+    if config.is_file():
+        settings = json.loads(config.read_text())
+        if settings.get("pooling_mode_cls_token"):
+            return "cls"
+    return "mean"
+
+
+def cpu_has_fast_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def load_predictor(location: str, task: str, *, device: str, precision: str, **options: Any) -> Predictor:
+    from transformers import AutoModel
+
+    from bertq.worker.families import model_class
+    from bertq.worker.loading import load_tokenizer
+
+    head = TASK_HEADS[task]
+    tokenizer = load_tokenizer(location, family=head or "classification")
+    model = (model_class(head) if head else AutoModel).from_pretrained(location, use_safetensors=True)
+    served = prepare_model(model, precision=precision, device=device)
+    options.setdefault("max_length", min(512, getattr(tokenizer, "model_max_length", 512) or 512))
+    return Predictor(task=task, model=served, tokenizer=tokenizer, device=device, precision=precision,
+                     pooling=pooling_of(location), **options)
+
+
+def agreement(task: str, reference: list[dict[str, Any]], candidate: list[dict[str, Any]]) -> float:
+    """How often a lower precision gives the same answer as fp32 (embeddings: the lowest cosine)."""
+    if not reference:
+        return 1.0
+    if task == "embed":
+        cosines = []
+        for a, b in zip(reference, candidate):
+            x, y = np.array(a["embedding"]), np.array(b["embedding"])
+            cosines.append(float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12)))
+        return min(cosines)
+    key = {"classify": "label", "ner": "entities", "zero-shot": "labels", "qa": "answer"}[task]
+
+    def answer(result: dict[str, Any]) -> Any:
+        value = result[key]
+        if task == "ner":
+            return [(e["label"], e["start"], e["end"]) for e in value]
+        if task == "zero-shot":
+            return value[0]
+        return value
+
+    return float(np.mean([answer(a) == answer(b) for a, b in zip(reference, candidate)]))
