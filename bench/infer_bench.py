@@ -23,6 +23,9 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus" / "g
 
 
 def read_texts(path: Path, count: int) -> list[str]:
+    if path.suffix in (".txt", ".raw"):  # plain text: every non-empty line is a record
+        lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+        return [line for line in lines if line][:count]
     with open(path, encoding="utf-8") as handle:
         rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         return [row["text"] for _, row in zip(range(count), rows)]

@@ -26,7 +26,8 @@ NEEDED_HEAD = {"classify": "classification", "ner": "ner", "qa": "qa", "zero-sho
 FORMATS = ("jsonl", "parquet")
 MARKER = ".bertq-job"
 """Written into an output folder at submit: the folder belongs to that job from then on."""
-DEFAULT_TOKEN_BUDGET = 16384
+DEFAULT_TOKEN_BUDGET = {"cpu": 4096, "cuda": 65536}
+"""Tokens per batch: small batches suit a CPU's caches; a GPU wants tens of thousands of tokens."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class InferSpec(_Spec):
     """auto: bf16 on a GPU, and on a CPU with fast bf16 if its answers agree with fp32 on >= 99.5%
     of a sample; else fp32. Or fp32, fp16, bf16, int8."""
     device: str = "cpu"
-    token_budget: int = DEFAULT_TOKEN_BUDGET
+    token_budget: int = DEFAULT_TOKEN_BUDGET["cpu"]
     """Tokens per batch (batch size x longest input); halved on a CUDA out-of-memory error."""
     max_length: int = 512
     all_scores: bool = False
@@ -94,7 +95,7 @@ def build_infer_spec(
     shards: str | None = None,
     precision: str = "auto",
     device: str = "cpu",
-    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    token_budget: int | None = None,
     max_length: int | None = None,
     all_scores: bool = False,
     normalize: bool = False,
@@ -111,6 +112,7 @@ def build_infer_spec(
         problems.append(f"--precision {precision!r}: choose auto, {', '.join(PRECISIONS)}")
     if precision == "int8" and device == "cuda":
         problems.append("--precision int8 runs on the CPU only; use bf16 or fp16 with --device cuda")
+    token_budget = token_budget or DEFAULT_TOKEN_BUDGET.get(device, DEFAULT_TOKEN_BUDGET["cpu"])
     if token_budget < 64:
         problems.append(f"--token-budget {token_budget} is too small; use at least 64 (16384 is a good start)")
     if on_bad_line not in ("fail", "skip"):

@@ -452,7 +452,7 @@ def submit_distill(
 @click.option("--shards", default="auto", show_default=True, help="Number of shards (each its own task on any worker), or auto.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--token-budget", type=int, default=16384, show_default=True, help="Tokens per batch (halved on CUDA out-of-memory).")
+@click.option("--token-budget", type=int, default=None, help="Tokens per batch [cpu 4096, cuda 65536]; halved on CUDA out-of-memory.")
 @click.option("--max-length", type=int, default=None, help="Truncate inputs at this many tokens [the model's limit, at most 512].")
 @click.option("--all-scores", is_flag=True, help="classify: every label's score.")
 @click.option("--normalize", is_flag=True, help="embed: unit-length vectors.")
@@ -462,7 +462,7 @@ def submit_distill(
 @_queue_options
 def submit_infer(
     model: str, task: str, inputs: tuple[str, ...], output: str, fmt: str, text_column: str | None,
-    id_column: str | None, shards: str, precision: str, device: str, token_budget: int, max_length: int | None,
+    id_column: str | None, shards: str, precision: str, device: str, token_budget: int | None, max_length: int | None,
     all_scores: bool, normalize: bool, labels: str | None, question: str | None, on_bad_line: str,
     queue: str | None, priority: int, wait: bool, as_json: bool,
 ) -> None:
