@@ -233,6 +233,63 @@ def schedule_run_now(name: str) -> None:
 
 
 @cli.command()
+@click.option("--task", default=None, help="Only evaluations of this task (sst2, conll2003, ...).")
+@click.option("--data", default=None, help="Only evaluations on this data file.")
+@click.option("--scenarios", "scenarios_file", type=click.Path(dir_okay=False), default=None, help="TOML file of [[scenario]] tables [bertq's defaults].")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "html", "json"]), default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to this file instead of the terminal.")
+def report(task: str | None, data: str | None, scenarios_file: str | None, fmt: str, out: str | None) -> None:
+    """Which model to deploy for which scenario, from the numbers evaluate jobs measured."""
+    from pathlib import Path
+
+    from bertq.db.engine import sessions
+    from bertq.report.candidates import load_candidates
+    from bertq.report.render import RENDERERS
+    from bertq.report.scenarios import decide, load_scenarios
+
+    scenarios = load_scenarios(Path(scenarios_file) if scenarios_file else None)
+    with sessions()() as session:
+        candidates = load_candidates(session, task=task, data=data)
+    if not candidates:
+        raise BertqError("no successful evaluate jobs to compare" + (f" for task {task}" if task else "")
+                         + "; run `bertq submit evaluate --model JOB_ID` first")
+    decisions = [decision for scenario in scenarios for decision in decide(scenario, candidates)]
+    text = RENDERERS[fmt](decisions, candidates)
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"report written to {out} ({len(decisions)} scenario decisions, {len(candidates)} candidates)")
+    else:
+        click.echo(text)
+
+
+@cli.command()
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=5555, show_default=True)
+@click.option("--unauthenticated", is_flag=True, help="No login (allowed only on 127.0.0.1).")
+def flower(address: str, port: int, unauthenticated: bool) -> None:
+    """Start Flower against the configured broker, behind basic auth (BERTQ_FLOWER_USER/PASSWORD)."""
+    from bertq.broker import broker_url
+
+    user = os.environ.get("BERTQ_FLOWER_USER")
+    password = os.environ.get("BERTQ_FLOWER_PASSWORD")
+    argv = [sys.executable, "-m", "celery", "-A", "bertq.worker.celery_app:app", "flower",
+            f"--address={address}", f"--port={port}"]
+    if user and password:
+        argv.append(f"--basic-auth={user}:{password}")
+    elif not unauthenticated:
+        raise BertqError(
+            "Flower would be open to anyone: set BERTQ_FLOWER_USER and BERTQ_FLOWER_PASSWORD "
+            "(or pass --unauthenticated to listen on 127.0.0.1 without a login)"
+        )
+    elif address not in ("127.0.0.1", "localhost", "::1"):
+        raise BertqError(f"--unauthenticated listens on 127.0.0.1 only, not {address}; set BERTQ_FLOWER_USER/PASSWORD to open it wider")
+    else:
+        os.environ["FLOWER_UNAUTHENTICATED_API"] = "true"  # loopback only, by the user's explicit choice
+    broker_url(load_settings())  # the embedded Redis must be up before Flower connects
+    os.execv(sys.executable, argv)
+
+
+@cli.command()
 @click.option("--epochs", type=float, default=2.0, show_default=True)
 def demo(epochs: float) -> None:
     """Run the whole path once on this machine: Redis, a worker, a real fine-tune of `minilm`."""

@@ -220,14 +220,19 @@ def end_attempt(*, session: Session, job_id: int, attempt: int, outcome: str, er
 
 
 def cancel(*, session: Session, job_id: int) -> bool:
-    """Cancel a job that has not finished; a running attempt notices at its next heartbeat."""
+    """Cancel a job that has not finished, and its unfinished steps (a pipeline's, a bulk job's
+    shards); a running attempt notices at its next heartbeat and stops."""
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.not_in([str(s) for s in FINISHED]))
         .values(status=JobStatus.CANCELLED, finished_at=utcnow(), lease_owner=None, cancel_requested=True)
         .execution_options(synchronize_session=False)
     )
-    return done.rowcount == 1
+    if done.rowcount != 1:
+        return False
+    for child in session.scalars(select(Job.id).where(Job.parent_id == job_id)).all():
+        cancel(session=session, job_id=child)
+    return True
 
 
 def expired_leases(*, session: Session, now: datetime | None = None) -> list[int]:

@@ -6,10 +6,11 @@ stored with them, so numbers from different machines are never mixed silently.
 
 from __future__ import annotations
 
-import gc
 import io
-import os
-import threading
+import json
+import resource
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -32,10 +33,30 @@ def run_evaluate(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     location = spec.model_location or ctx.checkpoint_of(spec.model_job_id)
     if location is None:
         raise BertqError(f"job {spec.model_job_id} recorded no checkpoint to evaluate")
+    ctx.log.info("evaluate %s (%s) on %s: %s on %s", spec.model, location, spec.data, spec.precision, spec.device)
+    ctx.progress(0.05, force=True, phase="measuring in a fresh process")
+    # A fresh process, so that its peak memory is the serving's alone, not what this worker process
+    # kept from earlier jobs (a prefork child may have trained a model just before).
+    probe = subprocess.run(
+        [sys.executable, "-m", "bertq.worker.jobs.evaluate"],
+        input=json.dumps({**spec_values, "model_location": location}), capture_output=True, text=True,
+    )
+    if probe.returncode != 0:
+        lines = [line for line in probe.stderr.strip().splitlines() if line.strip()]
+        last = lines[-1] if lines else f"the measuring process exited with status {probe.returncode}"
+        raise BertqError(last.removeprefix("bertq.errors.BertqError: "))
+    measured = json.loads(probe.stdout.strip().splitlines()[-1])
+    ctx.metrics(measured["metrics"], split="eval")
+    ctx.log.info("evaluation: %s %s", measured["metrics"], measured["result"])
+    return measured["result"]
+
+
+def measure(spec: EvaluateSpec) -> dict[str, Any]:
+    """Task metrics and deployment numbers of `spec.model_location`, measured in this process."""
     if spec.device == "cuda" and not torch.cuda.is_available():
         raise BertqError("--device cuda, but this worker has no CUDA device; submit to a GPU worker's queue (--queue gpu)")
-    ctx.log.info("evaluate %s (%s) on %s: %s on %s", spec.model, location, spec.data, spec.precision, spec.device)
-
+    location = spec.model_location
+    assert location is not None
     tokenizer = load_tokenizer(location, family=spec.family)
     model = load_trained(location, spec.family)
     labels = spec.labels or families.trained_labels(location, model.config, spec.family)
@@ -44,44 +65,46 @@ def run_evaluate(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     params = sum(p.numel() for p in model.parameters())
     served = prepare_model(model, precision=spec.precision, device=spec.device)
     pad_id = tokenizer.pad_token_id or 0
+    if spec.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
 
     def run(features: dict[str, list], batch_size: int) -> list[dict[str, np.ndarray]]:
         return run_model(served, features, pad_id=pad_id, device=spec.device, precision=spec.precision,
                          batch_size=batch_size, outputs=evaluation.outputs)
 
-    with PeakMemory(spec.device) as memory:
-        # Throughput: every example, batched and length-sorted, after one warm-up batch. The same pass
-        # gives the task metrics, so they describe exactly what was timed.
-        run({k: v[: spec.batch_size] for k, v in evaluation.features.items()}, spec.batch_size)
-        ctx.progress(0.1, force=True, phase="throughput")
+    # Throughput: every example, batched and length-sorted, after one warm-up batch. The same pass
+    # gives the task metrics, so they describe exactly what was timed.
+    run({k: v[: spec.batch_size] for k, v in evaluation.features.items()}, spec.batch_size)
+    started = time.perf_counter()
+    outputs = run(evaluation.features, spec.batch_size)
+    _synchronize(spec.device)
+    throughput = evaluation.num_examples / (time.perf_counter() - started)
+    task_metrics = evaluation.score(outputs)
+
+    # Latency: one request at a time, tokenisation included, over a seeded sample of real inputs.
+    sample = families.latency_sample(evaluation.num_examples, spec.latency_samples, spec.seed)
+    for index in sample[:WARMUP_CALLS]:  # warm-up calls are not timed
+        run(evaluation.example_features(index), 64)
+    timings = []
+    for index in sample:
         started = time.perf_counter()
-        outputs = run(evaluation.features, spec.batch_size)
+        run(evaluation.example_features(index), 64)
         _synchronize(spec.device)
-        throughput = evaluation.num_examples / (time.perf_counter() - started)
-        task_metrics = evaluation.score(outputs)
+        timings.append((time.perf_counter() - started) * 1000)
 
-        # Latency: one request at a time, tokenisation included, over a seeded sample of real inputs.
-        ctx.progress(0.6, force=True, phase="latency")
-        sample = families.latency_sample(evaluation.num_examples, spec.latency_samples, spec.seed)
-        for index in sample[:WARMUP_CALLS]:  # warm-up calls are not timed
-            run(evaluation.example_features(index), 64)
-        timings = []
-        for index in sample:
-            started = time.perf_counter()
-            run(evaluation.example_features(index), 64)
-            _synchronize(spec.device)
-            timings.append((time.perf_counter() - started) * 1000)
-
-    values = {
+    if spec.device == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 1e6
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    metrics = {
         **task_metrics,
         "params": float(params),
         "size_mb": _served_size_mb(served, spec.precision),
-        "peak_memory_mb": memory.peak_mb,
+        "peak_memory_mb": peak_mb,
         "latency_p50_ms": float(np.percentile(timings, 50)),
         "latency_p95_ms": float(np.percentile(timings, 95)),
         "throughput_per_s": float(throughput),
     }
-    ctx.metrics(values, split="eval")
     result = {
         "device": spec.device,
         "device_name": device_name(spec.device),
@@ -92,9 +115,9 @@ def run_evaluate(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         "examples": evaluation.num_examples,
         "latency_samples": len(timings),
         "threads": torch.get_num_threads(),
+        "peak_memory": "peak allocated on the GPU" if spec.device == "cuda" else "peak RSS of a fresh serving process",
     }
-    ctx.log.info("evaluation: %s %s", values, result)
-    return result
+    return {"metrics": metrics, "result": result}
 
 
 def _synchronize(device: str) -> None:
@@ -127,35 +150,6 @@ def _served_size_mb(model: Any, precision: str) -> float:
     return len(save(unique)) / 1e6
 
 
-class PeakMemory:
-    """Peak resident memory (CPU, sampled every 5 ms) or peak allocated memory (CUDA) while serving."""
-
-    def __init__(self, device: str):
-        self.device = device
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> PeakMemory:
-        gc.collect()
-        if self.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        else:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device == "cuda":
-            self.peak_mb = torch.cuda.max_memory_allocated() / 1e6
-            return
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        page = os.sysconf("SC_PAGE_SIZE")
-        while True:
-            with open("/proc/self/statm") as statm:
-                resident = int(statm.read().split()[1]) * page / 1e6
-            self.peak_mb = max(self.peak_mb, resident)
-            if self._stop.wait(0.005):
-                return
+if __name__ == "__main__":  # the measuring process: spec JSON in, measurements JSON out (last line)
+    values = json.loads(sys.stdin.read())
+    print(json.dumps(measure(EvaluateSpec.from_dict(values))))

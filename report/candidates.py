@@ -1,0 +1,61 @@
+"""The report's candidates: every successful evaluate job, with its numbers and lineage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from bertq.db.jobs import latest_metrics
+from bertq.db.models import Job, JobStatus
+from bertq.report.scenarios import Candidate
+from bertq.tasks import MAIN_METRIC, TASKS
+
+DEPLOYMENT_METRICS = ("params", "size_mb", "peak_memory_mb", "latency_p50_ms", "latency_p95_ms", "throughput_per_s")
+
+
+def _model_name(session: Session, spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A readable model name and its lineage (fine-tuned from, distilled from which teacher)."""
+    source_id = spec.get("model_job_id")
+    if not source_id:
+        return str(spec.get("model")), {}
+    source = session.get(Job, source_id)
+    if source is None:
+        return f"job {source_id}", {}
+    if source.kind == "student":
+        teacher = source.spec.get("teacher_job_id")
+        layers = source.spec.get("student_layers")
+        student = "cut " + ",".join(map(str, layers)) if layers else source.spec.get("student")
+        name = f"student {source_id} ({student} of teacher {teacher}, alpha {source.spec.get('alpha')})"
+        return name, {"kind": "student", "job": source_id, "distilled_from_job": teacher,
+                      "alpha": source.spec.get("alpha"), "transfer_data": source.spec.get("transfer_data")}
+    name = f"{source.spec.get('model')} fine-tuned (job {source_id})"
+    return name, {"kind": source.kind, "job": source_id, "fine_tuned_from": source.spec.get("model")}
+
+
+def load_candidates(session: Session, *, task: str | None = None, data: str | None = None) -> list[Candidate]:
+    query = (
+        select(Job).options(selectinload(Job.metrics))
+        .where(Job.kind == "evaluate", Job.status == JobStatus.SUCCEEDED).order_by(Job.id)
+    )
+    candidates = []
+    for job in session.scalars(query):
+        spec, result = job.spec, job.result or {}
+        if task and spec.get("task") != task:
+            continue
+        if data and spec.get("data") != data and not str(spec.get("data", "")).endswith(data):
+            continue
+        metrics = latest_metrics(job)
+        family = TASKS[spec["task"]].family if spec.get("task") in TASKS else None
+        main = MAIN_METRIC.get(family or "", "")
+        if main in metrics:
+            metrics["task_metric"] = metrics[main]
+        name, lineage = _model_name(session, spec)
+        candidates.append(Candidate(
+            job_id=job.id, model=name, precision=result.get("precision", spec.get("precision", "?")),
+            device=result.get("device", spec.get("device", "?")),
+            device_name=result.get("device_name", result.get("device", "?")),
+            task=spec.get("task", "?"), metrics=metrics, lineage=lineage,
+        ))
+    return candidates

@@ -1,0 +1,180 @@
+"""The decision report as a terminal table, Markdown, JSON, or one self-contained HTML file.
+
+The HTML draws its plots as inline SVG (no scripts, fonts or network): task metric against p95
+latency and against size, the Pareto front marked, and each distilled student linked to its teacher.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from typing import Any
+
+from bertq.report.scenarios import Candidate, Decision
+
+COLUMNS = [("job", "job_id"), ("model", "model"), ("precision", "precision"), ("device", "device"),
+           ("task metric", "task_metric"), ("p50 ms", "latency_p50_ms"), ("p95 ms", "latency_p95_ms"),
+           ("per s", "throughput_per_s"), ("MB", "size_mb"), ("peak MB", "peak_memory_mb"), ("params", "params")]
+
+
+def _cell(candidate: Candidate, key: str) -> str:
+    if key in ("job_id", "model", "precision", "device"):
+        return str(getattr(candidate, key))
+    value = candidate.metrics.get(key)
+    if value is None:
+        return "n/a"
+    if key == "params":
+        return f"{value / 1e6:.1f}M"
+    return f"{value:.4f}" if key == "task_metric" else f"{value:.1f}"
+
+
+def _winner_line(decision: Decision) -> tuple[str, str]:
+    winner = decision.winner
+    if winner is None:
+        return "none", decision.reason
+    return f"{winner.model} [{winner.precision}, job {winner.job_id}]", decision.reason
+
+
+def as_json(decisions: list[Decision], candidates: list[Candidate]) -> str:
+    return json.dumps({"scenarios": [d.as_dict() for d in decisions], "candidates": [c.as_dict() for c in candidates]},
+                      indent=2)
+
+
+def as_table(decisions: list[Decision], candidates: list[Candidate]) -> str:
+    lines = ["Scenarios (decided per device; numbers from different devices are never ranked together)", ""]
+    for decision in decisions:
+        choice, reason = _winner_line(decision)
+        lines += [f"* {decision.scenario.name}  [{decision.device}]", f"    winner: {choice}", f"    why:    {reason}"]
+        if decision.runner_up is not None:
+            lines.append(f"    runner-up: {decision.runner_up.model} [{decision.runner_up.precision}, job {decision.runner_up.job_id}]")
+    lines += ["", f"Candidates ({len(candidates)} evaluations)", ""]
+    rows = [[h for h, _ in COLUMNS]] + [[_cell(c, key) for _, key in COLUMNS] for c in candidates]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def as_markdown(decisions: list[Decision], candidates: list[Candidate]) -> str:
+    lines = ["# bertq decision report", "", "## Scenarios", "",
+             "| scenario | device | winner | runner-up | why |", "|---|---|---|---|---|"]
+    for decision in decisions:
+        choice, reason = _winner_line(decision)
+        runner = f"{decision.runner_up.model} [{decision.runner_up.precision}]" if decision.runner_up else "-"
+        lines.append(f"| {decision.scenario.name} | {decision.device} | {choice} | {runner} | {reason} |")
+    lines += ["", "## Candidates", "", "| " + " | ".join(h for h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cell(c, key) for _, key in COLUMNS) + " |" for c in candidates]
+    return "\n".join(lines) + "\n"
+
+
+def pareto_front(candidates: list[Candidate], cost: str) -> set[int]:
+    """Job ids not dominated: no other candidate has a task metric at least as high and a cost at
+    least as low, with one of the two strictly better."""
+    points = [(c.job_id, c.metrics.get("task_metric"), c.metrics.get(cost)) for c in candidates]
+    points = [(j, q, k) for j, q, k in points if q is not None and k is not None]
+    front = set()
+    for job, quality, value in points:
+        dominated = any(q >= quality and k <= value and (q > quality or k < value) for _, q, k in points)
+        if not dominated:
+            front.add(job)
+    return front
+
+
+def _scatter(candidates: list[Candidate], cost: str, label: str) -> str:
+    width, height, margin = 520, 340, 56
+    points = [c for c in candidates if c.metrics.get("task_metric") is not None and c.metrics.get(cost)]
+    if not points:
+        return f"<p>No candidate has both a task metric and {html.escape(label)}.</p>"
+    xs = [math.log10(max(c.metrics[cost], 1e-9)) for c in points]
+    ys = [c.metrics["task_metric"] for c in points]
+    x0, x1 = min(xs) - 0.05, max(xs) + 0.05
+    y0, y1 = min(ys) - 0.01, max(ys) + 0.01
+
+    def sx(x: float) -> float:
+        return margin + (x - x0) / (x1 - x0 or 1) * (width - 2 * margin)
+
+    def sy(y: float) -> float:
+        return height - margin - (y - y0) / (y1 - y0 or 1) * (height - 2 * margin)
+
+    front = pareto_front(points, cost)
+    where = {c.job_id: (sx(x), sy(y)) for c, x, y in zip(points, xs, ys)}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="task metric against {html.escape(label)}">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<line x1="{margin}" y1="{height - margin}" x2="{width - margin}" y2="{height - margin}" stroke="#333"/>',
+             f'<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{height - margin}" stroke="#333"/>',
+             f'<text x="{width / 2}" y="{height - 14}" text-anchor="middle" font-size="12">{html.escape(label)} (log scale)</text>',
+             f'<text x="16" y="{height / 2}" transform="rotate(-90 16 {height / 2})" text-anchor="middle" font-size="12">task metric</text>']
+    for tick in range(5):
+        y = y0 + (y1 - y0) * tick / 4
+        parts.append(f'<text x="{margin - 6}" y="{sy(y) + 4:.1f}" text-anchor="end" font-size="10">{y:.3f}</text>')
+        x = x0 + (x1 - x0) * tick / 4
+        parts.append(f'<text x="{sx(x):.1f}" y="{height - margin + 16}" text-anchor="middle" font-size="10">{10 ** x:.3g}</text>')
+    ordered = sorted((c for c in points if c.job_id in front), key=lambda c: c.metrics[cost])
+    if len(ordered) > 1:
+        path = " ".join(f"{where[c.job_id][0]:.1f},{where[c.job_id][1]:.1f}" for c in ordered)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="#d62728" stroke-dasharray="5,3"/>')
+    for candidate in points:  # distillation lineage: teacher -> student
+        teacher = candidate.lineage.get("distilled_from_job")
+        sources = [c for c in points if c.lineage.get("job") == teacher and c.precision == candidate.precision
+                   and c.device_name == candidate.device_name]
+        for source in sources:
+            (ax, ay), (bx, by) = where[source.job_id], where[candidate.job_id]
+            parts.append(f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}" stroke="#2ca02c" '
+                         f'stroke-width="1.5" marker-end="url(#arrow)"/>')
+    parts.insert(1, '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
+                    '<path d="M0,0 L8,4 L0,8 z" fill="#2ca02c"/></marker></defs>')
+    for candidate in points:
+        x, y = where[candidate.job_id]
+        colour = "#d62728" if candidate.job_id in front else "#1f77b4"
+        title = html.escape(f"job {candidate.job_id}: {candidate.model} [{candidate.precision}]")
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="{colour}"><title>{title}</title></circle>')
+        parts.append(f'<text x="{x + 8:.1f}" y="{y - 8:.1f}" font-size="10">{candidate.job_id} {candidate.precision}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def as_html(decisions: list[Decision], candidates: list[Candidate]) -> str:
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in
+                         [d.scenario.name, d.device, _winner_line(d)[0],
+                          f"{d.runner_up.model} [{d.runner_up.precision}]" if d.runner_up else "-",
+                          d.reason]) + "</tr>"
+        for d in decisions
+    )
+    table = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(c, key))}</td>" for _, key in COLUMNS) + "</tr>" for c in candidates
+    )
+    devices = sorted({c.device_name for c in candidates})
+    plots = ""
+    for device in devices:
+        group = [c for c in candidates if c.device_name == device]
+        plots += (f"<h3>Measured on {html.escape(device)}</h3><div class='plots'>"
+                  f"<figure>{_scatter(group, 'latency_p95_ms', 'p95 latency, ms (batch 1)')}"
+                  "<figcaption>Task metric against p95 latency</figcaption></figure>"
+                  f"<figure>{_scatter(group, 'size_mb', 'size of the weights, MB')}"
+                  "<figcaption>Task metric against size</figcaption></figure></div>")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>bertq decision report</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 2em; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; text-align: left; }}
+th {{ background: #f3f3f3; }}
+.plots {{ display: flex; flex-wrap: wrap; gap: 1em; }}
+figcaption {{ font-size: 12px; color: #555; }}
+</style></head><body>
+<h1>bertq decision report</h1>
+<p>Which model to deploy for which scenario, from the numbers bertq's evaluate jobs measured.
+Scenarios are decided per device. In the plots, red points form the Pareto front (no other model
+is both more accurate and cheaper); green arrows go from a teacher to its distilled student.</p>
+<h2>Scenarios</h2>
+<table><tr><th>scenario</th><th>device</th><th>winner</th><th>runner-up</th><th>why</th></tr>{rows}</table>
+<h2>Plots</h2>{plots}
+<h2>Candidates</h2>
+<table><tr>{"".join(f"<th>{html.escape(h)}</th>" for h, _ in COLUMNS)}</tr>{table}</table>
+</body></html>
+"""
+
+
+RENDERERS: dict[str, Any] = {"table": as_table, "markdown": as_markdown, "json": as_json, "html": as_html}
