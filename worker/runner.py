@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import logging
 import os
+import signal
 import threading
 import time
 import traceback
@@ -180,6 +181,7 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         log.info("job %s: not claimable (already running, finished or cancelled); skipping this delivery", job_id)
         return "skipped"
 
+    _inject_faults(job_id)
     ctx = JobContext(settings=settings, job_id=job_id, attempt=claim.attempt, kind=claim.kind, spec=claim.spec)
     handler = logging.FileHandler(ctx.workdir / "job.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -207,6 +209,14 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         heartbeat.done.set()
         job_logger.removeHandler(handler)
         handler.close()
+
+
+def _inject_faults(job_id: int) -> None:
+    """Fault injection for the test suite only: BERTQ_FAULT_KILL_JOBS="7,9" makes this process die by
+    SIGKILL as soon as it has claimed job 7 or 9 (a job that kills its worker every time)."""
+    doomed = os.environ.get("BERTQ_FAULT_KILL_JOBS", "")
+    if doomed and str(job_id) in doomed.split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _succeed(ctx: JobContext, factory: Any, result: dict[str, Any]) -> str:

@@ -150,14 +150,47 @@ class JobCallback(TrainerCallback):
             (folder / COMPLETE_MARKER).write_text(json.dumps({"step": state.global_step, "attempt": self.ctx.attempt}))
 
 
-def last_complete_checkpoint(output_dir: Path) -> Path | None:
-    """The newest Trainer checkpoint that was saved completely (it carries the marker)."""
+def attempt_dir(ctx: JobContext) -> Path:
+    """Where this attempt's Trainer writes: its own folder, so a stale attempt that wakes up (SIGSTOP,
+    a network partition) never writes into the checkpoints the current attempt resumes from."""
+    return ctx.workdir / "attempts" / str(ctx.attempt)
+
+
+def last_complete_checkpoint(attempts_root: Path) -> Path | None:
+    """The newest Trainer checkpoint of any attempt that was saved completely (it carries the marker)."""
     candidates = []
-    for folder in output_dir.glob("checkpoint-*"):
+    for folder in attempts_root.glob("*/checkpoint-*"):
         suffix = folder.name.removeprefix("checkpoint-")
         if suffix.isdigit() and (folder / COMPLETE_MARKER).is_file():
             candidates.append((int(suffix), folder))
     return max(candidates)[1] if candidates else None
+
+
+def resume_point(ctx: JobContext) -> str | None:
+    """The checkpoint an earlier attempt left complete, if any. The attempt records it (so the resume
+    shows in `bertq show`), and the metric rows written after it are removed: this attempt writes
+    them again, so none is counted twice."""
+    from sqlalchemy import delete, update
+
+    from bertq.db.models import Attempt, Metric
+
+    checkpoint = last_complete_checkpoint(ctx.workdir / "attempts")
+    if checkpoint is None:
+        return None
+    step = int(checkpoint.name.removeprefix("checkpoint-"))
+
+    def record(session: Any) -> None:
+        session.execute(
+            update(Attempt).where(Attempt.job_id == ctx.job_id, Attempt.number == ctx.attempt)
+            .values(resumed_from=str(checkpoint)).execution_options(synchronize_session=False)
+        )
+        session.execute(
+            delete(Metric).where(Metric.job_id == ctx.job_id, Metric.step > step).execution_options(synchronize_session=False)
+        )
+
+    ctx.write(record)
+    ctx.log.info("attempt %s resumes from %s (step %s)", ctx.attempt, checkpoint, step)
+    return str(checkpoint)
 
 
 def raise_if_superseded(ctx: JobContext) -> None:
@@ -165,14 +198,17 @@ def raise_if_superseded(ctx: JobContext) -> None:
         raise AttemptSuperseded(f"job {ctx.job_id}: attempt {ctx.attempt} stopped: superseded or cancelled")
 
 
-def save_model_folder(*, folder: Path, model: Any, tokenizer: Any, spec: dict[str, Any]) -> Path:
+def save_model_folder(*, ctx: JobContext, model: Any, tokenizer: Any, spec: dict[str, Any]) -> Path:
     """Weights (safetensors), tokenizer, label names (in config.json) and the resolved spec, written
-    to a temporary folder and renamed into place, so a reader never sees half a checkpoint."""
-    partial = folder.with_name(folder.name + ".partial")
+    to this attempt's temporary folder and moved into place (`checkpoint`) only while the attempt is
+    current, so a reader never sees half a checkpoint nor a stale attempt's one."""
+    folder = ctx.workdir / "checkpoint"
+    partial = ctx.workdir / f".checkpoint.attempt-{ctx.attempt}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial, safe_serialization=True)
     tokenizer.save_pretrained(partial)
     (partial / "bertq_spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
+    ctx.write()  # still the current attempt? (raises AttemptSuperseded if not)
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     return folder

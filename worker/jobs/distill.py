@@ -29,10 +29,11 @@ from bertq.worker.runner import JobContext, measure
 from bertq.worker.students import cut_from_teacher
 from bertq.worker.textdata import load_labelled
 from bertq.worker.training import (
+    attempt_dir,
     JobCallback,
     ScoringTrainer,
-    last_complete_checkpoint,
     raise_if_superseded,
+    resume_point,
     save_model_folder,
     training_arguments,
 )
@@ -172,7 +173,7 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                             batch_size=EVAL_BATCH_SIZE, outputs=evaluation.outputs)
         return evaluation.score(outputs)
 
-    output_dir = ctx.workdir / "trainer"
+    output_dir = attempt_dir(ctx)
     callback = JobCallback(ctx)
     arguments = training_arguments(output_dir=output_dir, spec=spec, metric_for_best=MAIN_METRIC["classification"],
                                    device=device, keep_columns=bool(distilling))
@@ -183,15 +184,15 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     trainer = (
         DistillationTrainer(**common, temperature=spec.temperature, alpha=spec.alpha) if distilling else ScoringTrainer(**common)
     )
-    resume = last_complete_checkpoint(output_dir)
+    resume = resume_point(ctx)
     ctx.progress(0.0, force=True, step=0, total=None, phase="training student")
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    trainer.train(resume_from_checkpoint=resume)
     raise_if_superseded(ctx)
     best = callback.best_evaluation(trainer.state) or {f"eval_{k}": v for k, v in score(trainer.model).items()}
     ctx.metrics(best, split="eval", step=trainer.state.global_step)
-    checkpoint = save_model_folder(folder=ctx.workdir / "checkpoint", model=trainer.model, tokenizer=tokenizer, spec=spec_values)
+    checkpoint = save_model_folder(ctx=ctx, model=trainer.model, tokenizer=tokenizer, spec=spec_values)
     ctx.artifact("checkpoint", checkpoint)
-    shutil.rmtree(output_dir, ignore_errors=True)
+    shutil.rmtree(ctx.workdir / "attempts", ignore_errors=True)
     train_seconds = float(trainer.state.log_history[-1].get("train_runtime", 0.0)) if trainer.state.log_history else 0.0
     return {"checkpoint": str(checkpoint), "train_runtime_s": train_seconds, **best}
 

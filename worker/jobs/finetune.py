@@ -18,10 +18,11 @@ from bertq.worker.inference import run_model
 from bertq.worker.loading import best_device, load_for_training, load_tokenizer
 from bertq.worker.runner import JobContext
 from bertq.worker.training import (
+    attempt_dir,
     JobCallback,
     ScoringTrainer,
-    last_complete_checkpoint,
     raise_if_superseded,
+    resume_point,
     save_model_folder,
     training_arguments,
 )
@@ -54,7 +55,7 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
                             batch_size=EVAL_BATCH_SIZE, outputs=evaluation.outputs)
         return evaluation.score(outputs)
 
-    output_dir = ctx.workdir / "trainer"
+    output_dir = attempt_dir(ctx)
     callback = JobCallback(ctx)
     trainer = ScoringTrainer(
         model=model,
@@ -67,11 +68,9 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         scorer=score,
     )
 
-    resume = last_complete_checkpoint(output_dir)
-    if resume is not None:
-        ctx.log.info("resuming from %s", resume)
+    resume = resume_point(ctx)
     ctx.progress(0.0, force=True, step=0, total=None, phase="training")
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    trainer.train(resume_from_checkpoint=resume)
     raise_if_superseded(ctx)
 
     # The Trainer reloaded the best epoch's weights. Their numbers were measured when that epoch was
@@ -81,8 +80,8 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         best = {f"eval_{name}": value for name, value in score(trainer.model).items()}
     ctx.metrics(best, split="eval", step=trainer.state.global_step)
 
-    checkpoint = save_model_folder(folder=ctx.workdir / "checkpoint", model=trainer.model, tokenizer=tokenizer, spec=spec_values)
+    checkpoint = save_model_folder(ctx=ctx, model=trainer.model, tokenizer=tokenizer, spec=spec_values)
     ctx.artifact("checkpoint", checkpoint)
-    shutil.rmtree(output_dir, ignore_errors=True)  # intermediate checkpoints: the best one is saved above
+    shutil.rmtree(ctx.workdir / "attempts", ignore_errors=True)  # intermediate checkpoints: the best is saved above
     ctx.log.info("best model: %s, saved to %s", best, checkpoint)
     return {"checkpoint": str(checkpoint), **best}

@@ -1,0 +1,160 @@
+"""Faults injected into real processes: killed, frozen and duplicated workers, poisoned messages.
+Leases, heartbeats and the visibility timeout are set short (see conftest), so nothing here waits
+for Celery's or bertq's production timeouts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _submit_finetune(bertq, tiny_model, tiny_data, *extra: str) -> int:
+    train, dev = tiny_data
+    return json.loads(bertq.run(
+        "submit", "finetune", "--model", str(tiny_model), "--task", "sst2", "--train", str(train), "--eval", str(dev),
+        "--max-length", "32", "--batch-size", "8", "--no-evaluate", "--json", *extra, check=True,
+    ).stdout)["id"]
+
+
+def _beat(bertq) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bertq.cli", "beat", "--interval", "1"], env=bertq.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def _wait_for(predicate, timeout: float = 120, every: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting for the condition")
+
+
+def _checkpoints(bertq, job_id: int) -> list[Path]:
+    return sorted((bertq.home / "artifacts" / "jobs" / str(job_id) / "attempts").glob("*/checkpoint-*/BERTQ_COMPLETE"))
+
+
+def _worker_child_pid(bertq, job_id: int) -> int:
+    view = bertq.json("show", str(job_id))
+    return int(view["lease_owner"].rsplit("/pid", 1)[1])
+
+
+def test_a_worker_killed_mid_finetune_resumes_from_its_last_complete_checkpoint(bertq_any_db, tiny_model, tiny_data):
+    bertq = bertq_any_db
+    first = bertq.start_worker(name="first@%h")
+    beat = _beat(bertq)
+    try:
+        job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "4")
+        _wait_for(lambda: _checkpoints(bertq, job))  # epoch 1 saved completely
+        os.killpg(first.pid, signal.SIGKILL)
+        bertq.start_worker(name="second@%h")
+        assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+    finally:
+        _stop(beat)
+    view = bertq.json("show", str(job))
+    history = view["attempt_history"]
+    assert [a["outcome"] for a in history] == ["LOST", "SUCCEEDED"]
+    assert history[0]["resumed_from"] is None
+    assert history[1]["resumed_from"] and "/attempts/1/checkpoint-" in history[1]["resumed_from"]
+
+    from sqlalchemy import select
+
+    from bertq.db.models import Metric
+
+    with bertq.sessions()() as session:
+        epochs = session.scalars(select(Metric.epoch).where(Metric.job_id == job, Metric.name == "eval_accuracy",
+                                                            Metric.epoch.is_not(None))).all()
+        loss_steps = session.scalars(select(Metric.step).where(Metric.job_id == job, Metric.name == "train_loss")).all()
+    assert sorted(round(e) for e in epochs) == [1, 2, 3, 4]  # each epoch's evaluation once
+    assert len(loss_steps) == len(set(loss_steps))  # no step logged twice
+
+
+def test_a_job_that_kills_its_worker_every_time_fails_after_its_attempts_and_the_queue_goes_on(bertq, tiny_model, tiny_data):
+    bertq.env["BERTQ_MAX_ATTEMPTS"] = "2"
+    job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "1")
+    bertq.env["BERTQ_FAULT_KILL_JOBS"] = str(job)
+    bertq.start_worker()
+    beat = _beat(bertq)
+    try:
+        assert bertq.run("wait", str(job), "--timeout", "180").returncode == 1
+        view = bertq.json("show", str(job))
+        assert view["status"] == "FAILED" and view["attempts"] == 2 and "lost on each of its 2 attempts" in view["error"]
+        survivor = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "1")
+        assert bertq.run("wait", str(survivor), "--timeout", "180").returncode == 0
+    finally:
+        _stop(beat)
+
+
+def test_a_frozen_stale_attempt_cannot_write_once_another_took_over(bertq, tiny_model, tiny_data):
+    stale_worker = bertq.start_worker(name="stale@%h")
+    beat = _beat(bertq)
+    try:
+        job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "6")
+        _wait_for(lambda: _checkpoints(bertq, job))
+        child = _worker_child_pid(bertq, job)
+        os.kill(child, signal.SIGSTOP)  # frozen past its lease
+        bertq.start_worker(name="fresh@%h")
+        assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+        taken_over = bertq.json("show", str(job))
+        os.kill(child, signal.SIGCONT)  # the stale attempt wakes up after attempt 2 committed
+        time.sleep(4)  # several of its heartbeats
+    finally:
+        _stop(beat)
+    view = bertq.json("show", str(job))
+    assert view["status"] == "SUCCEEDED" and view["attempts"] == 2
+    assert view["metrics"] == taken_over["metrics"] and view["artifacts"] == taken_over["artifacts"]
+    from sqlalchemy import func, select
+
+    from bertq.db.models import Metric
+
+    second_started = view["attempt_history"][1]["started_at"].rstrip("Z")
+    with bertq.sessions()() as session:
+        late_writes = session.scalar(select(func.count()).select_from(Metric).where(
+            Metric.job_id == job, Metric.attempt == 1, Metric.created_at > second_started))
+    assert late_writes == 0
+    assert "superseded" in stale_worker.log_path.read_text()
+
+
+def test_a_job_longer_than_the_visibility_timeout_never_runs_twice_at_once(bertq, tiny_model, tiny_data):
+    bertq.env["BERTQ_VISIBILITY_TIMEOUT"] = "2"
+    workers = [bertq.start_worker(name="a@%h"), bertq.start_worker(name="b@%h")]
+    job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "30")  # kombu restores unacked messages every 10 s
+    assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+    view = bertq.json("show", str(job))
+    assert view["attempts"] == 1 and len(view["attempt_history"]) == 1
+    redeliveries = sum(w.log_path.read_text().count("not claimable") for w in workers)
+    assert redeliveries >= 1  # Redis did redeliver the long job; the lease turned it away
+
+
+def test_a_pickled_message_is_refused_and_nothing_runs(bertq, tiny_model, tiny_data):
+    from bertq.db import jobs as q
+
+    with bertq.sessions()() as session, session.begin():
+        job = q.create_job(session=session, kind="finetune", spec={}, queue="cpu", priority=5, max_attempts=3).id
+    worker = bertq.start_worker()
+    from bertq.worker.app import make_app
+
+    make_app(bertq.settings()).send_task("bertq.finetune", args=[job], queue="cpu", serializer="pickle")
+    _wait_for(lambda: "pickle" in worker.log_path.read_text(), timeout=30)
+    time.sleep(1)
+    view = bertq.json("show", str(job))
+    assert view["status"] == "QUEUED" and view["attempts"] == 0
+    assert "Refusing to deserialize" in worker.log_path.read_text() or "ContentDisallowed" in worker.log_path.read_text()
