@@ -137,19 +137,34 @@ def beat(interval: float, once: bool) -> None:
     """Periodic duties (run one per deployment): fire due schedules, requeue jobs whose worker was lost."""
     import logging
 
-    from bertq.scheduler.reaper import reap_expired_leases
+    from bertq.scheduler.reaper import reap_expired_leases, reconcile
     from bertq.scheduler.schedules import fire_due
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
-    click.echo(f"bertq beat: every {interval:g}s, schedules and leases")
+    click.echo(f"bertq beat: every {interval:g}s, schedules and leases; lost messages every 30s")
+    next_reconcile = time.monotonic()
+    resent: list[int] = []
     while True:
         requeued = reap_expired_leases(settings)
         fired = fire_due(settings)
+        if time.monotonic() >= next_reconcile:  # a scan of the broker: not every round
+            resent = reconcile(settings)
+            next_reconcile = time.monotonic() + 30
         if once:
-            click.echo(f"requeued: {requeued}; fired: {[(f.schedule, f.job_id, f.error) for f in fired]}")
+            click.echo(f"requeued: {requeued}; resent: {resent}; fired: {[(f.schedule, f.job_id, f.error) for f in fired]}")
             return
         time.sleep(interval)
+
+
+@cli.command("reconcile")
+@click.option("--older-than", type=float, default=60.0, show_default=True, help="Only jobs queued at least this many seconds ago.")
+def reconcile_command(older_than: float) -> None:
+    """Send again the QUEUED jobs whose message the broker lost (also done by `bertq beat`)."""
+    from bertq.scheduler.reaper import reconcile
+
+    resent = reconcile(load_settings(), older_than=older_than)
+    click.echo(f"sent again: {resent}" if resent else "every queued job has its message in the broker")
 
 
 @cli.group()

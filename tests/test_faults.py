@@ -158,3 +158,34 @@ def test_a_pickled_message_is_refused_and_nothing_runs(bertq, tiny_model, tiny_d
     view = bertq.json("show", str(job))
     assert view["status"] == "QUEUED" and view["attempts"] == 0
     assert "Refusing to deserialize" in worker.log_path.read_text() or "ContentDisallowed" in worker.log_path.read_text()
+
+
+def test_messages_lost_by_redis_are_sent_again_by_reconcile_and_run_once(bertq, tiny_model, tiny_data):
+    import redis
+
+    from bertq.broker import broker_url
+
+    jobs = [_submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "1") for _ in range(2)]
+    client = redis.Redis.from_url(broker_url(bertq.settings()))
+    assert "every queued job has its message" in bertq.run("reconcile", "--older-than", "0", check=True).stdout
+    client.flushall()  # Redis loses its queued messages
+    resent = bertq.run("reconcile", "--older-than", "0", check=True).stdout
+    assert all(str(job) in resent for job in jobs)
+    bertq.start_worker()
+    for job in jobs:
+        assert bertq.run("wait", str(job), "--timeout", "180").returncode == 0
+        assert bertq.json("show", str(job))["attempts"] == 1
+
+
+def test_redis_restarted_mid_job_the_job_finishes_once(bertq, tiny_model, tiny_data):
+    from bertq.broker import ensure_embedded_redis, kill_embedded_redis
+
+    bertq.start_worker()
+    job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "5")
+    _wait_for(lambda: bertq.json("show", str(job))["status"] == "RUNNING")
+    kill_embedded_redis(bertq.settings())  # the broker dies mid-job...
+    time.sleep(2)
+    ensure_embedded_redis(bertq.settings())  # ...and comes back (same port, password, append-only file)
+    assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+    view = bertq.json("show", str(job))
+    assert view["status"] == "SUCCEEDED" and view["attempts"] == 1
