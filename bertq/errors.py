@@ -21,3 +21,7 @@ class BrokerError(BertqError):
 
 class AttemptSuperseded(BertqError):
     """This attempt no longer owns its job (lease lost, job cancelled): it must stop writing."""
+
+
+class Preempted(BertqError):
+    """The worker is shutting down: the attempt saved a checkpoint and the job goes back to the queue."""

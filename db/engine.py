@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bertq.config import Settings, load_settings
 
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 """The newest Alembic revision; a test checks it matches migrations/versions."""
 
 _engines: dict[str, Engine] = {}
@@ -72,12 +72,21 @@ def upgrade(settings: Settings | None = None, revision: str = "head") -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     with open(settings.home / "migrate.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process on this machine migrates at a time
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # Across machines: PostgreSQL serialises concurrent migrations.
-                connection.execute(text("SELECT pg_advisory_xact_lock(7263550)"))
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+        with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                # SQLite alters a table by copying it; foreign keys must be off while it does
+                # (the pragma only takes effect outside a transaction).
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    # Across machines: PostgreSQL serialises concurrent migrations.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(7263550)"))
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def alembic_config(url: str):  # type: ignore[no-untyped-def]

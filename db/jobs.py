@@ -340,3 +340,31 @@ def artifact_path(*, session: Session, job_id: int, kind: str) -> str | None:
         .order_by(Artifact.id.desc())
         .limit(1)
     )
+
+
+def request_preemption(*, session: Session, worker_prefix: str) -> list[int]:
+    """Ask every job running on this worker (lease owner `host/pid...`) to checkpoint and requeue."""
+    ids = list(session.scalars(
+        select(Job.id).where(Job.status == JobStatus.RUNNING, Job.lease_owner.startswith(worker_prefix))
+    ))
+    if ids:
+        session.execute(update(Job).where(Job.id.in_(ids)).values(preempt_requested=True)
+                        .execution_options(synchronize_session=False))
+    return ids
+
+
+def preemption_requested(*, session: Session, job_id: int) -> bool:
+    return bool(session.scalar(select(Job.preempt_requested).where(Job.id == job_id)))
+
+
+def requeue_preempted(*, session: Session, job_id: int, attempt: int) -> bool:
+    """The current attempt checkpointed for a shutdown: back to QUEUED, without using up an attempt."""
+    moved = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.RUNNING)
+        .values(status=JobStatus.QUEUED, lease_owner=None, preempt_requested=False, max_attempts=Job.max_attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount:
+        end_attempt(session=session, job_id=job_id, attempt=attempt, outcome="PREEMPTED")
+    return moved.rowcount == 1

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, MetaData, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -62,6 +62,8 @@ class Job(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     cancel_requested: Mapped[bool] = mapped_column(default=False)
+    preempt_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Set when the worker running the job is shutting down: checkpoint, then go back to the queue."""
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     progress_detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """step, total, loss, eta_seconds ... as the job reports them."""

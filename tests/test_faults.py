@@ -189,3 +189,22 @@ def test_redis_restarted_mid_job_the_job_finishes_once(bertq, tiny_model, tiny_d
     assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
     view = bertq.json("show", str(job))
     assert view["status"] == "SUCCEEDED" and view["attempts"] == 1
+
+
+def test_sigterm_to_a_worker_checkpoints_the_job_requeues_it_and_it_resumes(bertq_any_db, tiny_model, tiny_data):
+    bertq = bertq_any_db
+    first = bertq.start_worker(name="deploy-old@%h")
+    job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "8")
+    _wait_for(lambda: _checkpoints(bertq, job))
+    os.kill(first.pid, signal.SIGTERM)  # a deploy: the worker is asked to stop
+    first.wait(timeout=120)
+    view = _wait_for(lambda: (v := bertq.json("show", str(job)))["status"] == "QUEUED" and v)
+    assert [a["outcome"] for a in view["attempt_history"]] == ["PREEMPTED"]
+    saved = int(view["progress_detail"]["step"])
+    bertq.start_worker(name="deploy-new@%h")
+    assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+    view = bertq.json("show", str(job))
+    assert [a["outcome"] for a in view["attempt_history"]] == ["PREEMPTED", "SUCCEEDED"]
+    resumed = view["attempt_history"][1]["resumed_from"]
+    assert resumed and "/attempts/1/checkpoint-" in resumed
+    assert int(resumed.rsplit("-", 1)[1]) >= saved  # the step it had reached, saved at the shutdown

@@ -1,5 +1,29 @@
 """The module `celery -A` points at (`bertq worker` does this for you)."""
 
+from __future__ import annotations
+
+import logging
+
+from celery.signals import worker_shutting_down
+
 from bertq.worker.app import make_app
 
 app = make_app()
+log = logging.getLogger("bertq.worker")
+
+
+@worker_shutting_down.connect
+def _checkpoint_running_jobs(sender: str | None = None, **_: object) -> None:
+    """SIGTERM (a deploy): ask this worker's running training jobs to save a checkpoint and go back to
+    the queue, instead of keeping the shutdown waiting for hours or losing their progress."""
+    from bertq.config import load_settings
+    from bertq.db.engine import sessions
+    from bertq.db.jobs import request_preemption
+
+    try:
+        with sessions(load_settings())() as session, session.begin():
+            jobs = request_preemption(session=session, worker_prefix=f"{sender}/")
+        if jobs:
+            log.warning("shutting down: jobs %s will checkpoint and be requeued", jobs)
+    except Exception:  # noqa: BLE001 - a shutdown must go on even if the database is away
+        log.exception("could not ask running jobs to checkpoint")

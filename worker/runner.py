@@ -25,7 +25,7 @@ from bertq.config import Settings, load_settings
 from bertq.db import jobs as job_queries
 from bertq.db.engine import sessions
 from bertq.db.models import Job, JobStatus
-from bertq.errors import AttemptSuperseded, BertqError
+from bertq.errors import AttemptSuperseded, BertqError, Preempted
 
 log = logging.getLogger("bertq.worker")
 
@@ -59,11 +59,17 @@ class JobContext:
         self.log = logging.getLogger(f"bertq.job.{job_id}")
         self._sessions = sessions(settings)
         self._superseded = threading.Event()
+        self._preempted = threading.Event()
         self._last_progress = 0.0
 
     @property
     def should_stop(self) -> bool:
         return self._superseded.is_set()
+
+    @property
+    def preempted(self) -> bool:
+        """The worker is shutting down: a training job should checkpoint now and raise Preempted."""
+        return self._preempted.is_set()
 
     def write(self, action: Callable[[Session], None] | None = None) -> None:
         """Run `action` in one transaction that first checks this attempt is still current."""
@@ -127,6 +133,9 @@ class JobContext:
     def heartbeat(self) -> None:
         try:
             self.write()
+            with self._sessions() as session:
+                if job_queries.preemption_requested(session=session, job_id=self.job_id):
+                    self._preempted.set()
         except AttemptSuperseded:
             log.warning("job %s attempt %s superseded; stopping", self.job_id, self.attempt)
         except OperationalError as error:  # the database is away: keep trying until the lease runs out
@@ -195,6 +204,10 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         result = load_job_function(claim.kind)(claim.spec, ctx)
         heartbeat.done.set()
         return _succeed(ctx, factory, result or {})
+    except Preempted as error:
+        heartbeat.done.set()
+        log.warning("job %s: %s", job_id, error)
+        return _requeue_preempted(ctx, factory)
     except AttemptSuperseded as error:
         log.warning("job %s: %s", job_id, error)
         with factory() as session, session.begin():
@@ -231,6 +244,20 @@ def _succeed(ctx: JobContext, factory: Any, result: dict[str, Any]) -> str:
             send_job(app, job_id=job_id, kind=kind, queue=queue, priority=priority)
     log.info("job %s succeeded", ctx.job_id)
     return "succeeded"
+
+
+def _requeue_preempted(ctx: JobContext, factory: Any) -> str:
+    from bertq.worker.app import make_app, send_job
+
+    with factory() as session, session.begin():
+        if not job_queries.requeue_preempted(session=session, job_id=ctx.job_id, attempt=ctx.attempt):
+            return "superseded"
+        job = session.get(Job, ctx.job_id)
+        assert job is not None
+        queue, priority = job.queue, job.priority
+    send_job(make_app(ctx.settings), job_id=ctx.job_id, kind=ctx.kind, queue=queue, priority=priority)
+    log.info("job %s checkpointed and went back to the queue", ctx.job_id)
+    return "preempted"
 
 
 def _fail(ctx: JobContext, factory: Any, message: str, trace: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from bertq.errors import AttemptSuperseded
+from bertq.errors import AttemptSuperseded, Preempted
 from bertq.worker.runner import JobContext
 
 COMPLETE_MARKER = "BERTQ_COMPLETE"
@@ -108,6 +108,10 @@ class JobCallback(TrainerCallback):
         if self.ctx.should_stop:
             control.should_training_stop = True
             return
+        if self.ctx.preempted:  # the worker is shutting down: save this step, then stop
+            control.should_save = True
+            control.should_training_stop = True
+            return
         if self.first_step is None:
             self.first_step = state.global_step - 1
             self.started = time.monotonic()
@@ -194,8 +198,11 @@ def resume_point(ctx: JobContext) -> str | None:
 
 
 def raise_if_superseded(ctx: JobContext) -> None:
+    """After training: stop here if the attempt was superseded, or checkpointed for a shutdown."""
     if ctx.should_stop:
         raise AttemptSuperseded(f"job {ctx.job_id}: attempt {ctx.attempt} stopped: superseded or cancelled")
+    if ctx.preempted:
+        raise Preempted(f"job {ctx.job_id}: attempt {ctx.attempt} saved a checkpoint for the worker's shutdown")
 
 
 def save_model_folder(*, ctx: JobContext, model: Any, tokenizer: Any, spec: dict[str, Any]) -> Path:
