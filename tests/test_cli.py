@@ -26,7 +26,10 @@ def _heavy_modules(bertq, *args: str) -> str:
 def test_cli_commands_never_import_torch_or_transformers(bertq, tiny_model, tiny_data):
     train, dev = tiny_data
     submit = ["submit", "finetune", "--model", str(tiny_model), "--task", "sst2", "--train", str(train), "--eval", str(dev)]
-    for args in (["--help"], ["config"], ["up"], submit, ["jobs"], ["show", "1"], ["models"], ["cancel", "1"]):
+    commands = (["--help"], ["config"], ["up"], submit, ["jobs"], ["show", "1"], ["models"], ["cancel", "1"],
+                ["report"], ["schedule", "list"], ["reconcile"], ["submit", "infer", "--help"],
+                ["submit", "distill", "--help"], ["submit", "evaluate", "--help"])
+    for args in commands:
         assert _heavy_modules(bertq, *args) == "", args
 
 

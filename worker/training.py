@@ -219,3 +219,39 @@ def save_model_folder(*, ctx: JobContext, model: Any, tokenizer: Any, spec: dict
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     return folder
+
+
+def scorer_for(evaluation: Any, tokenizer: Any, device: str, batch_size: int = 64) -> Any:
+    """The task metrics of a model on an EvalSet, through the fast inference path (no dropout)."""
+    from bertq.worker.inference import run_model
+
+    def score(model: Any) -> dict[str, float]:
+        model.eval()  # the Trainer switches back to train mode itself
+        outputs = run_model(model, evaluation.features, pad_id=tokenizer.pad_token_id or 0, device=device,
+                            batch_size=batch_size, outputs=evaluation.outputs)
+        return evaluation.score(outputs)
+
+    return score
+
+
+def train_and_save(ctx: JobContext, trainer: Any, callback: JobCallback, score: Any, *, tokenizer: Any,
+                   spec_values: dict[str, Any], phase: str) -> dict[str, Any]:
+    """Train (resuming from an earlier attempt's last complete checkpoint), record the best epoch's
+    metrics, publish its model as the job's checkpoint, drop the intermediate checkpoints."""
+    resume = resume_point(ctx)
+    ctx.progress(0.0, force=True, step=0, total=None, phase=phase)
+    trainer.train(resume_from_checkpoint=resume)
+    raise_if_superseded(ctx)
+    # The Trainer reloaded the best epoch's weights. Their numbers were measured when that epoch was
+    # evaluated; score again only if that happened in an earlier attempt (a resumed job).
+    best = callback.best_evaluation(trainer.state)
+    if best is None:
+        best = {f"eval_{name}": value for name, value in score(trainer.model).items()}
+    ctx.metrics(best, split="eval", step=trainer.state.global_step)
+    checkpoint = save_model_folder(ctx=ctx, model=trainer.model, tokenizer=tokenizer, spec=spec_values)
+    ctx.artifact("checkpoint", checkpoint)
+    shutil.rmtree(ctx.workdir / "attempts", ignore_errors=True)  # intermediate checkpoints
+    ctx.log.info("best model: %s, saved to %s", best, checkpoint)
+    runtime = next((float(e["train_runtime"]) for e in reversed(trainer.state.log_history) if "train_runtime" in e), None)
+    return {"checkpoint": str(checkpoint), "train_runtime_s": runtime, **best}
+

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +27,7 @@ from bertq.worker.loading import best_device, load_for_training, load_tokenizer,
 from bertq.worker.runner import JobContext, measure
 from bertq.worker.students import cut_from_teacher
 from bertq.worker.textdata import load_labelled
-from bertq.worker.training import (
-    attempt_dir,
-    JobCallback,
-    ScoringTrainer,
-    raise_if_superseded,
-    resume_point,
-    save_model_folder,
-    training_arguments,
-)
-
-EVAL_BATCH_SIZE = 64
+from bertq.worker.training import JobCallback, ScoringTrainer, attempt_dir, scorer_for, train_and_save, training_arguments
 
 
 def example_id(text: str) -> str:
@@ -167,11 +156,7 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     eval_examples = families.read_examples("classification", spec.eval, spec=spec, side="eval")
     evaluation = families.eval_set("classification", eval_examples, tokenizer, spec, spec.labels)
 
-    def score(current_model: Any) -> dict[str, float]:
-        current_model.eval()
-        outputs = run_model(current_model, evaluation.features, pad_id=tokenizer.pad_token_id or 0, device=device,
-                            batch_size=EVAL_BATCH_SIZE, outputs=evaluation.outputs)
-        return evaluation.score(outputs)
+    score = scorer_for(evaluation, tokenizer, device)
 
     output_dir = attempt_dir(ctx)
     callback = JobCallback(ctx)
@@ -184,17 +169,8 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     trainer = (
         DistillationTrainer(**common, temperature=spec.temperature, alpha=spec.alpha) if distilling else ScoringTrainer(**common)
     )
-    resume = resume_point(ctx)
-    ctx.progress(0.0, force=True, step=0, total=None, phase="training student")
-    trainer.train(resume_from_checkpoint=resume)
-    raise_if_superseded(ctx)
-    best = callback.best_evaluation(trainer.state) or {f"eval_{k}": v for k, v in score(trainer.model).items()}
-    ctx.metrics(best, split="eval", step=trainer.state.global_step)
-    checkpoint = save_model_folder(ctx=ctx, model=trainer.model, tokenizer=tokenizer, spec=spec_values)
-    ctx.artifact("checkpoint", checkpoint)
-    shutil.rmtree(ctx.workdir / "attempts", ignore_errors=True)
-    train_seconds = float(trainer.state.log_history[-1].get("train_runtime", 0.0)) if trainer.state.log_history else 0.0
-    return {"checkpoint": str(checkpoint), "train_runtime_s": train_seconds, **best}
+    return train_and_save(ctx, trainer, callback, score, tokenizer=tokenizer, spec_values=spec_values,
+                          phase="training student")
 
 
 def run_distill(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

@@ -6,7 +6,6 @@ checkpoint of an earlier attempt), evaluate the best model, save it with its spe
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 from transformers import set_seed
@@ -14,20 +13,9 @@ from transformers import set_seed
 from bertq.specs import FinetuneSpec
 from bertq.tasks import MAIN_METRIC
 from bertq.worker import families
-from bertq.worker.inference import run_model
 from bertq.worker.loading import best_device, load_for_training, load_tokenizer
 from bertq.worker.runner import JobContext
-from bertq.worker.training import (
-    attempt_dir,
-    JobCallback,
-    ScoringTrainer,
-    raise_if_superseded,
-    resume_point,
-    save_model_folder,
-    training_arguments,
-)
-
-EVAL_BATCH_SIZE = 64
+from bertq.worker.training import JobCallback, ScoringTrainer, attempt_dir, scorer_for, train_and_save, training_arguments
 
 
 def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -49,11 +37,7 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     evaluation = families.eval_set(family, eval_examples, tokenizer, spec, labels)
     ctx.log.info("%d training inputs from %d examples; %d evaluation examples", len(train_set), len(train_examples), evaluation.num_examples)
 
-    def score(current_model: Any) -> dict[str, float]:
-        current_model.eval()  # no dropout while scoring; the Trainer switches back to train mode itself
-        outputs = run_model(current_model, evaluation.features, pad_id=tokenizer.pad_token_id or 0, device=device,
-                            batch_size=EVAL_BATCH_SIZE, outputs=evaluation.outputs)
-        return evaluation.score(outputs)
+    score = scorer_for(evaluation, tokenizer, device)
 
     output_dir = attempt_dir(ctx)
     callback = JobCallback(ctx)
@@ -67,21 +51,4 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         callbacks=[callback],
         scorer=score,
     )
-
-    resume = resume_point(ctx)
-    ctx.progress(0.0, force=True, step=0, total=None, phase="training")
-    trainer.train(resume_from_checkpoint=resume)
-    raise_if_superseded(ctx)
-
-    # The Trainer reloaded the best epoch's weights. Their numbers were measured when that epoch was
-    # evaluated; score again only if that happened in an earlier attempt (a resumed job).
-    best = callback.best_evaluation(trainer.state)
-    if best is None:
-        best = {f"eval_{name}": value for name, value in score(trainer.model).items()}
-    ctx.metrics(best, split="eval", step=trainer.state.global_step)
-
-    checkpoint = save_model_folder(ctx=ctx, model=trainer.model, tokenizer=tokenizer, spec=spec_values)
-    ctx.artifact("checkpoint", checkpoint)
-    shutil.rmtree(ctx.workdir / "attempts", ignore_errors=True)  # intermediate checkpoints: the best is saved above
-    ctx.log.info("best model: %s, saved to %s", best, checkpoint)
-    return {"checkpoint": str(checkpoint), **best}
+    return train_and_save(ctx, trainer, callback, score, tokenizer=tokenizer, spec_values=spec_values, phase="training")
