@@ -149,6 +149,8 @@ def build_infer_spec(
             problems.append(str(error))
         else:
             location = ref.location
+            if ref.weights_problem():
+                problems.append(str(ref.weights_problem()))
             carried = head_family(ref)
             needed = NEEDED_HEAD.get(task)
             if needed and carried != needed:

