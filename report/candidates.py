@@ -35,11 +35,13 @@ def _model_name(session: Session, spec: dict[str, Any]) -> tuple[str, dict[str, 
 
 
 def load_candidates(session: Session, *, task: str | None = None, data: str | None = None) -> list[Candidate]:
+    """One candidate per evaluated (model, precision, device, data): the newest evaluation of it, so a
+    model measured again (after a driver update, on a quiet machine) is represented by its last numbers."""
     query = (
         select(Job).options(selectinload(Job.metrics))
         .where(Job.kind == "evaluate", Job.status == JobStatus.SUCCEEDED).order_by(Job.id)
     )
-    candidates = []
+    latest: dict[tuple, Candidate] = {}
     for job in session.scalars(query):
         spec, result = job.spec, job.result or {}
         if task and spec.get("task") != task:
@@ -52,10 +54,12 @@ def load_candidates(session: Session, *, task: str | None = None, data: str | No
         if main in metrics:
             metrics["task_metric"] = metrics[main]
         name, lineage = _model_name(session, spec)
-        candidates.append(Candidate(
+        candidate = Candidate(
             job_id=job.id, model=name, precision=result.get("precision", spec.get("precision", "?")),
             device=result.get("device", spec.get("device", "?")),
             device_name=result.get("device_name", result.get("device", "?")),
             task=spec.get("task", "?"), metrics=metrics, lineage=lineage,
-        ))
-    return candidates
+        )
+        model_key = spec.get("model_job_id") or result.get("model_location") or spec.get("model")
+        latest[(model_key, candidate.precision, candidate.device_name, candidate.task, spec.get("data"))] = candidate
+    return sorted(latest.values(), key=lambda c: c.job_id)
