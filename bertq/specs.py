@@ -354,8 +354,9 @@ def build_evaluate_spec(
     job_id: int | None = None
     if source_job is not None:
         job_id = int(source_job["id"])
-        if source_job["kind"] not in ("finetune", "distill"):
-            problems.append(f"job {job_id} is a {source_job['kind']} job; evaluate a finetune or distill job's id")
+        if source_job["kind"] not in ("finetune", "student"):
+            problems.append(f"job {job_id} is a {source_job['kind']} job; evaluate a finetune or student job's id "
+                            "(a distill pipeline's student is in its `summary.student_job`)")
         elif source_job["status"] in ("FAILED", "CANCELLED"):
             problems.append(f"job {job_id} {source_job['status'].lower()}, so it has no model to evaluate; resubmit it first")
         location = source_job.get("checkpoint")

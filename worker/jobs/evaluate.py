@@ -95,7 +95,7 @@ def measure(spec: EvaluateSpec) -> dict[str, Any]:
     if spec.device == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 1e6
     else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+        peak_mb = _peak_rss_mb()
     metrics = {
         **task_metrics,
         "params": float(params),
@@ -118,6 +118,16 @@ def measure(spec: EvaluateSpec) -> dict[str, Any]:
         "peak_memory": "peak allocated on the GPU" if spec.device == "cuda" else "peak RSS of a fresh serving process",
     }
     return {"metrics": metrics, "result": result}
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not getrusage's ru_maxrss: Linux carries that
+    across fork and exec, so it would report the worker process's peak, not the serving's."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _synchronize(device: str) -> None:
