@@ -6,13 +6,12 @@ this module must never import torch, transformers, numpy or seqeval.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertq.datafiles import DataFileError, _decoded_lines
+from bertq.datafiles import DataFileError, _decoded_lines, read_rows
 
 COLUMN_SUFFIXES = frozenset({".txt", ".conll", ".iob", ".bio"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".json", ".ndjson"})
@@ -100,15 +99,9 @@ def _read_columns(path: Path) -> list[NerExample]:
 
 def _read_jsonl(path: Path) -> list[NerExample]:
     examples: list[NerExample] = []
-    for number, line in _decoded_lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as error:
-            raise DataFileError(f"{path}, line {number}: not valid JSON ({error})") from error
-        tag_key = "tags" if isinstance(row, dict) and "tags" in row else "ner_tags"
-        if not isinstance(row, dict) or "tokens" not in row or tag_key not in row:
+    for number, row in read_rows(path):  # one JSON object per line, with its line number
+        tag_key = "tags" if "tags" in row else "ner_tags"
+        if "tokens" not in row or tag_key not in row:
             raise DataFileError(
                 f"{path}, line {number}: expected an object with a 'tokens' list and a 'tags' (or "
                 "'ner_tags') list of the same length"
