@@ -58,6 +58,10 @@ class InferSpec(_Spec):
     on_bad_line: str = "fail"
     shards: int | None = None
     records: int = 0
+    trust_remote_code: bool = False
+    """Let the model run its own Python code (`auto_map`); off unless asked for."""
+    allow_pickle: bool = False
+    """Load pickle weights when a folder has no safetensors; off unless asked for."""
 
 
 def _output_problem(folder: Path) -> str | None:
@@ -102,6 +106,8 @@ def build_infer_spec(
     labels: str | None = None,
     question: str | None = None,
     on_bad_line: str = "fail",
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> tuple[InferSpec, list[sharding.Shard]]:
     problems: list[str] = []
     if task not in INFER_TASKS:
@@ -149,8 +155,7 @@ def build_infer_spec(
             problems.append(str(error))
         else:
             location = ref.location
-            if ref.weights_problem():
-                problems.append(str(ref.weights_problem()))
+            problems.extend(ref.loading_problems(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle))
             carried = head_family(ref)
             needed = NEEDED_HEAD.get(task)
             if needed and carried != needed:
@@ -180,6 +185,7 @@ def build_infer_spec(
         id_column=id_column, precision=precision, device=device, token_budget=token_budget,
         max_length=max_length or 512, all_scores=all_scores, normalize=normalize, labels=label_list,
         question=question, on_bad_line=on_bad_line, shards=len(plan), records=sum(s.records for s in plan),
+        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
     )
     return spec, plan
 

@@ -23,6 +23,15 @@ DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0
 """Seconds before Redis redelivers an unacknowledged message. The database lease, not this,
 decides who runs a job; redelivery only recovers lost work."""
+DEFAULT_RETRY_DELAY_SECONDS = 30.0
+"""Wait before retrying an attempt that hit a passing fault (disk full, database unavailable)."""
+
+
+def default_allowed_roots() -> tuple[Path, ...]:
+    """Your home folder and the temporary folder (BERTQ_HOME and the artifact root always count)."""
+    import tempfile
+
+    return (Path.home(), Path(tempfile.gettempdir()))
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,12 @@ class Settings:
     heartbeat_seconds: float
     max_attempts: int
     visibility_timeout: float
+    allowed_roots: tuple[Path, ...] = ()
+    """Folders jobs may read data and models from and write outputs into (besides `home` and
+    `artifacts`); checked at submit time and again by the worker."""
+    retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS
+    """How long a job whose attempt hit a passing fault (disk full, database away) waits before
+    its next attempt."""
 
     @property
     def uses_embedded_redis(self) -> bool:
@@ -54,6 +69,8 @@ class Settings:
             "BERTQ_HEARTBEAT_SECONDS": str(self.heartbeat_seconds),
             "BERTQ_MAX_ATTEMPTS": str(self.max_attempts),
             "BERTQ_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
+            "BERTQ_ALLOWED_ROOTS": os.pathsep.join(str(p) for p in self.allowed_roots),
+            "BERTQ_RETRY_DELAY_SECONDS": str(self.retry_delay_seconds),
         }
         if self.broker_url:
             env["BERTQ_BROKER_URL"] = self.broker_url
@@ -62,6 +79,7 @@ class Settings:
     def public_dict(self) -> dict[str, object]:
         """The settings as `bertq config` shows them, with passwords masked."""
         values: dict[str, object] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        values["allowed_roots"] = [str(p) for p in self.allowed_roots]
         values["database_url"] = mask_password(self.database_url)
         values["broker_url"] = (
             mask_password(self.broker_url) if self.broker_url else "embedded (started by bertq on 127.0.0.1)"
@@ -94,4 +112,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         heartbeat_seconds=number("BERTQ_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS),
         max_attempts=int(number("BERTQ_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)),
         visibility_timeout=number("BERTQ_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
+        allowed_roots=tuple(Path(p).expanduser().resolve() for p in roots.split(os.pathsep) if p)
+        if (roots := env.get("BERTQ_ALLOWED_ROOTS")) else default_allowed_roots(),
+        retry_delay_seconds=number("BERTQ_RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECONDS),
     )

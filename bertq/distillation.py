@@ -58,6 +58,10 @@ class DistillSpec(_Spec):
     seed: int = 42
     teacher_outputs_job_id: int | None = None
     """Filled in by the pipeline: the job that computed (or reused) the teacher's logits."""
+    trust_remote_code: bool = False
+    """Let teacher and student run their own Python code (`auto_map`); off unless asked for."""
+    allow_pickle: bool = False
+    """Load pickle weights when a folder has no safetensors; off unless asked for."""
 
 
 def _teacher_from_job(job: dict[str, Any], problems: list[str]) -> dict[str, Any] | None:
@@ -123,6 +127,8 @@ def build_distill_spec(
     lr: float = 1e-4,
     max_length: int = 128,
     seed: int = 42,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> tuple[DistillSpec, FinetuneSpec | None]:
     """The distill spec, and the teacher's fine-tune spec when the teacher must be trained first."""
     problems: list[str] = []
@@ -175,6 +181,7 @@ def build_distill_spec(
             model=teacher_location or (trained or {}).get("model_location") or teacher,
             task=task, train=train or "", eval=eval, text_column=text_column, label_column=label_column,
             epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed, evaluate=False,
+            trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
         )
     except SpecError as error:
         problems.extend(error.problems)
@@ -199,6 +206,7 @@ def build_distill_spec(
         try:
             ref = resolve_model(student)
             student_location = ref.location
+            problems.extend(f"--student: {p}" for p in ref.loading_problems(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle))
             if head_family(ref) == "classification" and labels is not None:
                 names = _folder_labels(ref)
                 if len(names) != len(labels):
@@ -243,6 +251,8 @@ def build_distill_spec(
             lr=lr,
             max_length=max_length,
             seed=seed,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
         ),
         teacher_finetune,
     )
@@ -319,6 +329,7 @@ def plan_distill(spec: DistillSpec, teacher_finetune: FinetuneSpec | None, *, qu
             model_job_id=model_job(ids) if model_job else None, task=spec.task, family=spec.family, data=spec.eval,
             text_column=spec.text_column, label_column=spec.label_column, labels=spec.labels,
             device=device, max_length=spec.max_length, seed=spec.seed,
+            trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle,
         ).to_dict()
 
     teacher_model = (lambda ids: teacher_id(ids)) if (teacher_step is not None or spec.teacher_job_id) else None

@@ -58,21 +58,48 @@ class ModelRef:
     def model_type(self) -> str | None:
         return self.config.get("model_type")
 
-    def weights_problem(self) -> str | None:
-        """Local weights must be safetensors: a pickle checkpoint (pytorch_model.bin) can run code as
-        it loads, and bertq loads with `use_safetensors=True`, remote code off."""
+    def weights_problem(self, *, allow_pickle: bool = False) -> str | None:
+        """Local weights must be safetensors unless the job allows pickle: a pickle checkpoint
+        (pytorch_model.bin) can run code as it loads."""
         if self.source != "local":
             return None
         folder = Path(self.location)
         if any(folder.glob("*.safetensors")):
             return None
-        if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.ckpt")):
+        pickled = [p.name for pattern in ("*.bin", "*.pt", "*.ckpt") for p in folder.glob(pattern)]
+        if pickled and allow_pickle:
+            return None
+        if pickled:
             return (
-                f"model {self.name!r} has only pickle weights ({', '.join(p.name for p in folder.glob('*.bin'))}); "
-                "pickle can run code when loaded, so bertq loads safetensors only: convert it with "
-                "`AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)` on a trusted machine"
+                f"model {self.name!r} has only pickle weights ({', '.join(pickled)}); pickle can run code when "
+                "loaded, so bertq loads safetensors only: convert it with `AutoModel.from_pretrained(folder)"
+                ".save_pretrained(folder, safe_serialization=True)` on a trusted machine, or pass --allow-pickle "
+                "if you trust this file"
             )
         return f"model {self.name!r} has no weights (no *.safetensors file in {folder})"
+
+    def remote_code_problem(self, *, trust_remote_code: bool = False) -> str | None:
+        """A model whose config maps to its own Python classes (`auto_map`) runs that code when loaded."""
+        auto_map = self.config.get("auto_map")
+        if not auto_map or trust_remote_code:
+            return None
+        modules = sorted({str(target).split("--")[-1].rsplit(".", 1)[0] + ".py" for target in _flatten(auto_map)})
+        return (
+            f"model {self.name!r} ships its own Python code ({', '.join(modules)}, named by auto_map in config.json) "
+            "that would run on the worker when it loads; read it, then pass --trust-remote-code to allow it for this job"
+        )
+
+    def loading_problems(self, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> list[str]:
+        return [p for p in (self.weights_problem(allow_pickle=allow_pickle),
+                            self.remote_code_problem(trust_remote_code=trust_remote_code)) if p]
+
+
+def _flatten(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [item for v in value.values() for item in _flatten(v)]
+    if isinstance(value, (list, tuple)):
+        return [item for v in value for item in _flatten(v)]
+    return [value] if value else []
 
 
 def minilm_folder() -> Path | None:

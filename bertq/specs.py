@@ -80,6 +80,10 @@ class FinetuneSpec(_Spec):
     """Seed for the split, shuffling and the new head's initialisation."""
     evaluate: bool = True
     """Enqueue an evaluate job of the best checkpoint on the eval data when the fine-tune succeeds."""
+    trust_remote_code: bool = False
+    """Let the model run its own Python code (`auto_map` in its config); off unless asked for."""
+    allow_pickle: bool = False
+    """Load pickle weights (pytorch_model.bin) when a folder has no safetensors; off unless asked for."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,10 @@ class EvaluateSpec(_Spec):
     split_by: str | None = None
     eval_fraction: float | None = None
     seed: int = 42
+    trust_remote_code: bool = False
+    """Let the model run its own Python code (`auto_map` in its config); off unless asked for."""
+    allow_pickle: bool = False
+    """Load pickle weights (pytorch_model.bin) when a folder has no safetensors; off unless asked for."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +140,8 @@ def _check_numbers(problems: list[str], **values: float | int | None) -> None:
             problems.append(f"{rules[name][1]} (got {value})")
 
 
-def _resolve(model: str, task: Task, max_length: int, problems: list[str], *, need_trained_head: bool) -> ModelRef | None:
+def _resolve(model: str, task: Task, max_length: int, problems: list[str], *, need_trained_head: bool,
+             trust_remote_code: bool = False, allow_pickle: bool = False) -> ModelRef | None:
     try:
         ref = resolve_model(model)
     except BertqError as error:
@@ -143,9 +152,9 @@ def _resolve(model: str, task: Task, max_length: int, problems: list[str], *, ne
             f"--max-length {max_length} is longer than {model!r} accepts ({ref.max_length} tokens); "
             f"use --max-length {ref.max_length} or less"
         )
-    for problem in (head_problem(ref, task.family, need_trained_head=need_trained_head), ref.weights_problem()):
-        if problem:
-            problems.append(problem)
+    head = head_problem(ref, task.family, need_trained_head=need_trained_head)
+    problems.extend([head] if head else [])
+    problems.extend(ref.loading_problems(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle))
     return ref
 
 
@@ -255,6 +264,8 @@ def build_finetune_spec(
     eval_fraction: float | None = None,
     seed: int = 42,
     evaluate: bool = True,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> FinetuneSpec:
     preset = _task(task)
     problems: list[str] = []
@@ -265,7 +276,8 @@ def build_finetune_spec(
     _check_split(split_by, eval_fraction, problems, preset.family)
     if eval is None and split_by is None:
         problems.append("--eval is missing: give evaluation data, or --split-by article --eval-fraction F for qa")
-    ref = _resolve(model, preset, max_length, problems, need_trained_head=False)
+    ref = _resolve(model, preset, max_length, problems, need_trained_head=False,
+                   trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
 
     label_column = label_column or preset.label_column or "label"
     text_column = text_column or preset.text_column
@@ -309,6 +321,8 @@ def build_finetune_spec(
         eval_fraction=eval_fraction,
         seed=seed,
         evaluate=evaluate,
+        trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle,
     )
 
 
@@ -328,6 +342,8 @@ def build_evaluate_spec(
     split_by: str | None = None,
     eval_fraction: float | None = None,
     seed: int = 42,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> EvaluateSpec:
     """`source_job`, when the model is a job id: that job's kind, status, spec and checkpoint."""
     problems: list[str] = []
@@ -361,9 +377,11 @@ def build_evaluate_spec(
             problems.append(f"job {job_id} {source_job['status'].lower()}, so it has no model to evaluate; resubmit it first")
         location = source_job.get("checkpoint")
         if location:
-            _resolve(location, preset, max_length, problems, need_trained_head=True)
+            _resolve(location, preset, max_length, problems, need_trained_head=True,
+                     trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     else:
-        ref = _resolve(model, preset, max_length, problems, need_trained_head=True)
+        ref = _resolve(model, preset, max_length, problems, need_trained_head=True,
+                       trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         location = ref.location if ref else None
 
     data = data or trained.get("eval")
@@ -401,6 +419,8 @@ def build_evaluate_spec(
         split_by=split_by,
         eval_fraction=eval_fraction,
         seed=seed,
+        trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle,
     )
 
 
@@ -424,6 +444,8 @@ def evaluate_after_finetune(spec: FinetuneSpec, *, job_id: int, device: str) -> 
         split_by=spec.split_by,
         eval_fraction=spec.eval_fraction,
         seed=spec.seed,
+        trust_remote_code=spec.trust_remote_code,
+        allow_pickle=spec.allow_pickle,
     )
 
 

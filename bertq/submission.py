@@ -19,6 +19,7 @@ from bertq.db import jobs as job_queries
 from bertq.db.engine import sessions
 from bertq.db.models import Job, JobDependency, JobStatus, ShardRow
 from bertq.errors import BrokerError, SpecError
+from bertq.safety import spec_problems
 
 QUEUE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
@@ -76,11 +77,15 @@ def submit_plan(
             for p in plan
         ]
         ids = [job.id for job in jobs]
+        problems: list[str] = []
         for job, planned in zip(jobs, plan):
             job.spec = planned.spec(ids) if callable(planned.spec) else planned.spec
+            problems += [p for p in spec_problems(job.spec, settings) if p not in problems]
             job.parent_id = ids[planned.parent] if planned.parent is not None else None
             for dependency in [ids[i] for i in planned.after] + planned.after_existing:
                 session.add(JobDependency(job_id=job.id, depends_on_id=dependency))
+        if problems:  # paths outside the allowed roots: the transaction rolls back, nothing is enqueued
+            raise SpecError(problems)
         if extra_rows is not None:
             session.add_all(extra_rows(ids))
         session.flush()

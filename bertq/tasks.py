@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from bertq.models import ModelRef
 
 FAMILIES = ("classification", "ner", "qa")
+JOB_KINDS = ("finetune", "evaluate", "distill", "teacher_outputs", "student", "infer", "infer_shard")
+"""The kinds of job a worker runs; each is a Celery task `bertq.<kind>`."""
 
 HEAD_SUFFIXES = {
     "classification": "ForSequenceClassification",

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from bertq.config import load_settings
+from bertq.tasks import JOB_KINDS
 from bertq.errors import BertqError
 
 
@@ -339,6 +340,14 @@ def _queue_options(command: Any) -> Any:
     return command
 
 
+def _loading_options(command: Any) -> Any:
+    command = click.option("--allow-pickle", is_flag=True,
+                           help="Load pickle weights (pytorch_model.bin) for this job; they can run code. Off: safetensors only.")(command)
+    command = click.option("--trust-remote-code", is_flag=True,
+                           help="Let the model run its own Python code (auto_map) for this job. Off by default.")(command)
+    return command
+
+
 def _validated(queue: str, priority: int, build_spec: Any) -> Any:
     """Check the spec and the queue options together: every problem in one message."""
     from bertq.errors import SpecError
@@ -386,12 +395,13 @@ def _default_queue(device: str = "cpu") -> str:
 @click.option("--eval-fraction", type=float, default=None, help="With --split-by: share of articles held out (e.g. 0.2).")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--evaluate/--no-evaluate", default=True, show_default=True, help="Enqueue an evaluate job of the best checkpoint when done.")
+@_loading_options
 @_queue_options
 def submit_finetune(
     model: str, task: str, train: str, eval_: str | None, text_column: str | None, label_column: str | None,
     epochs: float, max_steps: int | None, batch_size: int, lr: float, max_length: int | None, stride: int,
     split_by: str | None, eval_fraction: float | None, seed: int, evaluate: bool,
-    queue: str | None, priority: int, wait: bool, as_json: bool,
+    trust_remote_code: bool, allow_pickle: bool, queue: str | None, priority: int, wait: bool, as_json: bool,
 ) -> None:
     """Fine-tune MODEL on a task; saves the best epoch's model with its metrics, then evaluates it."""
     from bertq.specs import build_finetune_spec, evaluate_after_finetune
@@ -402,6 +412,7 @@ def submit_finetune(
         model=model, task=task, train=train, eval=eval_, text_column=text_column, label_column=label_column,
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, stride=stride,
         split_by=split_by, eval_fraction=eval_fraction, seed=seed, evaluate=evaluate,
+        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
     ))
     plan = [PlannedJob("finetune", spec.to_dict(), queue, priority)]
     if evaluate:
@@ -445,12 +456,13 @@ def _model_job(model: str) -> dict[str, Any] | None:
 @click.option("--split-by", type=click.Choice(["article"]), default=None)
 @click.option("--eval-fraction", type=float, default=None)
 @click.option("--seed", type=int, default=42, show_default=True)
+@_loading_options
 @_queue_options
 def submit_evaluate(
     model: str, task: str | None, data: str | None, precision: str, device: str, text_column: str | None,
     label_column: str | None, max_length: int | None, batch_size: int, latency_samples: int,
     split_by: str | None, eval_fraction: float | None, seed: int,
-    queue: str | None, priority: int, wait: bool, as_json: bool,
+    trust_remote_code: bool, allow_pickle: bool, queue: str | None, priority: int, wait: bool, as_json: bool,
 ) -> None:
     """Measure a trained model: task metrics, size, peak memory, p50/p95 latency, throughput."""
     from bertq.db.models import JobStatus
@@ -463,6 +475,7 @@ def submit_evaluate(
         model=model, task=task, data=data, source_job=source, text_column=text_column, label_column=label_column,
         precision=precision, device=device, max_length=max_length, batch_size=batch_size,
         latency_samples=latency_samples, split_by=split_by, eval_fraction=eval_fraction, seed=seed,
+        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
     ))
     waits_for = [source["id"]] if source and source["status"] != JobStatus.SUCCEEDED else []
     [job_id] = submit_plan([PlannedJob("evaluate", spec.to_dict(), queue, priority, after_existing=waits_for)])
@@ -488,12 +501,13 @@ def submit_evaluate(
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--max-length", type=int, default=128, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
+@_loading_options
 @_queue_options
 def submit_distill(
     teacher: str, student: str, student_layers: str | None, task: str | None, train: str | None, eval_: str | None,
     text_column: str | None, label_column: str | None, temperature: float, alpha: float, transfer_data: str | None,
     transfer_column: str | None, epochs: float, batch_size: int, lr: float, max_length: int, seed: int,
-    queue: str | None, priority: int, wait: bool, as_json: bool,
+    trust_remote_code: bool, allow_pickle: bool, queue: str | None, priority: int, wait: bool, as_json: bool,
 ) -> None:
     """Distil TEACHER into STUDENT: a pipeline of jobs (teacher, its cached outputs, student, evaluations)."""
     from bertq.distillation import build_distill_spec, plan_distill
@@ -506,6 +520,7 @@ def submit_distill(
         train=train, eval=eval_, text_column=text_column, label_column=label_column, temperature=temperature,
         alpha=alpha, transfer_data=transfer_data, transfer_column=transfer_column, epochs=epochs,
         batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
+        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
     ))
     spec, teacher_finetune = built
     ids = submit_plan(plan_distill(spec, teacher_finetune, queue=queue, priority=priority,
@@ -531,12 +546,13 @@ def submit_distill(
 @click.option("--labels", default=None, help="zero-shot: candidate labels, comma-separated.")
 @click.option("--question", default=None, help="qa: the question asked of every text.")
 @click.option("--on-bad-line", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
+@_loading_options
 @_queue_options
 def submit_infer(
     model: str, task: str, inputs: tuple[str, ...], output: str, fmt: str, text_column: str | None,
     id_column: str | None, shards: str, precision: str, device: str, token_budget: int | None, max_length: int | None,
     all_scores: bool, normalize: bool, labels: str | None, question: str | None, on_bad_line: str,
-    queue: str | None, priority: int, wait: bool, as_json: bool,
+    trust_remote_code: bool, allow_pickle: bool, queue: str | None, priority: int, wait: bool, as_json: bool,
 ) -> None:
     """Run MODEL over corpora: sharded across workers, exactly one output record per input record."""
     from bertq.bulk import build_infer_spec, claim_output, plan_infer, shard_rows
@@ -550,6 +566,7 @@ def submit_infer(
         text_column=text_column, id_column=id_column, shards=shards, precision=precision, device=device,
         token_budget=token_budget, max_length=max_length, all_scores=all_scores, normalize=normalize,
         labels=labels, question=question, on_bad_line=on_bad_line,
+        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
     ))
     ids = submit_plan(plan_infer(spec, planned, queue=queue, priority=priority),
                       extra_rows=lambda ids: [ShardRow(**row) for row in shard_rows(ids, planned)])
@@ -564,6 +581,9 @@ def submit_infer(
 # Watching
 
 
+JOB_SORTS = ("newest", "oldest", "priority", "status")
+
+
 def _get_job(session: Any, job_id: int) -> Any:
     from bertq.db.models import Job
 
@@ -575,11 +595,12 @@ def _get_job(session: Any, job_id: int) -> Any:
 
 @cli.command()
 @click.option("--status", type=click.Choice(["WAITING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"], case_sensitive=False))
-@click.option("--kind", default=None, help="Only jobs of this kind.")
+@click.option("--kind", type=click.Choice(JOB_KINDS), default=None, help="Only jobs of this kind.")
+@click.option("--sort", type=click.Choice(list(JOB_SORTS)), default="newest", show_default=True, help="Order of the list.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def jobs(status: str | None, kind: str | None, limit: int, as_json: bool) -> None:
-    """List jobs, newest first."""
+def jobs(status: str | None, kind: str | None, sort: str, limit: int, as_json: bool) -> None:
+    """List jobs, newest first (or --sort oldest, priority, status)."""
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
@@ -588,7 +609,10 @@ def jobs(status: str | None, kind: str | None, limit: int, as_json: bool) -> Non
     from bertq.db.jobs import latest_metrics
     from bertq.db.models import Job
 
-    query = select(Job).options(selectinload(Job.metrics)).order_by(Job.id.desc()).limit(limit)
+    # Sort keys and kinds are fixed names mapped to columns: user text never becomes SQL.
+    order = {"newest": [Job.id.desc()], "oldest": [Job.id], "priority": [Job.priority.desc(), Job.id],
+             "status": [Job.status, Job.id.desc()]}[sort]
+    query = select(Job).options(selectinload(Job.metrics)).order_by(*order).limit(limit)
     if status:
         query = query.where(Job.status == status.upper())
     if kind:

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -156,6 +157,9 @@ def _make_bertq(home: Path, database_url: str | None) -> Bertq:
         BERTQ_LEASE_SECONDS="6",
         BERTQ_HEARTBEAT_SECONDS="1",
         BERTQ_VISIBILITY_TIMEOUT="3600",
+        BERTQ_RETRY_DELAY_SECONDS="1",
+        # Test data lives in the temporary folder and ../shared/data (the defaults are ~ and /tmp).
+        BERTQ_ALLOWED_ROOTS=os.pathsep.join([tempfile.gettempdir(), str(SHARED_DATA)]),
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_VERBOSITY="error",
         PYTHONUNBUFFERED="1",

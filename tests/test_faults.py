@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import beat as _beat, stop as _stop, wait_for as _wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -23,29 +22,6 @@ def _submit_finetune(bertq, tiny_model, tiny_data, *extra: str) -> int:
         "submit", "finetune", "--model", str(tiny_model), "--task", "sst2", "--train", str(train), "--eval", str(dev),
         "--max-length", "32", "--batch-size", "8", "--no-evaluate", "--json", *extra, check=True,
     ).stdout)["id"]
-
-
-def _beat(bertq) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bertq.cli", "beat", "--interval", "1"], env=bertq.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
-def _wait_for(predicate, timeout: float = 120, every: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting for the condition")
 
 
 def _checkpoints(bertq, job_id: int) -> list[Path]:

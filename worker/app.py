@@ -14,7 +14,6 @@ from bertq.config import Settings, load_settings
 
 QUEUES = ("gpu", "cpu")
 DEFAULT_QUEUE = "cpu"
-JOB_KINDS = ("finetune", "evaluate", "distill", "teacher_outputs", "student", "infer", "infer_shard")
 
 
 def task_name(kind: str) -> str:

@@ -1,8 +1,12 @@
-"""Loading tokenizers and models for jobs: safetensors only, remote code off unless asked for."""
+"""Loading tokenizers and models for jobs: safetensors only, remote code off, unless the job asks.
+
+The job's spec carries the opt-ins (`--trust-remote-code`, `--allow-pickle`); the runner adopts them
+with `set_policy` before the job starts, and every load below follows them."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -12,22 +16,60 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 _BYTE_LEVEL_MODELS = {"roberta", "xlm-roberta", "camembert", "longformer", "deberta", "bart", "gpt2", "mpnet"}
 
 
-def load_config(location: str, *, trust_remote_code: bool = False) -> Any:
+@dataclass(frozen=True)
+class LoadPolicy:
+    """What the running job allows its models to do as they load (its spec's opt-in flags)."""
+
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+
+
+_policy = LoadPolicy()
+
+
+def set_policy(spec: dict[str, Any]) -> None:
+    """Adopt the job's opt-ins; everything this process loads for the job follows them."""
+    global _policy
+    _policy = LoadPolicy(trust_remote_code=spec.get("trust_remote_code") is True,
+                         allow_pickle=spec.get("allow_pickle") is True)
+
+
+def check_loadable(location: str) -> None:
+    """Refuse a local folder whose weights are pickle-only or that ships its own code, unless the job
+    allowed it: the worker checks again what the CLI checked, as a forged or edited spec skips the CLI."""
+    from bertq.errors import BertqError
+    from bertq.models import resolve_model
+
+    if not os.path.isdir(location):
+        return  # a hub id: transformers enforces trust_remote_code and use_safetensors itself
+    problems = resolve_model(location).loading_problems(
+        trust_remote_code=_policy.trust_remote_code, allow_pickle=_policy.allow_pickle)
+    if problems:
+        raise BertqError("; ".join(problems))
+
+
+def _weights_options() -> dict[str, Any]:
+    return {"use_safetensors": None if _policy.allow_pickle else True, "trust_remote_code": _policy.trust_remote_code}
+
+
+def load_config(location: str) -> Any:
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
+    check_loadable(location)
+    return AutoConfig.from_pretrained(location, trust_remote_code=_policy.trust_remote_code)
 
 
-def load_tokenizer(location: str, *, family: str = "classification", trust_remote_code: bool = False) -> Any:
+def load_tokenizer(location: str, *, family: str = "classification") -> Any:
     from transformers import AutoTokenizer
 
     options: dict[str, Any] = {}
     if family == "ner" and load_config(location).model_type in _BYTE_LEVEL_MODELS:
         options["add_prefix_space"] = True
-    return AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code, **options)
+    check_loadable(location)
+    return AutoTokenizer.from_pretrained(location, trust_remote_code=_policy.trust_remote_code, **options)
 
 
-def load_for_training(location: str, family: str, label_names: list[str] | None, *, trust_remote_code: bool = False) -> Any:
+def load_for_training(location: str, family: str, label_names: list[str] | None) -> Any:
     """A model with the family's head; a new head is initialised when the checkpoint has none (or
     one of another size), as when fine-tuning a pretrained encoder."""
     from bertq.worker.families import model_class
@@ -40,14 +82,21 @@ def load_for_training(location: str, family: str, label_names: list[str] | None,
             label2id={name: i for i, name in enumerate(label_names)},
             ignore_mismatched_sizes=True,
         )
-    return model_class(family).from_pretrained(location, use_safetensors=True, trust_remote_code=trust_remote_code, **options)
+    check_loadable(location)
+    return model_class(family).from_pretrained(location, **_weights_options(), **options)
 
 
-def load_trained(location: str, family: str, *, trust_remote_code: bool = False) -> Any:
+def load_trained(location: str, family: str) -> Any:
     """A fine-tuned model whose head is used as it is (the submit checked that it has one)."""
     from bertq.worker.families import model_class
 
-    return model_class(family).from_pretrained(location, use_safetensors=True, trust_remote_code=trust_remote_code)
+    return load_with(model_class(family), location)
+
+
+def load_with(auto_class: Any, location: str) -> Any:
+    """`auto_class.from_pretrained(location)` under the job's policy."""
+    check_loadable(location)
+    return auto_class.from_pretrained(location, **_weights_options())
 
 
 def best_device() -> str:

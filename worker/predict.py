@@ -257,11 +257,11 @@ def load_predictor(location: str, task: str, *, device: str, precision: str, **o
     from transformers import AutoModel
 
     from bertq.worker.families import model_class
-    from bertq.worker.loading import load_tokenizer
+    from bertq.worker.loading import load_tokenizer, load_with
 
     head = TASK_HEADS[task]
     tokenizer = load_tokenizer(location, family=head or "classification")
-    model = (model_class(head) if head else AutoModel).from_pretrained(location, use_safetensors=True)
+    model = load_with(model_class(head) if head else AutoModel, location)
     served = prepare_model(model, precision=precision, device=device)
     options.setdefault("batch_size_cap", 2048 if device == "cuda" else 128)
     options.setdefault("max_length", min(512, getattr(tokenizer, "model_max_length", 512) or 512))

@@ -21,11 +21,13 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from bertq import safety
 from bertq.config import Settings, load_settings
 from bertq.db import jobs as job_queries
 from bertq.db.engine import sessions
 from bertq.db.models import Job, JobStatus
 from bertq.errors import AttemptSuperseded, BertqError, Preempted
+from bertq.worker import loading
 
 log = logging.getLogger("bertq.worker")
 
@@ -191,6 +193,17 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         return "skipped"
 
     _inject_faults(job_id)
+    try:  # the CLI checked these; a forged or edited spec skipped it, so check again before any file is touched
+        safety.check_spec(claim.spec, settings)
+        safety.check_job_folder(job_folder(settings, job_id), settings)
+    except BertqError as error:
+        log.error("job %s refused: %s", job_id, error)
+        with factory() as session, session.begin():
+            job_queries.finish(session=session, job_id=job_id, attempt=claim.attempt, status=JobStatus.FAILED,
+                               error=f"refused: {error}")
+            job_queries.abandon_dependants(session=session, job_id=job_id, reason=f"step {job_id} was refused: {error}")
+        return "refused"
+    loading.set_policy(claim.spec)
     ctx = JobContext(settings=settings, job_id=job_id, attempt=claim.attempt, kind=claim.kind, spec=claim.spec)
     handler = logging.FileHandler(ctx.workdir / "job.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from bertq.worker.app import JOB_KINDS, task_name
+from bertq.tasks import JOB_KINDS
+from bertq.worker.app import task_name
 
 
 def _make_task(kind: str):  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ from bertq.errors import BertqError
 from bertq.specs import EvaluateSpec
 from bertq.worker import families
 from bertq.worker.inference import prepare_model, run_model
-from bertq.worker.loading import device_name, load_tokenizer, load_trained
+from bertq.worker.loading import device_name, load_tokenizer, load_trained, set_policy
 from bertq.worker.runner import JobContext
 
 WARMUP_CALLS = 10
@@ -162,4 +162,5 @@ def _served_size_mb(model: Any, precision: str) -> float:
 
 if __name__ == "__main__":  # the measuring process: spec JSON in, measurements JSON out (last line)
     values = json.loads(sys.stdin.read())
+    set_policy(values)
     print(json.dumps(measure(EvaluateSpec.from_dict(values))))

@@ -1,0 +1,145 @@
+"""Where jobs may read and write: the allowed roots, checked at submit time and again in the task.
+
+A job's spec names files: data to read, a model folder to load, a folder to write outputs into.
+The worker acts on whatever spec the database holds, and the message that points it there could be
+forged, so the same check runs in the CLI (before anything is enqueued) and in the worker (before
+the job touches a file). A path is accepted when, with every symlink resolved, it lies inside one of
+the allowed roots (`BERTQ_ALLOWED_ROOTS`; by default your home, the temporary folder, BERTQ_HOME and
+the artifact root). Model folders may also come from the places bertq itself resolves aliases to
+(the `minilm` package, the Hugging Face cache). Standard library only: the CLI imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bertq.config import Settings
+from bertq.errors import BertqError, SpecError
+
+MODEL_KEYS = ("model_location", "teacher_location", "student_location")
+"""Spec fields naming a model: an absolute folder, or a Hugging Face Hub id."""
+DATA_KEYS = ("train", "eval", "data", "transfer_data")
+"""Spec fields naming one data file: an absolute path, or `hub:NAME[:SPLIT]`."""
+OUTPUT_KEYS = ("output",)
+"""Spec fields naming a folder the job writes into."""
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+class UnsafePath(BertqError):
+    """A path outside the allowed roots, through a symlink that leaves them, or malformed."""
+
+
+def allowed_roots(settings: Settings) -> list[Path]:
+    return [*settings.allowed_roots, settings.home, settings.artifacts]
+
+
+def model_roots(settings: Settings) -> list[Path]:
+    """Where model folders may also live: what aliases resolve to, and the Hugging Face cache."""
+    from bertq.models import minilm_folder
+
+    roots = allowed_roots(settings)
+    folder = minilm_folder()
+    if folder is not None:
+        roots.append(folder)
+    hf_home = Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser()
+    roots.append(Path(os.environ.get("HF_HUB_CACHE") or hf_home / "hub"))
+    return roots
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    resolved_roots = [root.resolve() for root in roots]
+    return any(path == root or path.is_relative_to(root) for root in resolved_roots)
+
+
+def check_path(value: Any, *, what: str, roots: list[Path], stored: bool) -> Path:
+    """The path `value` names, resolved, if it is inside `roots`; raise UnsafePath otherwise.
+
+    `stored`: the value comes from a stored spec, where paths are always absolute and normalised,
+    so a relative path or a `..` segment there is a sign of tampering, not a typo."""
+    if not isinstance(value, str) or not value:
+        raise UnsafePath(f"{what}: expected a path, got {value!r}")
+    if "\x00" in value:
+        raise UnsafePath(f"{what} {value!r} contains a NUL byte; give a plain file name")
+    raw = Path(value).expanduser()
+    if stored and (not raw.is_absolute() or ".." in raw.parts):
+        raise UnsafePath(f"{what} {value!r} is not an absolute, normalised path; a stored spec never holds one")
+    resolved = raw.resolve()
+    if not _inside(resolved, roots):
+        via = f" (a symlink leads to {resolved})" if resolved != Path(os.path.abspath(raw)) else ""
+        raise UnsafePath(
+            f"{what} {value!r}{via} is outside the allowed roots ({', '.join(str(r) for r in roots)}); "
+            "move it under one of them, or add its folder to BERTQ_ALLOWED_ROOTS (separated by ':') "
+            "for both the CLI and the workers"
+        )
+    return resolved
+
+
+def _path_values(spec: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
+    """(role, field, value) for every path a spec names: role is model, data or output."""
+    for key in MODEL_KEYS:
+        if spec.get(key) is not None:
+            yield "model", key, spec[key]
+    for key in DATA_KEYS:
+        if spec.get(key) is not None:
+            yield "data", key, spec[key]
+    for index, value in enumerate(spec.get("inputs") or []):
+        yield "data", f"inputs[{index}]", value
+    shard = spec.get("shard")
+    if isinstance(shard, dict) and "path" in shard:
+        yield "data", "shard.path", shard["path"]
+    for key in OUTPUT_KEYS:
+        if spec.get(key) is not None:
+            yield "output", key, spec[key]
+
+
+def spec_problems(spec: dict[str, Any], settings: Settings, *, stored: bool = True) -> list[str]:
+    """Every path of `spec` that a job must not touch, each with the fix."""
+    problems = []
+    roots = allowed_roots(settings)
+    for role, key, value in _path_values(spec):
+        if role == "model" and isinstance(value, str) and HUB_ID.match(value) and not value.startswith("."):
+            continue  # a hub id, not a path
+        if role == "data" and isinstance(value, str) and value.startswith("hub:") and "\x00" not in value:
+            continue
+        try:
+            check_path(value, what=f"{key}", roots=model_roots(settings) if role == "model" else roots, stored=stored)
+        except UnsafePath as error:
+            problems.append(str(error))
+    return problems
+
+
+def check_spec(spec: dict[str, Any], settings: Settings, *, stored: bool = True) -> None:
+    problems = spec_problems(spec, settings, stored=stored)
+    if problems:
+        raise SpecError(problems)
+
+
+def check_job_folder(folder: Path, settings: Settings) -> Path:
+    """A job's folder under the artifact root, refused if a symlink takes it elsewhere."""
+    resolved = folder.resolve()
+    root = settings.artifacts.resolve()
+    if not resolved.is_relative_to(root):
+        raise UnsafePath(
+            f"the job folder {folder} leads to {resolved}, outside the artifact root {root}; "
+            "remove that symlink (bertq never writes outside its roots)"
+        )
+    return resolved
+
+
+def refuse_nul(values: dict[str, Any]) -> None:
+    """Refuse any command-line value holding a NUL byte, before it reaches a path or the database."""
+    bad = [name for name, value in values.items() if _has_nul(value)]
+    if bad:
+        raise SpecError([f"--{name.replace('_', '-')} contains a NUL byte; give plain text" for name in bad])
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
