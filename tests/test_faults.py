@@ -185,3 +185,58 @@ def test_sigterm_to_a_worker_checkpoints_the_job_requeues_it_and_it_resumes(bert
     resumed = view["attempt_history"][1]["resumed_from"]
     assert resumed and "/attempts/1/checkpoint-" in resumed
     assert int(resumed.rsplit("-", 1)[1]) >= saved  # the step it had reached, saved at the shutdown
+
+
+def test_a_checkpoint_save_cut_short_is_never_resumed_and_the_last_complete_one_survives(bertq_any_db, tiny_model, tiny_data):
+    bertq = bertq_any_db
+    job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "4")  # 20 steps an epoch, a save each
+    bertq.env["BERTQ_FAULT_KILL_IN_SAVE"] = f"{job}:2"  # attempt 1 dies while saving epoch 2
+    first = bertq.start_worker(name="first@%h")
+    attempt_1 = bertq.home / "artifacts" / "jobs" / str(job) / "attempts" / "1"
+    child = _wait_for(lambda: bertq.json("show", str(job)).get("lease_owner") and _worker_child_pid(bertq, job))
+    _wait_for(lambda: not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/status").read_text().find("zombie") > 0,
+              timeout=180)
+    os.killpg(first.pid, signal.SIGKILL)
+    assert (attempt_1 / "checkpoint-20" / "BERTQ_COMPLETE").is_file()
+    assert (attempt_1 / "checkpoint-40" / "model.safetensors").is_file()  # written...
+    assert not (attempt_1 / "checkpoint-40" / "BERTQ_COMPLETE").exists()  # ...but never marked complete
+    del bertq.env["BERTQ_FAULT_KILL_IN_SAVE"]
+    beat = _beat(bertq)
+    try:
+        bertq.start_worker(name="second@%h")
+        assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+    finally:
+        _stop(beat)
+    history = bertq.json("show", str(job))["attempt_history"]
+    assert [a["outcome"] for a in history] == ["LOST", "SUCCEEDED"]
+    assert history[1]["resumed_from"] == str(attempt_1 / "checkpoint-20")
+
+
+def test_out_of_memory_backs_off_in_training_and_inference_and_fails_clearly_at_batch_one(bertq_any_db, tiny_model, tiny_data, tmp_path):
+    bertq = bertq_any_db
+    bertq.env["BERTQ_FAULT_OOM_ABOVE_BATCH"] = "4"  # CUDA's out-of-memory error for any batch over 4
+    worker = bertq.start_worker()
+    job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "1", "--batch-size", "16")
+    assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+    view = bertq.json("show", str(job))
+    assert view["attempts"] == 1
+    assert view["result"]["train_batch_size"] == 4 and view["result"]["gradient_accumulation_steps"] == 4
+    assert view["progress_detail"]["total"] == 10  # 160 examples, 16 per optimiser step, as asked
+    assert "out of memory with a batch of 16" in worker.log_path.read_text()
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"a fine film number {i}\n" for i in range(300)))
+    infer = json.loads(bertq.run("submit", "infer", "--model", str(job), "--task", "classify", "--input", str(corpus),
+                                 "--output", str(tmp_path / "out"), "--shards", "1", "--json", check=True).stdout)["id"]
+    assert bertq.run("wait", str(infer), "--timeout", "300").returncode == 0
+    [part] = (tmp_path / "out").glob("part-*.jsonl")
+    assert len(part.read_text().splitlines()) == 300
+
+    bertq.stop_workers()
+    bertq.env["BERTQ_FAULT_OOM_ABOVE_BATCH"] = "0"  # not even one input fits
+    bertq.start_worker()
+    hopeless = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "1", "--batch-size", "4")
+    assert bertq.run("wait", str(hopeless), "--timeout", "300").returncode == 1
+    view = bertq.json("show", str(hopeless))
+    assert view["status"] == "FAILED" and view["attempts"] == 1  # no retry loop
+    assert "out of memory while training with a batch of 1" in view["error"] and "--max-length" in view["error"]

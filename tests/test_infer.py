@@ -205,14 +205,17 @@ def test_an_input_changed_after_planning_fails_the_job_loudly(bertq, tiny_classi
     assert not (tmp_path / "out" / "_SUCCESS").exists()
 
 
-def test_out_of_memory_halves_the_batch_and_finishes_and_fails_clearly_at_one(tiny_classifier):
-    from bertq.worker.predict import OutOfMemory, load_predictor
+def test_out_of_memory_halves_the_batch_and_finishes_and_fails_clearly_at_one(tiny_classifier, monkeypatch):
+    from bertq.worker.inference import OutOfMemory
+    from bertq.worker.predict import load_predictor
 
     texts = [text for text, _ in make_examples(100, seed=9)]
     clean = load_predictor(str(tiny_classifier), "classify", device="cpu", precision="fp32").predict(texts)
-    squeezed = load_predictor(str(tiny_classifier), "classify", device="cpu", precision="fp32", fail_above_batch=7)
+    monkeypatch.setenv("BERTQ_FAULT_OOM_ABOVE_BATCH", "7")  # CUDA's out-of-memory error above 7 inputs
+    squeezed = load_predictor(str(tiny_classifier), "classify", device="cpu", precision="fp32")
     assert squeezed.predict(texts) == clean  # smaller batches, same answers
-    hopeless = load_predictor(str(tiny_classifier), "classify", device="cpu", precision="fp32", fail_above_batch=0)
+    monkeypatch.setenv("BERTQ_FAULT_OOM_ABOVE_BATCH", "0")
+    hopeless = load_predictor(str(tiny_classifier), "classify", device="cpu", precision="fp32")
     with pytest.raises(OutOfMemory, match="does not fit"):
         hopeless.predict(texts[:3])
 

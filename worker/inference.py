@@ -9,11 +9,14 @@ model over data (evaluation during training, the evaluate job, teacher outputs) 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+
+log = logging.getLogger("bertq.inference")
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -90,10 +93,19 @@ def run_model(
     chosen = list(indices) if indices is not None else list(range(len(features["input_ids"])))
     lengths = [len(features["input_ids"][i]) for i in chosen]
     results: list[dict[str, np.ndarray] | None] = [None] * len(chosen)
+    pending = list(length_sorted_batches(lengths, batch_size=batch_size, max_tokens=max_tokens))
     with torch.inference_mode(), autocast(precision, device):
-        for batch_positions in length_sorted_batches(lengths, batch_size=batch_size, max_tokens=max_tokens):
+        while pending:
+            batch_positions = pending.pop(0)
             batch_indices = [chosen[p] for p in batch_positions]
-            output = model(**collate(features, batch_indices, pad_id=pad_id, device=device))
+            try:
+                output = model(**collate(features, batch_indices, pad_id=pad_id, device=device))
+            except Exception as error:  # noqa: BLE001 - only out-of-memory is handled here
+                if not is_out_of_memory(error):
+                    raise
+                pending[:0] = split_after_out_of_memory(batch_positions, error, device=device,
+                                                        longest=max(lengths[p] for p in batch_positions))
+                continue
             arrays = {name: getattr(output, name).float().cpu().numpy() for name in outputs}
             for row, position in enumerate(batch_positions):
                 length = lengths[position]
@@ -101,6 +113,31 @@ def run_model(
                     name: array[row, :length] if _per_token(name, array) else array[row] for name, array in arrays.items()
                 }
     return results  # type: ignore[return-value]
+
+
+class OutOfMemory(RuntimeError):
+    """Even one input does not fit in the device's memory."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's out-of-memory error (also what the fault injection raises), or the CPU allocator's."""
+    return isinstance(error, (OutOfMemory, torch.cuda.OutOfMemoryError)) or "out of memory" in str(error).lower()
+
+
+def split_after_out_of_memory(batch: list[int], error: BaseException, *, device: str, longest: int) -> list[list[int]]:
+    """The two halves of a batch that ran out of memory, to run one after the other; a batch of one
+    cannot shrink, so it fails with what to change."""
+    if len(batch) == 1:
+        raise OutOfMemory(
+            f"one input of {longest} tokens does not fit in memory on {device} ({error}); "
+            "lower --max-length or use a device with more memory"
+        ) from error
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    log.warning("out of memory on a batch of %d inputs; running it as two of %d and %d",
+                len(batch), len(batch) // 2, len(batch) - len(batch) // 2)
+    half = len(batch) // 2
+    return [batch[:half], batch[half:]]
 
 
 def _per_token(name: str, array: np.ndarray) -> bool:

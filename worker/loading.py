@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from bertq.worker.faults import arm_out_of_memory
+
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
@@ -83,7 +85,7 @@ def load_for_training(location: str, family: str, label_names: list[str] | None)
             ignore_mismatched_sizes=True,
         )
     check_loadable(location)
-    return model_class(family).from_pretrained(location, **_weights_options(), **options)
+    return arm_out_of_memory(model_class(family).from_pretrained(location, **_weights_options(), **options))
 
 
 def load_trained(location: str, family: str) -> Any:
@@ -96,7 +98,7 @@ def load_trained(location: str, family: str) -> Any:
 def load_with(auto_class: Any, location: str) -> Any:
     """`auto_class.from_pretrained(location)` under the job's policy."""
     check_loadable(location)
-    return auto_class.from_pretrained(location, **_weights_options())
+    return arm_out_of_memory(auto_class.from_pretrained(location, **_weights_options()))
 
 
 def best_device() -> str:

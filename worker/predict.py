@@ -18,20 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from bertq.worker.inference import autocast, collate, length_sorted_batches, prepare_model
+from bertq.worker.inference import (
+    autocast,
+    collate,
+    is_out_of_memory,
+    length_sorted_batches,
+    prepare_model,
+    split_after_out_of_memory,
+)
 
 log = logging.getLogger("bertq.predict")
 
 TASK_HEADS = {"classify": "classification", "ner": "ner", "qa": "qa", "zero-shot": "classification", "embed": None}
-MIN_TOKEN_BUDGET = 64
-
-
-class OutOfMemory(RuntimeError):
-    """Raised (or mapped from torch's CUDA OOM) when a batch does not fit."""
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, (OutOfMemory, torch.cuda.OutOfMemoryError)) or "out of memory" in str(error).lower()
 
 
 @dataclass
@@ -54,8 +52,6 @@ class Predictor:
     pooling: str = "mean"
     batch_size_cap: int = 128
     """At most this many inputs a batch: on a CPU, batches of 64-128 short inputs were fastest here."""
-    fail_above_batch: int | None = None
-    """Testing aid for fault injection: raise OutOfMemory for batches larger than this."""
 
     def predict(self, texts: list[str], *, token_budget: int = 4096, on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
         if self.task == "zero-shot":
@@ -93,24 +89,13 @@ class Predictor:
             while pending:
                 indices = pending.pop(0)
                 try:
-                    if self.fail_above_batch is not None and len(indices) > self.fail_above_batch:
-                        raise OutOfMemory(f"simulated out of memory for a batch of {len(indices)}")
                     batch = collate(features, indices, pad_id=pad_id, device=self.device)
                     output = self.model(**batch)
                 except Exception as error:  # noqa: BLE001 - only out-of-memory is handled here
                     if not is_out_of_memory(error):
                         raise
-                    if len(indices) == 1:
-                        raise OutOfMemory(
-                            f"one input of {lengths[indices[0]]} tokens does not fit in memory on {self.device}; "
-                            "lower --max-length or use a device with more memory"
-                        ) from error
-                    if self.device == "cuda":
-                        torch.cuda.empty_cache()
-                    token_budget = max(MIN_TOKEN_BUDGET, token_budget // 2)
-                    half = len(indices) // 2
-                    log.warning("out of memory on a batch of %d; token budget halved to %d", len(indices), token_budget)
-                    pending[:0] = [indices[:half], indices[half:]]
+                    pending[:0] = split_after_out_of_memory(indices, error, device=self.device,
+                                                            longest=max(lengths[i] for i in indices))
                     continue
                 consume(indices, output, batch)
                 if on_batch is not None:

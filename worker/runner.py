@@ -10,7 +10,6 @@ import hashlib
 import importlib
 import logging
 import os
-import signal
 import threading
 import time
 import traceback
@@ -27,7 +26,7 @@ from bertq.db import jobs as job_queries
 from bertq.db.engine import sessions
 from bertq.db.models import Job, JobStatus
 from bertq.errors import AttemptSuperseded, BertqError, Preempted
-from bertq.worker import loading
+from bertq.worker import faults, loading
 
 log = logging.getLogger("bertq.worker")
 
@@ -192,7 +191,7 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         log.info("job %s: not claimable (already running, finished or cancelled); skipping this delivery", job_id)
         return "skipped"
 
-    _inject_faults(job_id)
+    faults.kill_on_claim(job_id)
     try:  # the CLI checked these; a forged or edited spec skipped it, so check again before any file is touched
         safety.check_spec(claim.spec, settings)
         safety.check_job_folder(job_folder(settings, job_id), settings)
@@ -235,14 +234,6 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         heartbeat.done.set()
         job_logger.removeHandler(handler)
         handler.close()
-
-
-def _inject_faults(job_id: int) -> None:
-    """Fault injection for the test suite only: BERTQ_FAULT_KILL_JOBS="7,9" makes this process die by
-    SIGKILL as soon as it has claimed job 7 or 9 (a job that kills its worker every time)."""
-    doomed = os.environ.get("BERTQ_FAULT_KILL_JOBS", "")
-    if doomed and str(job_id) in doomed.split(","):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _succeed(ctx: JobContext, factory: Any, result: dict[str, Any]) -> str:

@@ -11,7 +11,9 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from bertq.errors import AttemptSuperseded, Preempted
+from bertq.errors import AttemptSuperseded, BertqError, Preempted
+from bertq.worker import faults
+from bertq.worker.inference import is_out_of_memory
 from bertq.worker.runner import JobContext
 
 COMPLETE_MARKER = "BERTQ_COMPLETE"
@@ -45,7 +47,7 @@ def training_arguments(
         data_seed=spec.seed,
         eval_strategy="epoch",
         save_strategy="epoch",
-        save_total_limit=2,
+        save_total_limit=None,  # bertq prunes (JobCallback.on_save): never the newest complete checkpoint
         load_best_model_at_end=True,
         metric_for_best_model=metric_for_best,
         greater_is_better=True,
@@ -151,7 +153,18 @@ class JobCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
+            faults.kill_in_save(self.ctx.job_id, self.ctx.attempt)
             (folder / COMPLETE_MARKER).write_text(json.dumps({"step": state.global_step, "attempt": self.ctx.attempt}))
+            prune_checkpoints(Path(args.output_dir), keep=[folder, Path(state.best_model_checkpoint or folder)])
+
+
+def prune_checkpoints(output_dir: Path, *, keep: list[Path]) -> None:
+    """Remove this attempt's checkpoints other than `keep` (the newest complete one, the best one).
+    Only called once the newest has its marker, so a save cut short never costs the last good one."""
+    kept = {path.resolve() for path in keep}
+    for folder in output_dir.glob("checkpoint-*"):
+        if folder.resolve() not in kept:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def attempt_dir(ctx: JobContext) -> Path:
@@ -174,27 +187,84 @@ def resume_point(ctx: JobContext) -> str | None:
     """The checkpoint an earlier attempt left complete, if any. The attempt records it (so the resume
     shows in `bertq show`), and the metric rows written after it are removed: this attempt writes
     them again, so none is counted twice."""
-    from sqlalchemy import delete, update
+    from sqlalchemy import update
 
-    from bertq.db.models import Attempt, Metric
+    from bertq.db.models import Attempt
 
     checkpoint = last_complete_checkpoint(ctx.workdir / "attempts")
     if checkpoint is None:
         return None
-    step = int(checkpoint.name.removeprefix("checkpoint-"))
 
     def record(session: Any) -> None:
         session.execute(
             update(Attempt).where(Attempt.job_id == ctx.job_id, Attempt.number == ctx.attempt)
             .values(resumed_from=str(checkpoint)).execution_options(synchronize_session=False)
         )
-        session.execute(
-            delete(Metric).where(Metric.job_id == ctx.job_id, Metric.step > step).execution_options(synchronize_session=False)
-        )
 
     ctx.write(record)
-    ctx.log.info("attempt %s resumes from %s (step %s)", ctx.attempt, checkpoint, step)
+    forget_metrics_after(ctx, checkpoint)
+    ctx.log.info("attempt %s resumes from %s", ctx.attempt, checkpoint)
     return str(checkpoint)
+
+
+def forget_metrics_after(ctx: JobContext, checkpoint: Path | None) -> None:
+    """Remove the metric rows logged after `checkpoint` (all stepped ones when None): training
+    starts again from there and logs them again."""
+    from sqlalchemy import delete
+
+    from bertq.db.models import Metric
+
+    step = int(checkpoint.name.removeprefix("checkpoint-")) if checkpoint else 0
+    ctx.write(lambda session: session.execute(
+        delete(Metric).where(Metric.job_id == ctx.job_id, Metric.step > step).execution_options(synchronize_session=False)
+    ))
+
+
+def train_backing_off(ctx: JobContext, trainer: Any, resume: str | None) -> None:
+    """`trainer.train`, and on out-of-memory again with half the batch and twice the gradient
+    accumulation (the same examples per optimiser step), from the last complete checkpoint or the
+    starting weights. Out of memory at a batch of one fails the job with what to change."""
+    starting_weights = {name: value.detach().to("cpu", copy=True) for name, value in trainer.model.state_dict().items()}
+    while True:
+        try:
+            trainer.train(resume_from_checkpoint=resume)
+            return
+        except Exception as error:  # noqa: BLE001 - only out-of-memory is handled here
+            if not is_out_of_memory(error):
+                raise
+            size, accumulation = trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps
+            if size <= 1:
+                raise BertqError(
+                    f"out of memory while training with a batch of 1 ({error}); lower --max-length, "
+                    "train a smaller model, or run on a device with more memory"
+                ) from error
+            _free_memory(trainer)
+            trainer.args.per_device_train_batch_size = size // 2
+            trainer.args.gradient_accumulation_steps = accumulation * 2
+            trainer._train_batch_size = trainer.args.train_batch_size
+            trainer.create_accelerator_and_postprocess()  # its gradient accumulation follows the args
+            checkpoint = last_complete_checkpoint(ctx.workdir / "attempts")
+            if checkpoint is None:
+                trainer.model.load_state_dict(starting_weights)
+            forget_metrics_after(ctx, checkpoint)
+            resume = str(checkpoint) if checkpoint else None
+            ctx.log.warning("out of memory with a batch of %d; going on with %d x %d gradient accumulation from %s",
+                            size, size // 2, accumulation * 2, checkpoint or "the starting weights")
+            ctx.progress(0.0, force=True, phase="training", batch_size=size // 2, gradient_accumulation=accumulation * 2,
+                         out_of_memory_at=size)
+
+
+def _free_memory(trainer: Any) -> None:
+    import gc
+
+    import torch
+
+    trainer.optimizer = None
+    trainer.lr_scheduler = None
+    trainer.model_wrapped = trainer.model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def raise_if_superseded(ctx: JobContext) -> None:
@@ -240,7 +310,7 @@ def train_and_save(ctx: JobContext, trainer: Any, callback: JobCallback, score: 
     metrics, publish its model as the job's checkpoint, drop the intermediate checkpoints."""
     resume = resume_point(ctx)
     ctx.progress(0.0, force=True, step=0, total=None, phase=phase)
-    trainer.train(resume_from_checkpoint=resume)
+    train_backing_off(ctx, trainer, resume)
     raise_if_superseded(ctx)
     # The Trainer reloaded the best epoch's weights. Their numbers were measured when that epoch was
     # evaluated; score again only if that happened in an earlier attempt (a resumed job).
@@ -253,5 +323,6 @@ def train_and_save(ctx: JobContext, trainer: Any, callback: JobCallback, score: 
     shutil.rmtree(ctx.workdir / "attempts", ignore_errors=True)  # intermediate checkpoints
     ctx.log.info("best model: %s, saved to %s", best, checkpoint)
     runtime = next((float(e["train_runtime"]) for e in reversed(trainer.state.log_history) if "train_runtime" in e), None)
-    return {"checkpoint": str(checkpoint), "train_runtime_s": runtime, **best}
+    return {"checkpoint": str(checkpoint), "train_runtime_s": runtime, "train_batch_size": trainer.args.per_device_train_batch_size,
+            "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps, **best}
 

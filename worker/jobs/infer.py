@@ -136,9 +136,10 @@ def _report_rows(session: Any, parent: int, index: int, done: int) -> None:
         update(ShardRow).where(ShardRow.job_id == parent, ShardRow.index == index).values(rows_done=done)
         .execution_options(synchronize_session=False)
     )
-    rows_done, total = session.execute(
+    sums = session.execute(
         select(func.sum(ShardRow.rows_done), func.sum(ShardRow.records)).where(ShardRow.job_id == parent)
     ).one()
+    rows_done, total = (int(value or 0) for value in sums)  # PostgreSQL sums integers as NUMERIC (Decimal)
     first_start = session.scalar(
         select(func.min(Job.started_at)).join(ShardRow, ShardRow.shard_job_id == Job.id).where(ShardRow.job_id == parent)
     )
