@@ -52,6 +52,8 @@ class Settings:
     """Folders jobs may read data and models from and write outputs into (besides `home` and
     `artifacts`); checked at submit time and again by the worker."""
     retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS
+    db_busy_seconds: float = 30.0
+    """SQLite: how long a write waits for another writer's lock before failing ("database is locked")."""
     """How long a job whose attempt hit a passing fault (disk full, database away) waits before
     its next attempt."""
 
@@ -71,6 +73,7 @@ class Settings:
             "BERTQ_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "BERTQ_ALLOWED_ROOTS": os.pathsep.join(str(p) for p in self.allowed_roots),
             "BERTQ_RETRY_DELAY_SECONDS": str(self.retry_delay_seconds),
+            "BERTQ_DB_BUSY_SECONDS": str(self.db_busy_seconds),
         }
         if self.broker_url:
             env["BERTQ_BROKER_URL"] = self.broker_url
@@ -115,4 +118,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed_roots=tuple(Path(p).expanduser().resolve() for p in roots.split(os.pathsep) if p)
         if (roots := env.get("BERTQ_ALLOWED_ROOTS")) else default_allowed_roots(),
         retry_delay_seconds=number("BERTQ_RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECONDS),
+        db_busy_seconds=number("BERTQ_DB_BUSY_SECONDS", 30.0),
     )

@@ -147,11 +147,18 @@ def beat(interval: float, once: bool) -> None:
     next_reconcile = time.monotonic()
     resent: list[int] = []
     while True:
-        requeued = reap_expired_leases(settings)
-        fired = fire_due(settings)
-        if time.monotonic() >= next_reconcile:  # a scan of the broker: not every round
-            resent = reconcile(settings)
-            next_reconcile = time.monotonic() + 30
+        try:
+            requeued = reap_expired_leases(settings)
+            fired = fire_due(settings)
+            if time.monotonic() >= next_reconcile:  # a scan of the broker: not every round
+                resent = reconcile(settings)
+                next_reconcile = time.monotonic() + 30
+        except Exception as error:  # noqa: BLE001 - the database or Redis away: try again next round
+            if once:
+                raise
+            logging.getLogger("bertq.beat").warning("round skipped: %s", str(error).splitlines()[0])
+            time.sleep(interval)
+            continue
         if once:
             click.echo(f"requeued: {requeued}; resent: {resent}; fired: {[(f.schedule, f.job_id, f.error) for f in fired]}")
             return

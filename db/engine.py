@@ -21,13 +21,13 @@ _engines: dict[str, Engine] = {}
 _ready: set[str] = set()
 
 
-def engine_for(url: str) -> Engine:
+def engine_for(url: str, *, busy_seconds: float = 30.0) -> Engine:
     if url not in _engines:
         if url.startswith("sqlite"):
             database = url.split("///", 1)[-1]
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 30})
+            engine = create_engine(url, connect_args={"timeout": busy_seconds})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = create_engine(url, pool_pre_ping=True)
@@ -38,7 +38,6 @@ def engine_for(url: str) -> Engine:
 def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (the CLI) never block the writing worker
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -47,7 +46,7 @@ def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def
 def sessions(settings: Settings | None = None) -> sessionmaker[Session]:
     """A session factory for the configured database, its schema migrated to the newest revision."""
     settings = settings or load_settings()
-    engine = engine_for(settings.database_url)
+    engine = engine_for(settings.database_url, busy_seconds=settings.db_busy_seconds)
     if settings.database_url not in _ready:
         if current_revision(engine) != SCHEMA_HEAD:
             upgrade(settings)

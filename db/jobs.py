@@ -368,3 +368,20 @@ def requeue_preempted(*, session: Session, job_id: int, attempt: int) -> bool:
     if moved.rowcount:
         end_attempt(session=session, job_id=job_id, attempt=attempt, outcome="PREEMPTED")
     return moved.rowcount == 1
+
+
+def retry_later(*, session: Session, job_id: int, attempt: int, reason: str) -> bool:
+    """The current attempt hit a passing fault (disk full, the database away): back to QUEUED for
+    another attempt, or FAILED with the reason once its attempts are used up. True when requeued."""
+    moved = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.RUNNING, Job.attempts < Job.max_attempts)
+        .values(status=JobStatus.QUEUED, lease_owner=None, error=f"attempt {attempt}: {reason}; retrying")
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount:
+        end_attempt(session=session, job_id=job_id, attempt=attempt, outcome="RETRY", error=reason)
+        return True
+    finish(session=session, job_id=job_id, attempt=attempt, status=JobStatus.FAILED,
+           error=f"{reason} (on attempt {attempt}, the last one allowed)")
+    return False

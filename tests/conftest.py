@@ -31,6 +31,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # PostgreSQL: a throwaway cluster for the session, or the one named by BERTQ_TEST_POSTGRES_URL.
 
 
+_PG_CTL: list[list[str]] = []
+"""[stop command, start command] of the cluster the tests started (none when one was given)."""
+
+
 def _start_postgres(folder: Path) -> str | None:
     initdb = shutil.which("initdb")
     if initdb is None:
@@ -42,12 +46,35 @@ def _start_postgres(folder: Path) -> str | None:
     port = 20000 + secrets.randbelow(20000)
     subprocess.run([*as_postgres, initdb, "-D", str(folder / "data"), "-A", "trust", "-U", "postgres"],
                    check=True, capture_output=True)
-    subprocess.run(
-        [*as_postgres, shutil.which("pg_ctl") or "pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "log"), "-w",
-         "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-        check=True, capture_output=True,
-    )
+    pg_ctl = [*as_postgres, shutil.which("pg_ctl") or "pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "log"), "-w"]
+    start = [*pg_ctl, "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start"]
+    subprocess.run(start, check=True, capture_output=True)
+    _PG_CTL[:] = [[*pg_ctl, "-m", "fast", "stop"], start]
     return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+
+def _database_outage(instance: Bertq, seconds: float) -> None:
+    """Make `instance`'s database unusable for `seconds`, then give it back. PostgreSQL: the server
+    is stopped and started again. SQLite: another process holds the write lock, so every write fails
+    with "database is locked" once the busy timeout (BERTQ_DB_BUSY_SECONDS) has passed."""
+    url = instance.env.get("BERTQ_DATABASE_URL")
+    if url is None:
+        database = instance.home / "bertq.db"
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import sqlite3, sys, time\n"
+            f"c = sqlite3.connect({str(database)!r}, isolation_level=None)\n"
+            "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True)\n"
+            f"time.sleep({seconds}); c.rollback()\n"
+        )], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        holder.wait()
+        return
+    if not _PG_CTL:
+        pytest.skip("the outage test stops PostgreSQL: it needs the cluster the tests start themselves")
+    stop, start = _PG_CTL
+    subprocess.run(stop, check=True, capture_output=True)
+    time.sleep(seconds)
+    subprocess.run(start, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -228,3 +255,9 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from bertq.demo import write_demo_data
 
     return write_demo_data(tmp_path_factory.mktemp("data"), train=160, dev=48)
+
+
+@pytest.fixture
+def database_outage():  # type: ignore[no-untyped-def]
+    """`database_outage(bertq, seconds)`: the database unusable for a while (see _database_outage)."""
+    return _database_outage

@@ -240,3 +240,35 @@ def test_out_of_memory_backs_off_in_training_and_inference_and_fails_clearly_at_
     view = bertq.json("show", str(hopeless))
     assert view["status"] == "FAILED" and view["attempts"] == 1  # no retry loop
     assert "out of memory while training with a batch of 1" in view["error"] and "--max-length" in view["error"]
+
+
+def test_the_database_away_mid_job_stops_the_attempt_and_the_job_completes_once_it_is_back(bertq_any_db, tiny_model, tiny_data,
+                                                                                            database_outage):
+    bertq = bertq_any_db
+    bertq.env["BERTQ_DB_BUSY_SECONDS"] = "2"  # SQLite: a locked write fails after 2 s, not 30
+    worker = bertq.start_worker()
+    beat = _beat(bertq)
+    try:
+        job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "10")
+        _wait_for(lambda: _checkpoints(bertq, job))
+        database_outage(bertq, seconds=15)  # longer than the 6 s lease
+        assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+    finally:
+        _stop(beat)
+    view = bertq.json("show", str(job))
+    history = view["attempt_history"]
+    assert view["status"] == "SUCCEEDED" and len(history) == 2 and history[0]["outcome"] in ("LOST", "RETRY")
+    assert history[1]["resumed_from"] and "/attempts/1/checkpoint-" in history[1]["resumed_from"]
+    assert [a["kind"] for a in view["artifacts"]] == ["checkpoint"]  # published once, by the attempt that finished
+    assert "the database was unavailable" in worker.log_path.read_text()
+
+    from sqlalchemy import select
+
+    from bertq.db.models import Metric
+
+    with bertq.sessions()() as session:
+        epochs = session.scalars(select(Metric.epoch).where(Metric.job_id == job, Metric.name == "eval_accuracy",
+                                                            Metric.epoch.is_not(None))).all()
+        loss_steps = session.scalars(select(Metric.step).where(Metric.job_id == job, Metric.name == "train_loss")).all()
+    assert sorted(round(e) for e in epochs) == list(range(1, 11))  # each epoch's evaluation once
+    assert len(loss_steps) == len(set(loss_steps))

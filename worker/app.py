@@ -51,7 +51,8 @@ def make_app(settings: Settings | None = None) -> Celery:
     return app
 
 
-def send_job(app: Celery, *, job_id: int, kind: str, queue: str, priority: int) -> None:
-    """Deliver a job id to its queue. `priority` is 0 (lowest) to 9 (most urgent)."""
+def send_job(app: Celery, *, job_id: int, kind: str, queue: str, priority: int, countdown: float | None = None) -> None:
+    """Deliver a job id to its queue, now or after `countdown` seconds. `priority` is 0 (lowest)
+    to 9 (most urgent)."""
     # Celery's Redis transport serves priority 0 first, so bertq's scale is flipped here.
-    app.send_task(task_name(kind), args=[job_id], queue=queue, priority=9 - priority)
+    app.send_task(task_name(kind), args=[job_id], queue=queue, priority=9 - priority, countdown=countdown)

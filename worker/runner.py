@@ -6,6 +6,8 @@ only place that knows about leases, attempts and heartbeats.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import importlib
 import logging
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from bertq import safety
@@ -62,6 +64,7 @@ class JobContext:
         self._superseded = threading.Event()
         self._preempted = threading.Event()
         self._last_progress = 0.0
+        self._last_heartbeat = time.monotonic()
 
     @property
     def should_stop(self) -> bool:
@@ -139,8 +142,14 @@ class JobContext:
                     self._preempted.set()
         except AttemptSuperseded:
             log.warning("job %s attempt %s superseded; stopping", self.job_id, self.attempt)
-        except OperationalError as error:  # the database is away: keep trying until the lease runs out
-            log.warning("job %s heartbeat failed: %s", self.job_id, error)
+        except DBAPIError as error:  # the database is away: keep trying while the lease may still hold
+            log.warning("job %s heartbeat failed: %s", self.job_id, str(error).splitlines()[0])
+            if time.monotonic() - self._last_heartbeat > self.settings.lease_seconds:
+                log.warning("job %s: no heartbeat for longer than the lease; another attempt may own the job, stopping",
+                            self.job_id)
+                self._superseded.set()
+            return
+        self._last_heartbeat = time.monotonic()
 
 
 def job_folder(settings: Settings, job_id: int) -> Path:
@@ -222,11 +231,14 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         return _requeue_preempted(ctx, factory)
     except AttemptSuperseded as error:
         log.warning("job %s: %s", job_id, error)
-        with factory() as session, session.begin():
+        with contextlib.suppress(DBAPIError), factory() as session, session.begin():
             job_queries.end_attempt(session=session, job_id=job_id, attempt=claim.attempt, outcome="SUPERSEDED")
         return "superseded"
     except Exception as error:  # noqa: BLE001 - a failed job becomes data; the worker goes on
         heartbeat.done.set()
+        reason = passing_fault(error)
+        if reason is not None:
+            return _retry_later(ctx, factory, reason)
         message = str(error) if isinstance(error, BertqError) else f"{type(error).__name__}: {error}"
         log.error("job %s failed: %s", job_id, message, exc_info=True)
         return _fail(ctx, factory, message, traceback.format_exc())
@@ -234,6 +246,48 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         heartbeat.done.set()
         job_logger.removeHandler(handler)
         handler.close()
+
+
+def passing_fault(error: BaseException) -> str | None:
+    """Why the attempt stopped, when it was a fault that may pass (the job should be tried again):
+    the database unreachable or locked, or a full disk. None for any other error."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, DBAPIError) and (seen.connection_invalidated or isinstance(seen, (OperationalError, InterfaceError))):
+            detail = str(seen.orig).strip().splitlines()[0] if seen.orig else type(seen).__name__
+            return f"the database was unavailable ({detail}); the attempt stopped without writing its results"
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {seen.filename}" if seen.filename else ""
+            return f"disk full: {seen.strerror or 'no space left on device'}{where}; free space there"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _retry_later(ctx: JobContext, factory: Any, reason: str) -> str:
+    """Back to the queue after the retry delay (or FAILED once out of attempts). If the database is
+    still away this cannot be recorded: the lease then runs out and `bertq beat` requeues the job."""
+    from bertq.worker.app import make_app, send_job
+
+    log.warning("job %s attempt %s stopped: %s", ctx.job_id, ctx.attempt, reason)
+    try:
+        with factory() as session, session.begin():
+            requeued = job_queries.retry_later(session=session, job_id=ctx.job_id, attempt=ctx.attempt, reason=reason)
+            if not requeued:
+                job_queries.abandon_dependants(session=session, job_id=ctx.job_id, reason=f"step {ctx.job_id} failed: {reason}")
+            job = session.get(Job, ctx.job_id)
+            assert job is not None
+            queue, priority = job.queue, job.priority
+    except AttemptSuperseded:
+        return "superseded"
+    except DBAPIError as error:
+        log.warning("job %s: could not record the stop (%s); its lease will run out and it will be requeued", ctx.job_id, error)
+        return "interrupted"
+    if not requeued:
+        return "failed"
+    send_job(make_app(ctx.settings), job_id=ctx.job_id, kind=ctx.kind, queue=queue, priority=priority,
+             countdown=ctx.settings.retry_delay_seconds)
+    log.info("job %s goes back to the queue in %gs", ctx.job_id, ctx.settings.retry_delay_seconds)
+    return "retrying"
 
 
 def _succeed(ctx: JobContext, factory: Any, result: dict[str, Any]) -> str:
