@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -272,3 +273,46 @@ def test_the_database_away_mid_job_stops_the_attempt_and_the_job_completes_once_
         loss_steps = session.scalars(select(Metric.step).where(Metric.job_id == job, Metric.name == "train_loss")).all()
     assert sorted(round(e) for e in epochs) == list(range(1, 11))  # each epoch's evaluation once
     assert len(loss_steps) == len(set(loss_steps))
+
+
+@pytest.fixture
+def small_disk(tmp_path):  # type: ignore[no-untyped-def]
+    """A real 1 MiB file system (tmpfs), nearly full, to write outputs onto."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}); the disk-full test needs root")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def test_disk_full_while_writing_outputs_is_a_retryable_error_and_leaves_no_truncated_file(bertq_any_db, tiny_classifier, tmp_path, small_disk):
+    bertq = bertq_any_db
+    bertq.env["BERTQ_RETRY_DELAY_SECONDS"] = "3"
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (1024 * 1024 - 96 * 1024))  # about 90 KiB left
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"a long enough sentence about film number {i}\n" for i in range(4000)))
+    output = small_disk / "out"
+    parent = json.loads(bertq.run("submit", "infer", "--model", str(tiny_classifier), "--task", "classify", "--input",
+                                  str(corpus), "--output", str(output), "--shards", "1", "--json", check=True).stdout)["id"]
+    shard = parent + 1
+    bertq.start_worker()
+
+    def first_attempt_ended():  # type: ignore[no-untyped-def]
+        history = bertq.json("show", str(shard))["attempt_history"]
+        return history and history[0]["outcome"] and history[0]
+    first = _wait_for(first_attempt_ended, timeout=180)
+    assert first["outcome"] == "RETRY"
+    assert "disk full" in first["error"] and "No space left on device" in first["error"]
+    assert f"{output}/part-00000.attempt-1.jsonl" in first["error"]  # names the file it was writing
+    assert not list(output.glob("*part-*"))  # no truncated file under its final name, no leftover either
+    filler.unlink()  # the operator frees space; the retry finishes the job
+    assert bertq.run("wait", str(parent), "--timeout", "180").returncode == 0
+    [part] = output.glob("part-*.jsonl")
+    ids = [json.loads(line)["id"] for line in part.read_text().splitlines()]
+    assert ids == [f"corpus.txt:{n}" for n in range(1, 4001)]
+    assert [a["outcome"] for a in bertq.json("show", str(shard))["attempt_history"]] == ["RETRY", "SUCCEEDED"]

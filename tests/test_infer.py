@@ -21,18 +21,6 @@ GOEMOTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus" 
 
 
 @pytest.fixture(scope="module")
-def tiny_classifier(tiny_model, tmp_path_factory) -> Path:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-classifier")
-    AutoModelForSequenceClassification.from_pretrained(
-        tiny_model, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
-    ).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """Plain text, one record per line, with empty lines and no trailing newline."""
     path = tmp_path_factory.mktemp("corpus") / "reviews.txt"

@@ -258,7 +258,9 @@ def passing_fault(error: BaseException) -> str | None:
             return f"the database was unavailable ({detail}); the attempt stopped without writing its results"
         if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
             where = f" writing {seen.filename}" if seen.filename else ""
-            return f"disk full: {seen.strerror or 'no space left on device'}{where}; free space there"
+            return f"disk full: {seen.strerror or 'No space left on device'}{where}; free space there"
+        if "No space left on device" in str(seen) or "StorageFull" in str(seen):  # e.g. safetensors' own error
+            return f"disk full: {str(seen).splitlines()[0]}; free space where the job writes"
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -11,9 +11,11 @@ Exactly once, by construction:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +64,37 @@ def _write_records(path: Path, fmt: str, ids: list[str], results: list[dict[str,
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist(rows), path)
-        with open(path, "rb+") as handle:
-            os.fsync(handle.fileno())
+        write_atomically(path, lambda temporary: pq.write_table(pa.Table.from_pylist(rows), temporary))
         return
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+
+    def write_jsonl(temporary: Path) -> None:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    write_atomically(path, write_jsonl)
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """`write` a temporary file beside `path`, fsync it, then rename it to `path`: a reader finds the
+    whole file under its final name or nothing. If the disk fills up midway the temporary file is
+    removed and the error names `path`."""
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
 
 
 def read_output_ids(path: Path, fmt: str) -> list[str]:
@@ -187,15 +211,5 @@ def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
