@@ -49,7 +49,8 @@ def test_claim_is_exclusive_and_stale_attempts_are_fenced(bertq_any_db):
     assert outcomes == [(1, "LOST"), (2, "SUCCEEDED")]
 
 
-def test_a_job_that_loses_its_worker_every_time_fails_after_its_attempt_limit(bertq):
+def test_a_job_that_loses_its_worker_every_time_fails_after_its_attempt_limit(bertq_any_db):
+    bertq = bertq_any_db
     factory = bertq.sessions()
     with factory() as s, s.begin():
         job_id = _new_job(s)

@@ -64,7 +64,8 @@ def test_a_worker_killed_mid_finetune_resumes_from_its_last_complete_checkpoint(
     assert len(loss_steps) == len(set(loss_steps))  # no step logged twice
 
 
-def test_a_job_that_kills_its_worker_every_time_fails_after_its_attempts_and_the_queue_goes_on(bertq, tiny_model, tiny_data):
+def test_a_job_that_kills_its_worker_every_time_fails_after_its_attempts_and_the_queue_goes_on(bertq_any_db, tiny_model, tiny_data):
+    bertq = bertq_any_db
     bertq.env["BERTQ_MAX_ATTEMPTS"] = "2"
     job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "1")
     bertq.env["BERTQ_FAULT_KILL_JOBS"] = str(job)
@@ -80,7 +81,8 @@ def test_a_job_that_kills_its_worker_every_time_fails_after_its_attempts_and_the
         _stop(beat)
 
 
-def test_a_frozen_stale_attempt_cannot_write_once_another_took_over(bertq, tiny_model, tiny_data):
+def test_a_frozen_stale_attempt_cannot_write_once_another_took_over(bertq_any_db, tiny_model, tiny_data):
+    bertq = bertq_any_db
     stale_worker = bertq.start_worker(name="stale@%h")
     beat = _beat(bertq)
     try:
@@ -102,7 +104,9 @@ def test_a_frozen_stale_attempt_cannot_write_once_another_took_over(bertq, tiny_
 
     from bertq.db.models import Metric
 
-    second_started = view["attempt_history"][1]["started_at"].rstrip("Z")
+    from datetime import datetime
+
+    second_started = datetime.fromisoformat(view["attempt_history"][1]["started_at"].rstrip("Z"))
     with bertq.sessions()() as session:
         late_writes = session.scalar(select(func.count()).select_from(Metric).where(
             Metric.job_id == job, Metric.attempt == 1, Metric.created_at > second_started))
@@ -110,9 +114,10 @@ def test_a_frozen_stale_attempt_cannot_write_once_another_took_over(bertq, tiny_
     assert "superseded" in stale_worker.log_path.read_text()
 
 
-def test_a_job_longer_than_the_visibility_timeout_never_runs_twice_at_once(bertq, tiny_model, tiny_data):
+def test_a_job_longer_than_the_visibility_timeout_never_runs_twice_at_once(bertq_any_db, tiny_model, tiny_data):
     """Redis may hand the unacknowledged message to the other worker once the 2 s visibility timeout
     has passed (kombu checks every 10 s; this test does not force it); either way one attempt runs."""
+    bertq = bertq_any_db
     bertq.env["BERTQ_VISIBILITY_TIMEOUT"] = "2"
     bertq.start_worker(name="a@%h")
     bertq.start_worker(name="b@%h")
@@ -122,7 +127,8 @@ def test_a_job_longer_than_the_visibility_timeout_never_runs_twice_at_once(bertq
     assert view["attempts"] == 1 and [a["outcome"] for a in view["attempt_history"]] == ["SUCCEEDED"]
 
 
-def test_a_pickled_message_is_refused_and_nothing_runs(bertq, tiny_model, tiny_data):
+def test_a_pickled_message_is_refused_and_nothing_runs(bertq_any_db, tiny_model, tiny_data):
+    bertq = bertq_any_db
     from bertq.db import jobs as q
 
     with bertq.sessions()() as session, session.begin():
@@ -138,7 +144,8 @@ def test_a_pickled_message_is_refused_and_nothing_runs(bertq, tiny_model, tiny_d
     assert "Refusing to deserialize" in worker.log_path.read_text() or "ContentDisallowed" in worker.log_path.read_text()
 
 
-def test_messages_lost_by_redis_are_sent_again_by_reconcile_and_run_once(bertq, tiny_model, tiny_data):
+def test_messages_lost_by_redis_are_sent_again_by_reconcile_and_run_once(bertq_any_db, tiny_model, tiny_data):
+    bertq = bertq_any_db
     import redis
 
     from bertq.broker import broker_url
@@ -155,7 +162,8 @@ def test_messages_lost_by_redis_are_sent_again_by_reconcile_and_run_once(bertq, 
         assert bertq.json("show", str(job))["attempts"] == 1
 
 
-def test_redis_restarted_mid_job_the_job_finishes_once(bertq, tiny_model, tiny_data):
+def test_redis_restarted_mid_job_the_job_finishes_once(bertq_any_db, tiny_model, tiny_data):
+    bertq = bertq_any_db
     from bertq.broker import ensure_embedded_redis, kill_embedded_redis
 
     bertq.start_worker()

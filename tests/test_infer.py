@@ -74,7 +74,8 @@ def test_classify_a_corpus_in_shards_exactly_one_record_per_line(bertq, tiny_cla
 
 
 @pytest.mark.slow
-def test_a_worker_killed_midway_loses_nothing_and_duplicates_nothing(bertq, tiny_classifier, tmp_path):
+def test_a_worker_killed_midway_loses_nothing_and_duplicates_nothing(bertq_any_db, tiny_classifier, tmp_path):
+    bertq = bertq_any_db
     corpus = tmp_path / "big.txt"
     corpus.write_text("\n".join(text for text, _ in make_examples(60000, seed=2)) + "\n")
     first = bertq.start_worker(name="w1@%h")
@@ -208,7 +209,8 @@ def test_out_of_memory_halves_the_batch_and_finishes_and_fails_clearly_at_one(ti
         hopeless.predict(texts[:3])
 
 
-def test_each_schedule_slot_fires_once_even_with_two_beats(bertq, tiny_classifier, corpus, tmp_path):
+def test_each_schedule_slot_fires_once_even_with_two_beats(bertq_any_db, tiny_classifier, corpus, tmp_path):
+    bertq = bertq_any_db
     from bertq.scheduler.schedules import fire_due
 
     out = tmp_path / "nightly-{date}"
