@@ -34,6 +34,10 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
+            # kombu looks for messages past their visibility timeout every interval x throttle
+            # seconds (100 s by default); scan often enough for the configured timeout.
+            "unacked_restore_interval": max(1.0, min(10.0, settings.visibility_timeout / 2)),
+            "unacked_restore_throttle": 1,
             "queue_order_strategy": "priority",
             "priority_steps": list(range(10)),
             "sep": ":",
