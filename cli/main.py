@@ -134,7 +134,11 @@ def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel:
 @cli.command()
 @click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between rounds.")
 @click.option("--once", is_flag=True, help="Run one round and exit.")
-def beat(interval: float, once: bool) -> None:
+@click.option("--reconcile-every", type=float, default=30.0, show_default=True,
+              help="Seconds between scans of the broker for QUEUED jobs whose message is gone.")
+@click.option("--reconcile-older-than", type=float, default=60.0, show_default=True,
+              help="Only resend jobs queued at least this many seconds ago.")
+def beat(interval: float, once: bool, reconcile_every: float, reconcile_older_than: float) -> None:
     """Periodic duties (run one per deployment): fire due schedules, requeue jobs whose worker was lost."""
     import logging
 
@@ -143,7 +147,7 @@ def beat(interval: float, once: bool) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
-    click.echo(f"bertq beat: every {interval:g}s, schedules and leases; lost messages every 30s")
+    click.echo(f"bertq beat: every {interval:g}s, schedules and leases; lost messages every {reconcile_every:g}s")
     next_reconcile = time.monotonic()
     resent: list[int] = []
     while True:
@@ -151,8 +155,8 @@ def beat(interval: float, once: bool) -> None:
             requeued = reap_expired_leases(settings)
             fired = fire_due(settings)
             if time.monotonic() >= next_reconcile:  # a scan of the broker: not every round
-                resent = reconcile(settings)
-                next_reconcile = time.monotonic() + 30
+                resent = reconcile(settings, older_than=reconcile_older_than)
+                next_reconcile = time.monotonic() + reconcile_every
         except Exception as error:  # noqa: BLE001 - the database or Redis away: try again next round
             if once:
                 raise

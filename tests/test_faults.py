@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -146,21 +147,31 @@ def test_a_pickled_message_is_refused_and_nothing_runs(bertq_any_db, tiny_model,
 
 
 def test_messages_lost_by_redis_are_sent_again_by_reconcile_and_run_once(bertq_any_db, tiny_model, tiny_data):
-    bertq = bertq_any_db
     import redis
 
     from bertq.broker import broker_url
 
+    bertq = bertq_any_db
     jobs = [_submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "1") for _ in range(2)]
     client = redis.Redis.from_url(broker_url(bertq.settings()))
     assert "every queued job has its message" in bertq.run("reconcile", "--older-than", "0", check=True).stdout
-    client.flushall()  # Redis loses its queued messages
-    resent = bertq.run("reconcile", "--older-than", "0", check=True).stdout
+    client.flushall()  # Redis loses its queued messages...
+    resent = bertq.run("reconcile", "--older-than", "0", check=True).stdout  # ...`bertq reconcile` sends them again
     assert all(str(job) in resent for job in jobs)
-    bertq.start_worker()
-    for job in jobs:
-        assert bertq.run("wait", str(job), "--timeout", "180").returncode == 0
-        assert bertq.json("show", str(job))["attempts"] == 1
+    client.flushall()  # and again: this time `bertq beat` notices by itself
+    beat = subprocess.Popen([sys.executable, "-m", "bertq.cli", "beat", "--interval", "1", "--reconcile-every", "1",
+                             "--reconcile-older-than", "0"], env=bertq.env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        from bertq.scheduler.reaper import _ids_in_broker
+
+        _wait_for(lambda: set(jobs) <= _ids_in_broker(bertq.settings()), timeout=60, every=0.5)
+        bertq.start_worker()
+        for job in jobs:
+            assert bertq.run("wait", str(job), "--timeout", "180").returncode == 0
+            assert bertq.json("show", str(job))["attempts"] == 1
+    finally:
+        _stop(beat)
 
 
 def test_redis_restarted_mid_job_the_job_finishes_once(bertq_any_db, tiny_model, tiny_data):
