@@ -101,8 +101,8 @@ def spec_problems(spec: dict[str, Any], settings: Settings, *, stored: bool = Tr
     problems = []
     roots = allowed_roots(settings)
     for role, key, value in _path_values(spec):
-        if role == "model" and isinstance(value, str) and HUB_ID.match(value) and not value.startswith("."):
-            continue  # a hub id, not a path
+        if role == "model" and isinstance(value, str) and HUB_ID.match(value) and not Path(value).exists():
+            continue  # a hub id (transformers would load a relative folder of that name instead: checked as a path)
         if role == "data" and isinstance(value, str) and value.startswith("hub:") and "\x00" not in value:
             continue
         try:

@@ -186,12 +186,18 @@ def test_paths_outside_the_allowed_roots_are_refused_in_the_cli_and_in_the_worke
     assert bertq.run("schedule", "list", check=True).returncode == 0
 
 
-def test_a_stored_spec_path_check_in_the_python_api(bertq, tmp_path):
+def test_stored_spec_paths_nul_bytes_and_hub_ids_that_are_folders(bertq, tmp_path, monkeypatch):
     """NUL bytes cannot arrive through a command line (argv is NUL-terminated); the check that guards
-    stored specs refuses them wherever else they come from."""
+    stored specs refuses them wherever else they come from. A hub id is not a path, unless a folder
+    of that name exists where the worker runs: transformers would load that folder instead."""
     from bertq.safety import spec_problems
 
     settings = bertq.settings()
     problems = spec_problems({"train": str(tmp_path / "a\x00b.tsv"), "model_location": "bert-base-uncased",
                               "eval": "hub:glue:validation"}, settings)
     assert problems == [f"train {str(tmp_path / 'a') + chr(0) + 'b.tsv'!r} contains a NUL byte; give a plain file name"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org" / "model").mkdir(parents=True)
+    [problem] = spec_problems({"model_location": "org/model"}, settings)
+    assert "not an absolute, normalised path" in problem
+    assert spec_problems({"model_location": "org/other-model"}, settings) == []
