@@ -44,12 +44,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=4000, help="texts for (b) and (c)")
     parser.add_argument("--loop-lines", type=int, default=600, help="texts for the slow loop (a)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--attention", default=None, choices=["sdpa", "eager"], help="attention kernels for (c) [transformers' default]")
+    parser.add_argument("--attention", default=None, choices=["sdpa", "eager"], help="attention kernels for (c) [bertq's choice for the device]")
     args = parser.parse_args()
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    from bertq.worker.predict import Predictor, agreement
+    from bertq.worker.predict import CPU_ATTENTION, Predictor, agreement
     from bertq.worker.inference import prepare_model
 
     texts = read_texts(Path(args.corpus), args.lines)
@@ -66,7 +66,8 @@ def main() -> None:
     rows = [("(a) [pipe(t) for t in texts]", rate_a, None), ("(b) pipe(texts, batch_size=32)", rate_b, None)]
     reference = None
     for precision in ("fp32", "bf16", "int8") if args.device == "cpu" else ("fp32", "bf16", "fp16"):
-        options = {"attn_implementation": args.attention} if args.attention else {}
+        attention = args.attention or (CPU_ATTENTION if args.device == "cpu" else None)
+        options = {"attn_implementation": attention} if attention else {}
         fresh = AutoModelForSequenceClassification.from_pretrained(args.model, **options)
         predictor = Predictor(task="classify", model=prepare_model(fresh, precision=precision, device=args.device),
                               tokenizer=tokenizer, device=args.device, precision=precision)

@@ -27,6 +27,8 @@ DATA_KEYS = ("train", "eval", "data", "transfer_data")
 OUTPUT_KEYS = ("output",)
 """Spec fields naming a folder the job writes into."""
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+HUB_DATASET = re.compile(r"^hub:[A-Za-z0-9][\w.-]*(/[\w.-]+)?(:[\w.\[\]%:-]+)?$")
+OUTPUT_FORMATS = ("jsonl", "parquet")
 
 
 class UnsafePath(BertqError):
@@ -64,10 +66,13 @@ def check_path(value: Any, *, what: str, roots: list[Path], stored: bool) -> Pat
         raise UnsafePath(f"{what}: expected a path, got {value!r}")
     if "\x00" in value:
         raise UnsafePath(f"{what} {value!r} contains a NUL byte; give a plain file name")
-    raw = Path(value).expanduser()
-    if stored and (not raw.is_absolute() or ".." in raw.parts):
-        raise UnsafePath(f"{what} {value!r} is not an absolute, normalised path; a stored spec never holds one")
-    resolved = raw.resolve()
+    try:
+        raw = Path(value).expanduser()
+        if stored and (not raw.is_absolute() or ".." in raw.parts):
+            raise UnsafePath(f"{what} {value!r} is not an absolute, normalised path; a stored spec never holds one")
+        resolved = raw.resolve()
+    except (OSError, RuntimeError, ValueError) as error:  # a symlink loop, ~nosuchuser
+        raise UnsafePath(f"{what} {value!r} cannot be resolved ({error}); give a plain path") from error
     if not _inside(resolved, roots):
         via = f" (a symlink leads to {resolved})" if resolved != Path(os.path.abspath(raw)) else ""
         raise UnsafePath(
@@ -98,12 +103,14 @@ def _path_values(spec: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
 
 def spec_problems(spec: dict[str, Any], settings: Settings, *, stored: bool = True) -> list[str]:
     """Every path of `spec` that a job must not touch, each with the fix."""
-    problems = []
+    problems = _choice_problems(spec)
     roots = allowed_roots(settings)
     for role, key, value in _path_values(spec):
         if role == "model" and isinstance(value, str) and HUB_ID.match(value) and not Path(value).exists():
             continue  # a hub id (transformers would load a relative folder of that name instead: checked as a path)
-        if role == "data" and isinstance(value, str) and value.startswith("hub:") and "\x00" not in value:
+        if role == "data" and isinstance(value, str) and value.startswith("hub:"):
+            problem = _hub_dataset_problem(key, value)
+            problems.extend([problem] if problem else [])
             continue
         try:
             check_path(value, what=f"{key}", roots=model_roots(settings) if role == "model" else roots, stored=stored)
@@ -112,10 +119,33 @@ def spec_problems(spec: dict[str, Any], settings: Settings, *, stored: bool = Tr
     return problems
 
 
+def _hub_dataset_problem(key: str, value: str) -> str | None:
+    """`hub:NAME[:SPLIT]` names a Hub dataset; `datasets` would load a local folder of that name
+    instead, so a name that is a path here is refused."""
+    name = value.removeprefix("hub:").split(":", 1)[0]
+    if not HUB_DATASET.match(value) or ".." in name.split("/") or Path(name).expanduser().exists():
+        return f"{key} {value!r} is not a Hub dataset id (hub:OWNER/NAME[:SPLIT]); give a local file inside the allowed roots"
+    return None
+
+
+def _choice_problems(spec: dict[str, Any]) -> list[str]:
+    """Fields that become parts of file names must be one of their few values."""
+    fmt = spec.get("format")
+    if fmt is not None and fmt not in OUTPUT_FORMATS:
+        return [f"format {fmt!r}: choose jsonl or parquet"]
+    return []
+
+
 def check_spec(spec: dict[str, Any], settings: Settings, *, stored: bool = True) -> None:
     problems = spec_problems(spec, settings, stored=stored)
     if problems:
         raise SpecError(problems)
+
+
+def check_output_folder(folder: str, settings: Settings) -> Path:
+    """The output folder, resolved, checked again right before a job writes into it (it may have been
+    swapped for a symlink since the job started); write to what this returns."""
+    return check_path(folder, what="output", roots=allowed_roots(settings), stored=True)
 
 
 def check_job_folder(folder: Path, settings: Settings) -> Path:

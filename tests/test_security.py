@@ -201,3 +201,12 @@ def test_stored_spec_paths_nul_bytes_and_hub_ids_that_are_folders(bertq, tmp_pat
     [problem] = spec_problems({"model_location": "org/model"}, settings)
     assert "not an absolute, normalised path" in problem
     assert spec_problems({"model_location": "org/other-model"}, settings) == []
+    # A "hub:" dataset name that is a local folder would be loaded from disk by `datasets`.
+    [problem] = spec_problems({"train": "hub:org/model"}, settings)
+    assert "not a Hub dataset id" in problem
+    assert spec_problems({"train": "hub:stanfordnlp/sst2:validation"}, settings) == []
+    # Fields that become part of a file name, and paths that cannot be resolved.
+    assert spec_problems({"format": "x/../../elsewhere"}, settings) == ["format 'x/../../elsewhere': choose jsonl or parquet"]
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    [problem] = spec_problems({"data": str(tmp_path / "loop")}, settings)
+    assert "cannot be resolved" in problem

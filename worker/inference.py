@@ -103,8 +103,8 @@ def run_model(
             except Exception as error:  # noqa: BLE001 - only out-of-memory is handled here
                 if not is_out_of_memory(error):
                     raise
-                pending[:0] = split_after_out_of_memory(batch_positions, error, device=device,
-                                                        longest=max(lengths[p] for p in batch_positions))
+                pending = rebatch_after_out_of_memory(batch_positions, pending, lengths, batch_size=batch_size,
+                                                      error=error, device=device)
                 continue
             arrays = {name: getattr(output, name).float().cpu().numpy() for name in outputs}
             for row, position in enumerate(batch_positions):
@@ -121,23 +121,31 @@ class OutOfMemory(RuntimeError):
 
 def is_out_of_memory(error: BaseException) -> bool:
     """CUDA's out-of-memory error (also what the fault injection raises), or the CPU allocator's."""
-    return isinstance(error, (OutOfMemory, torch.cuda.OutOfMemoryError)) or "out of memory" in str(error).lower()
+    message = str(error).lower()
+    return isinstance(error, (OutOfMemory, torch.cuda.OutOfMemoryError)) or "out of memory" in message \
+        or "can't allocate memory" in message
 
 
-def split_after_out_of_memory(batch: list[int], error: BaseException, *, device: str, longest: int) -> list[list[int]]:
-    """The two halves of a batch that ran out of memory, to run one after the other; a batch of one
-    cannot shrink, so it fails with what to change."""
-    if len(batch) == 1:
+def rebatch_after_out_of_memory(failed: list[int], pending: list[list[int]], lengths: Sequence[int], *,
+                                batch_size: int, error: BaseException, device: str) -> list[list[int]]:
+    """Every input not yet run (the failed batch's and the pending ones) in new batches of at most
+    half the tokens the failed batch held, so later batches do not run out of memory again. A batch
+    of one cannot shrink: it fails with what to change."""
+    longest = max(lengths[i] for i in failed)
+    if len(failed) == 1:
         raise OutOfMemory(
             f"one input of {longest} tokens does not fit in memory on {device} ({error}); "
             "lower --max-length or use a device with more memory"
         ) from error
     if device == "cuda":
         torch.cuda.empty_cache()
-    log.warning("out of memory on a batch of %d inputs; running it as two of %d and %d",
-                len(batch), len(batch) // 2, len(batch) - len(batch) // 2)
-    half = len(batch) // 2
-    return [batch[:half], batch[half:]]
+    budget = max(1, longest * len(failed) // 2)
+    log.warning("out of memory on a batch of %d inputs (%d tokens padded); going on with batches of at most %d tokens",
+                len(failed), longest * len(failed), budget)
+    remaining = failed + [i for batch in pending for i in batch]
+    sub_lengths = [lengths[i] for i in remaining]
+    return [[remaining[p] for p in batch]
+            for batch in length_sorted_batches(sub_lengths, batch_size=batch_size, max_tokens=budget)]
 
 
 def _per_token(name: str, array: np.ndarray) -> bool:

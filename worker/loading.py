@@ -6,6 +6,7 @@ with `set_policy` before the job starts, and every load below follows them."""
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,14 +27,18 @@ class LoadPolicy:
     allow_pickle: bool = False
 
 
-_policy = LoadPolicy()
+_current = threading.local()
+"""The running job's policy, per thread: a `--pool threads` worker runs several jobs at once."""
 
 
 def set_policy(spec: dict[str, Any]) -> None:
-    """Adopt the job's opt-ins; everything this process loads for the job follows them."""
-    global _policy
-    _policy = LoadPolicy(trust_remote_code=spec.get("trust_remote_code") is True,
-                         allow_pickle=spec.get("allow_pickle") is True)
+    """Adopt the job's opt-ins; everything this thread loads for the job follows them."""
+    _current.policy = LoadPolicy(trust_remote_code=spec.get("trust_remote_code") is True,
+                                 allow_pickle=spec.get("allow_pickle") is True)
+
+
+def _policy_now() -> LoadPolicy:
+    return getattr(_current, "policy", None) or LoadPolicy()
 
 
 def check_loadable(location: str) -> None:
@@ -44,21 +49,23 @@ def check_loadable(location: str) -> None:
 
     if not os.path.isdir(location):
         return  # a hub id: transformers enforces trust_remote_code and use_safetensors itself
+    policy = _policy_now()
     problems = resolve_model(location).loading_problems(
-        trust_remote_code=_policy.trust_remote_code, allow_pickle=_policy.allow_pickle)
+        trust_remote_code=policy.trust_remote_code, allow_pickle=policy.allow_pickle)
     if problems:
         raise BertqError("; ".join(problems))
 
 
 def _weights_options() -> dict[str, Any]:
-    return {"use_safetensors": None if _policy.allow_pickle else True, "trust_remote_code": _policy.trust_remote_code}
+    policy = _policy_now()
+    return {"use_safetensors": None if policy.allow_pickle else True, "trust_remote_code": policy.trust_remote_code}
 
 
 def load_config(location: str) -> Any:
     from transformers import AutoConfig
 
     check_loadable(location)
-    return AutoConfig.from_pretrained(location, trust_remote_code=_policy.trust_remote_code)
+    return AutoConfig.from_pretrained(location, trust_remote_code=_policy_now().trust_remote_code)
 
 
 def load_tokenizer(location: str, *, family: str = "classification") -> Any:
@@ -68,7 +75,7 @@ def load_tokenizer(location: str, *, family: str = "classification") -> Any:
     if family == "ner" and load_config(location).model_type in _BYTE_LEVEL_MODELS:
         options["add_prefix_space"] = True
     check_loadable(location)
-    return AutoTokenizer.from_pretrained(location, trust_remote_code=_policy.trust_remote_code, **options)
+    return AutoTokenizer.from_pretrained(location, trust_remote_code=_policy_now().trust_remote_code, **options)
 
 
 def load_for_training(location: str, family: str, label_names: list[str] | None) -> Any:
@@ -95,10 +102,10 @@ def load_trained(location: str, family: str) -> Any:
     return load_with(model_class(family), location)
 
 
-def load_with(auto_class: Any, location: str) -> Any:
-    """`auto_class.from_pretrained(location)` under the job's policy."""
+def load_with(auto_class: Any, location: str, **options: Any) -> Any:
+    """`auto_class.from_pretrained(location, **options)` under the job's policy."""
     check_loadable(location)
-    return arm_out_of_memory(auto_class.from_pretrained(location, **_weights_options()))
+    return arm_out_of_memory(auto_class.from_pretrained(location, **_weights_options(), **options))
 
 
 def best_device() -> str:

@@ -204,7 +204,7 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
     try:  # the CLI checked these; a forged or edited spec skipped it, so check again before any file is touched
         safety.check_spec(claim.spec, settings)
         safety.check_job_folder(job_folder(settings, job_id), settings)
-    except BertqError as error:
+    except Exception as error:  # noqa: BLE001 - whatever is wrong with the spec, the job is refused, not retried
         log.error("job %s refused: %s", job_id, error)
         with factory() as session, session.begin():
             job_queries.finish(session=session, job_id=job_id, attempt=claim.attempt, status=JobStatus.FAILED,

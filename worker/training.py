@@ -13,7 +13,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from bertq.errors import AttemptSuperseded, BertqError, Preempted
 from bertq.worker import faults
-from bertq.worker.inference import is_out_of_memory
+from bertq.worker.inference import OutOfMemory, is_out_of_memory
 from bertq.worker.runner import JobContext
 
 COMPLETE_MARKER = "BERTQ_COMPLETE"
@@ -230,8 +230,8 @@ def train_backing_off(ctx: JobContext, trainer: Any, resume: str | None) -> None
             trainer.train(resume_from_checkpoint=resume)
             return
         except Exception as error:  # noqa: BLE001 - only out-of-memory is handled here
-            if not is_out_of_memory(error):
-                raise
+            if isinstance(error, OutOfMemory) or not is_out_of_memory(error):
+                raise  # OutOfMemory: evaluation could not fit one input; a smaller training batch cannot help
             size, accumulation = trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps
             if size <= 1:
                 raise BertqError(
@@ -239,8 +239,9 @@ def train_backing_off(ctx: JobContext, trainer: Any, resume: str | None) -> None
                     "train a smaller model, or run on a device with more memory"
                 ) from error
             _free_memory(trainer)
-            trainer.args.per_device_train_batch_size = size // 2
-            trainer.args.gradient_accumulation_steps = accumulation * 2
+            factor = smallest_factor(size)  # the same examples per optimiser step, also for odd sizes
+            trainer.args.per_device_train_batch_size = size // factor
+            trainer.args.gradient_accumulation_steps = accumulation * factor
             trainer._train_batch_size = trainer.args.train_batch_size
             trainer.create_accelerator_and_postprocess()  # its gradient accumulation follows the args
             checkpoint = last_complete_checkpoint(ctx.workdir / "attempts")
@@ -249,9 +250,14 @@ def train_backing_off(ctx: JobContext, trainer: Any, resume: str | None) -> None
             forget_metrics_after(ctx, checkpoint)
             resume = str(checkpoint) if checkpoint else None
             ctx.log.warning("out of memory with a batch of %d; going on with %d x %d gradient accumulation from %s",
-                            size, size // 2, accumulation * 2, checkpoint or "the starting weights")
-            ctx.progress(0.0, force=True, phase="training", batch_size=size // 2, gradient_accumulation=accumulation * 2,
-                         out_of_memory_at=size)
+                            size, size // factor, accumulation * factor, checkpoint or "the starting weights")
+            ctx.progress(0.0, force=True, phase="training", batch_size=size // factor,
+                         gradient_accumulation=accumulation * factor, out_of_memory_at=size)
+
+
+def smallest_factor(number: int) -> int:
+    """The smallest prime factor of `number` (2 or more): 16 -> 2, 15 -> 3, 7 -> 7."""
+    return next(f for f in range(2, number + 1) if number % f == 0)
 
 
 def _free_memory(trainer: Any) -> None:

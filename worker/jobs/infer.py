@@ -25,6 +25,7 @@ from bertq import sharding
 from bertq.bulk import InferSpec
 from bertq.db.models import Job, ShardRow, utcnow
 from bertq.errors import BertqError
+from bertq.safety import check_output_folder
 from bertq.worker.loading import best_device
 from bertq.worker.predict import agreement, cpu_has_fast_bf16, load_predictor
 from bertq.worker.runner import JobContext, measure
@@ -138,7 +139,7 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
     results = predictor.predict(texts, token_budget=spec.token_budget, on_batch=on_batch)
 
     # This attempt's own file, checked before it is offered as the shard's output.
-    folder = Path(spec.output)
+    folder = check_output_folder(spec.output, ctx.settings)  # checked again: it may have become a symlink
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"part-{shard.index:05d}.attempt-{ctx.attempt}.{spec.format}"
     _write_records(path, spec.format, ids, results)
@@ -182,7 +183,7 @@ def _report_rows(session: Any, parent: int, index: int, done: int) -> None:
 def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Every shard succeeded: check their committed files, drop the losers', seal the folder."""
     spec = InferSpec.from_dict(spec_values)
-    folder = Path(spec.output)
+    folder = check_output_folder(spec.output, ctx.settings)  # checked again: it may have become a symlink
     with ctx.session() as session:
         shards = session.scalars(select(ShardRow).where(ShardRow.job_id == ctx.job_id).order_by(ShardRow.index)).all()
     files = []
