@@ -103,7 +103,8 @@ class EvaluateSpec(_Spec):
     labels: list[str] | None = None
     """Label values in class-id order, when known at submit (from the job that trained the model)."""
     precision: str = "fp32"
-    """fp32, fp16, bf16 (autocast) or int8 (dynamic quantisation of the Linear layers, CPU)."""
+    """fp32, fp16, bf16 (weights in bf16; fp16 on a CPU under autocast) or int8 (dynamic quantisation of
+    the Linear layers, CPU)."""
     device: str = "cpu"
     """cpu or cuda: where the model is served and measured."""
     max_length: int = 128
