@@ -67,7 +67,8 @@ def _finetune_spec(bertq, model: Path, train: Path, dev: Path, **flags: bool) ->
                                batch_size=8, epochs=1, evaluate=False, **flags).to_dict()
 
 
-def test_model_code_and_pickle_weights_load_only_when_the_job_allows_them(bertq, tiny_model, tiny_data, tmp_path):
+def test_model_code_and_pickle_weights_load_only_when_the_job_allows_them(bertq_any_db, tiny_model, tiny_data, tmp_path):
+    bertq = bertq_any_db
     import torch
     from transformers import AutoModel
 
@@ -118,7 +119,8 @@ def test_model_code_and_pickle_weights_load_only_when_the_job_allows_them(bertq,
     assert marker.read_text() == "the model's own code ran"
 
 
-def test_paths_outside_the_allowed_roots_are_refused_in_the_cli_and_in_the_worker(bertq, tiny_model, tiny_data, tmp_path):
+def test_paths_outside_the_allowed_roots_are_refused_in_the_cli_and_in_the_worker(bertq_any_db, tiny_model, tiny_data, tmp_path):
+    bertq = bertq_any_db
     allowed, outside = tmp_path / "allowed", tmp_path / "outside"
     allowed.mkdir()
     outside.mkdir()
