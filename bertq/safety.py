@@ -57,18 +57,18 @@ def _inside(path: Path, roots: list[Path]) -> bool:
     return any(path == root or path.is_relative_to(root) for root in resolved_roots)
 
 
-def check_path(value: Any, *, what: str, roots: list[Path], stored: bool) -> Path:
-    """The path `value` names, resolved, if it is inside `roots`; raise UnsafePath otherwise.
+def check_path(value: Any, *, what: str, roots: list[Path]) -> Path:
+    """The path a stored spec names, resolved, if it is inside `roots`; raise UnsafePath otherwise.
 
-    `stored`: the value comes from a stored spec, where paths are always absolute and normalised,
-    so a relative path or a `..` segment there is a sign of tampering, not a typo."""
+    Stored specs hold absolute, normalised paths only (the CLI resolves what the user typed), so a
+    relative path or a `..` segment there is a sign of tampering, not a typo."""
     if not isinstance(value, str) or not value:
         raise UnsafePath(f"{what}: expected a path, got {value!r}")
     if "\x00" in value:
         raise UnsafePath(f"{what} {value!r} contains a NUL byte; give a plain file name")
     try:
         raw = Path(value).expanduser()
-        if stored and (not raw.is_absolute() or ".." in raw.parts):
+        if not raw.is_absolute() or ".." in raw.parts:
             raise UnsafePath(f"{what} {value!r} is not an absolute, normalised path; a stored spec never holds one")
         resolved = raw.resolve()
     except (OSError, RuntimeError, ValueError) as error:  # a symlink loop, ~nosuchuser
@@ -101,10 +101,10 @@ def _path_values(spec: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
             yield "output", key, spec[key]
 
 
-def spec_problems(spec: dict[str, Any], settings: Settings, *, stored: bool = True) -> list[str]:
+def spec_problems(spec: dict[str, Any], settings: Settings) -> list[str]:
     """Every path of `spec` that a job must not touch, each with the fix."""
     problems = _choice_problems(spec)
-    roots = allowed_roots(settings)
+    roots = {"model": model_roots(settings), "data": allowed_roots(settings), "output": allowed_roots(settings)}
     for role, key, value in _path_values(spec):
         if role == "model" and isinstance(value, str) and HUB_ID.match(value) and not Path(value).exists():
             continue  # a hub id (transformers would load a relative folder of that name instead: checked as a path)
@@ -113,7 +113,7 @@ def spec_problems(spec: dict[str, Any], settings: Settings, *, stored: bool = Tr
             problems.extend([problem] if problem else [])
             continue
         try:
-            check_path(value, what=f"{key}", roots=model_roots(settings) if role == "model" else roots, stored=stored)
+            check_path(value, what=key, roots=roots[role])
         except UnsafePath as error:
             problems.append(str(error))
     return problems
@@ -136,8 +136,8 @@ def _choice_problems(spec: dict[str, Any]) -> list[str]:
     return []
 
 
-def check_spec(spec: dict[str, Any], settings: Settings, *, stored: bool = True) -> None:
-    problems = spec_problems(spec, settings, stored=stored)
+def check_spec(spec: dict[str, Any], settings: Settings) -> None:
+    problems = spec_problems(spec, settings)
     if problems:
         raise SpecError(problems)
 
@@ -145,7 +145,7 @@ def check_spec(spec: dict[str, Any], settings: Settings, *, stored: bool = True)
 def check_output_folder(folder: str, settings: Settings) -> Path:
     """The output folder, resolved, checked again right before a job writes into it (it may have been
     swapped for a symlink since the job started); write to what this returns."""
-    return check_path(folder, what="output", roots=allowed_roots(settings), stored=True)
+    return check_path(folder, what="output", roots=allowed_roots(settings))
 
 
 def check_job_folder(folder: Path, settings: Settings) -> Path:

@@ -61,21 +61,15 @@ def _weights_options() -> dict[str, Any]:
     return {"use_safetensors": None if policy.allow_pickle else True, "trust_remote_code": policy.trust_remote_code}
 
 
-def load_config(location: str) -> Any:
-    from transformers import AutoConfig
-
-    check_loadable(location)
-    return AutoConfig.from_pretrained(location, trust_remote_code=_policy_now().trust_remote_code)
-
-
 def load_tokenizer(location: str, *, family: str = "classification") -> Any:
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
-    options: dict[str, Any] = {}
-    if family == "ner" and load_config(location).model_type in _BYTE_LEVEL_MODELS:
-        options["add_prefix_space"] = True
     check_loadable(location)
-    return AutoTokenizer.from_pretrained(location, trust_remote_code=_policy_now().trust_remote_code, **options)
+    trust = _policy_now().trust_remote_code
+    options: dict[str, Any] = {}
+    if family == "ner" and AutoConfig.from_pretrained(location, trust_remote_code=trust).model_type in _BYTE_LEVEL_MODELS:
+        options["add_prefix_space"] = True
+    return AutoTokenizer.from_pretrained(location, trust_remote_code=trust, **options)
 
 
 def load_for_training(location: str, family: str, label_names: list[str] | None) -> Any:

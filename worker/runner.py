@@ -276,9 +276,7 @@ def _retry_later(ctx: JobContext, factory: Any, reason: str) -> str:
             requeued = job_queries.retry_later(session=session, job_id=ctx.job_id, attempt=ctx.attempt, reason=reason)
             if not requeued:
                 job_queries.abandon_dependants(session=session, job_id=ctx.job_id, reason=f"step {ctx.job_id} failed: {reason}")
-            job = session.get(Job, ctx.job_id)
-            assert job is not None
-            queue, priority = job.queue, job.priority
+            queue, priority = _queue_of(session, ctx.job_id)
     except AttemptSuperseded:
         return "superseded"
     except DBAPIError as error:
@@ -312,12 +310,17 @@ def _requeue_preempted(ctx: JobContext, factory: Any) -> str:
     with factory() as session, session.begin():
         if not job_queries.requeue_preempted(session=session, job_id=ctx.job_id, attempt=ctx.attempt):
             return "superseded"
-        job = session.get(Job, ctx.job_id)
-        assert job is not None
-        queue, priority = job.queue, job.priority
+        queue, priority = _queue_of(session, ctx.job_id)
     send_job(make_app(ctx.settings), job_id=ctx.job_id, kind=ctx.kind, queue=queue, priority=priority)
     log.info("job %s checkpointed and went back to the queue", ctx.job_id)
     return "preempted"
+
+
+def _queue_of(session: Session, job_id: int) -> tuple[str, int]:
+    """Where a job goes back to: its queue and priority."""
+    job = session.get(Job, job_id)
+    assert job is not None
+    return job.queue, job.priority
 
 
 def _fail(ctx: JobContext, factory: Any, message: str, trace: str) -> str:
