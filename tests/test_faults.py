@@ -26,6 +26,11 @@ def _submit_finetune(bertq, tiny_model, tiny_data, *extra: str) -> int:
     ).stdout)["id"]
 
 
+SLOW_STEPS = {"BERTQ_FAULT_STEP_SECONDS": "0.05"}
+"""A tiny model trains ~100 steps a second: at 20 steps an epoch, with at least 1 s an epoch the
+fault a test injects after epoch 1 lands while the job still trains, however fast the machine."""
+
+
 def _checkpoints(bertq, job_id: int) -> list[Path]:
     return sorted((bertq.home / "artifacts" / "jobs" / str(job_id) / "attempts").glob("*/checkpoint-*/BERTQ_COMPLETE"))
 
@@ -37,6 +42,7 @@ def _worker_child_pid(bertq, job_id: int) -> int:
 
 def test_a_worker_killed_mid_finetune_resumes_from_its_last_complete_checkpoint(bertq_any_db, tiny_model, tiny_data):
     bertq = bertq_any_db
+    bertq.env.update(SLOW_STEPS)
     first = bertq.start_worker(name="first@%h")
     beat = _beat(bertq)
     try:
@@ -84,6 +90,7 @@ def test_a_job_that_kills_its_worker_every_time_fails_after_its_attempts_and_the
 
 def test_a_frozen_stale_attempt_cannot_write_once_another_took_over(bertq_any_db, tiny_model, tiny_data):
     bertq = bertq_any_db
+    bertq.env.update(SLOW_STEPS)
     stale_worker = bertq.start_worker(name="stale@%h")
     beat = _beat(bertq)
     try:
@@ -120,6 +127,7 @@ def test_a_job_longer_than_the_visibility_timeout_never_runs_twice_at_once(bertq
     each copy finds the job claimed, so one attempt runs."""
     bertq = bertq_any_db
     bertq.env["BERTQ_VISIBILITY_TIMEOUT"] = "2"
+    bertq.env["BERTQ_FAULT_STEP_SECONDS"] = "0.01"  # 600 steps: at least 6 s, past the timeout and a restore scan
     workers = [bertq.start_worker(name="a@%h"), bertq.start_worker(name="b@%h")]
     job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "30")
     assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
@@ -178,6 +186,7 @@ def test_redis_restarted_mid_job_the_job_finishes_once(bertq_any_db, tiny_model,
     bertq = bertq_any_db
     from bertq.broker import ensure_embedded_redis, kill_embedded_redis
 
+    bertq.env.update(SLOW_STEPS)
     bertq.start_worker()
     job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "5")
     _wait_for(lambda: bertq.json("show", str(job))["status"] == "RUNNING")
@@ -191,12 +200,14 @@ def test_redis_restarted_mid_job_the_job_finishes_once(bertq_any_db, tiny_model,
 
 def test_sigterm_to_a_worker_checkpoints_the_job_requeues_it_and_it_resumes(bertq_any_db, tiny_model, tiny_data):
     bertq = bertq_any_db
+    bertq.env.update(SLOW_STEPS)
     first = bertq.start_worker(name="deploy-old@%h")
     job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "8")
     _wait_for(lambda: _checkpoints(bertq, job))
     os.kill(first.pid, signal.SIGTERM)  # a deploy: the worker is asked to stop
     first.wait(timeout=120)
-    view = _wait_for(lambda: (v := bertq.json("show", str(job)))["status"] == "QUEUED" and v)
+    view = _wait_for(lambda: (v := bertq.json("show", str(job)))["status"] != "RUNNING" and v)
+    assert view["status"] == "QUEUED", (view, first.log_path.read_text()[-4000:])
     assert [a["outcome"] for a in view["attempt_history"]] == ["PREEMPTED"]
     saved = int(view["progress_detail"]["step"])
     bertq.start_worker(name="deploy-new@%h")
@@ -267,6 +278,7 @@ def test_the_database_away_mid_job_stops_the_attempt_and_the_job_completes_once_
                                                                                             database_outage):
     bertq = bertq_any_db
     bertq.env["BERTQ_DB_BUSY_SECONDS"] = "2"  # SQLite: a locked write fails after 2 s, not 30
+    bertq.env.update(SLOW_STEPS)
     worker = bertq.start_worker()
     beat = _beat(bertq)
     try:

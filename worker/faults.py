@@ -8,12 +8,15 @@ Each is off unless its environment variable is set on the worker; production nev
   middle of its second checkpoint save: the files are written, the completeness marker is not.
 - BERTQ_FAULT_OOM_ABOVE_BATCH=4: every forward pass of more than 4 inputs raises the error CUDA
   raises when memory runs out (torch.cuda.OutOfMemoryError, "CUDA out of memory."), on any device.
+- BERTQ_FAULT_STEP_SECONDS=0.05: every training step takes at least this long, so that a test's
+  fault reliably lands while a tiny model still trains (it trains ~100 steps a second otherwise).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 
@@ -25,6 +28,12 @@ def kill_on_claim(job_id: int) -> None:
     doomed = os.environ.get("BERTQ_FAULT_KILL_JOBS", "")
     if doomed and str(job_id) in doomed.split(","):
         _die()
+
+
+def slow_step() -> None:
+    seconds = os.environ.get("BERTQ_FAULT_STEP_SECONDS")
+    if seconds:
+        time.sleep(float(seconds))
 
 
 _saves: dict[int, int] = {}

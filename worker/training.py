@@ -107,6 +107,7 @@ class JobCallback(TrainerCallback):
             self.ctx.metrics({"train_loss": self.loss}, split="train", step=state.global_step, epoch=state.epoch)
 
     def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        faults.slow_step()
         if self.ctx.should_stop:
             control.should_training_stop = True
             return
