@@ -49,7 +49,7 @@ def main() -> None:
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    from bertq.worker.predict import CPU_ATTENTION, Predictor, agreement
+    from bertq.worker.predict import CPU_ATTENTION, Predictor, agreement, serve_model
     from bertq.worker.inference import prepare_model
 
     texts = read_texts(Path(args.corpus), args.lines)
@@ -64,20 +64,26 @@ def main() -> None:
     rate_b, labels_b = timed(lambda ts: [r["label"] for r in pipe(ts, batch_size=32)], texts)
 
     rows = [("(a) [pipe(t) for t in texts]", rate_a, None), ("(b) pipe(texts, batch_size=32)", rate_b, None)]
+    from bertq.bulk import DEFAULT_TOKEN_BUDGET
+
+    budget = DEFAULT_TOKEN_BUDGET["cuda" if args.device == "cuda" else "cpu"]  # what an infer job uses
     reference = None
-    for precision in ("fp32", "bf16", "int8") if args.device == "cpu" else ("fp32", "bf16", "fp16"):
-        attention = args.attention or (CPU_ATTENTION if args.device == "cpu" else None)
-        options = {"attn_implementation": attention} if attention else {}
+    attention = args.attention or (CPU_ATTENTION if args.device == "cpu" else None)
+    options = {"attn_implementation": attention} if attention else {}
+    settings = [("fp32", True), ("fp32", False), *[(p, True) for p in (("bf16", "int8") if args.device == "cpu" else ("bf16", "fp16"))]]
+    for precision, bertq_model in settings:
         fresh = AutoModelForSequenceClassification.from_pretrained(args.model, **options)
-        predictor = Predictor(task="classify", model=prepare_model(fresh, precision=precision, device=args.device),
-                              tokenizer=tokenizer, device=args.device, precision=precision)
+        served = (serve_model(fresh, task="classify", precision=precision, device=args.device) if bertq_model
+                  else prepare_model(fresh, precision=precision, device=args.device))  # every token through every layer
+        predictor = Predictor(task="classify", model=served, tokenizer=tokenizer, device=args.device, precision=precision)
         predictor.predict(texts[:256])  # warm-up
-        rate, results = timed(lambda ts, p=predictor: p.predict(ts), texts)
+        rate, results = timed(lambda ts, p=predictor: p.predict(ts, token_budget=budget), texts)
         if reference is None:
             reference = results
             agree_b = sum(r["label"] == b for r, b in zip(results, labels_b)) / len(texts)
             print(f"bertq fp32 labels agree with (b) on {agree_b:.4%} of texts")
-        rows.append((f"(c) bertq infer path, {precision}", rate, agreement("classify", reference, results)))
+        name = f"(c) bertq infer path, {precision}" if bertq_model else f"    same, {precision}, full last layer"
+        rows.append((name, rate, agreement("classify", reference, results)))
 
     print(f"\n{'path':<38} {'sentences/s':>12} {'vs (b)':>8} {'labels = fp32':>14}")
     for name, rate, agree in rows:

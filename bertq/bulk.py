@@ -26,7 +26,7 @@ NEEDED_HEAD = {"classify": "classification", "ner": "ner", "qa": "qa", "zero-sho
 FORMATS = ("jsonl", "parquet")
 MARKER = ".bertq-job"
 """Written into an output folder at submit: the folder belongs to that job from then on."""
-DEFAULT_TOKEN_BUDGET = {"cpu": 4096, "cuda": 65536}
+DEFAULT_TOKEN_BUDGET = {"cpu": 2048, "cuda": 65536}
 """Tokens per batch: small batches suit a CPU's caches; a GPU wants tens of thousands of tokens."""
 
 

@@ -550,7 +550,7 @@ def submit_distill(
 @click.option("--shards", default="auto", show_default=True, help="Number of shards (each its own task on any worker), or auto.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--token-budget", type=int, default=None, help="Tokens per batch [cpu 4096, cuda 65536]; halved on CUDA out-of-memory.")
+@click.option("--token-budget", type=int, default=None, help="Tokens per batch [cpu 2048, cuda 65536]; halved on CUDA out-of-memory.")
 @click.option("--max-length", type=int, default=None, help="Truncate inputs at this many tokens [the model's limit, at most 512].")
 @click.option("--all-scores", is_flag=True, help="classify: every label's score.")
 @click.option("--normalize", is_flag=True, help="embed: unit-length vectors.")

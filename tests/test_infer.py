@@ -241,3 +241,41 @@ def test_each_schedule_slot_fires_once_even_with_two_beats(bertq_any_db, tiny_cl
     assert listing[0]["name"] == "nightly" and listing[0]["last_job"] == results[0].job_id
     assert bertq.run("schedule", "remove", "nightly").returncode == 0
     assert bertq.json("schedule", "list") == []
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_the_first_token_only_last_layer_gives_the_full_models_outputs(family, attention):
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+    from bertq.worker.inference import FirstTokenLayer, read_first_token_only
+
+    config = AutoConfig.for_model(family, vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=64, num_labels=3,
+                                  attn_implementation=attention, **({"embedding_size": 32} if family == "electra" else {}))
+    torch.manual_seed(0)
+    lengths = [17, 9, 3, 12]  # padded to 17: the mask matters
+    ids = torch.randint(5, 120, (4, 17))
+    mask = (torch.arange(17)[None, :] < torch.tensor(lengths)[:, None]).long()
+    for build, task, read in ((AutoModelForSequenceClassification, "classify", lambda out: out.logits),
+                              (AutoModel, "embed", lambda out: out.last_hidden_state[:, 0])):
+        model = build.from_config(config).eval()
+        with torch.inference_mode():
+            full = read(model(input_ids=ids, attention_mask=mask))
+            if task == "embed":
+                assert not read_first_token_only(model, task=task, pooling="mean")  # mean pooling reads every token
+            assert read_first_token_only(model, task=task, pooling="cls")
+            assert isinstance(model.base_model.encoder.layer[-1], FirstTokenLayer)
+            fast = read(model(input_ids=ids, attention_mask=mask))
+        assert torch.allclose(full, fast, atol=1e-5), (full, fast)
+
+
+def test_models_that_read_more_than_the_first_token_keep_their_last_layer(tiny_model):
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    from bertq.worker.inference import read_first_token_only
+
+    assert not read_first_token_only(AutoModelForTokenClassification.from_pretrained(tiny_model), task="ner")
+    distil = AutoConfig.for_model("distilbert", vocab_size=120, dim=32, n_layers=2, n_heads=4, hidden_dim=64)
+    assert not read_first_token_only(AutoModelForSequenceClassification.from_config(distil), task="classify")

@@ -2,9 +2,9 @@
 its own longest input, no gradients, and the requested precision.
 
 Measured on the 2-core CPU (shared/NOTES.md, bench/infer_bench.py): sorting by length with dynamic
-padding is about 2x a HF pipeline with batch_size=32; bf16 on a CPU with AMX about 4x with autocast
-and 5.4-6.2x with the weights themselves in bf16 (what bertq does), with the same labels as fp32 on
-99.95-99.975% of 4,000 comments. Every job that runs a model over data (evaluation during training,
+padding is about 2x a HF pipeline with batch_size=32 (2.02-2.05x with the first-token-only last
+layer below); bf16 on a CPU with AMX 4.4-5.2x with the weights themselves in bf16 (what bertq does),
+with the same labels as fp32 on 99.95-99.975% of 4,000 comments. Every job that runs a model over data (evaluation during training,
 the evaluate job, teacher outputs) goes through here.
 """
 
@@ -155,3 +155,72 @@ def rebatch_after_out_of_memory(failed: list[int], pending: list[list[int]], len
 def _per_token(name: str, array: np.ndarray) -> bool:
     """Token classification logits are [batch, seq, labels]; QA start/end logits are [batch, seq]."""
     return array.ndim == 3 or name in ("start_logits", "end_logits")
+
+
+FIRST_TOKEN_READERS = {
+    "classify": {"BertForSequenceClassification", "ErnieForSequenceClassification", "RobertaForSequenceClassification",
+                 "XLMRobertaForSequenceClassification", "CamembertForSequenceClassification",
+                 "ElectraForSequenceClassification"},
+    "embed": {"BertModel", "ErnieModel", "RobertaModel", "XLMRobertaModel", "CamembertModel", "ElectraModel"},
+}
+"""Models whose output reads only the first token's final hidden state: classifiers whose head is the
+[CLS] (<s>) pooler or takes `features[:, 0]`, and encoders whose embedding is CLS-pooled."""
+
+
+def read_first_token_only(model: Any, *, task: str, pooling: str = "mean") -> bool:
+    """When a task reads only the first token's final state (a [CLS] classifier; zero-shot's NLI
+    classifier; a CLS-pooled embedding), let the last encoder layer compute that one row: its keys and
+    values still come from every token, but its query, attention output and feed-forward (10/12 of the
+    layer's matmul work) run for one position instead of all. The same arithmetic for that row, so the
+    same outputs up to float rounding; 10/12 of one layer's matmul work is 14% of a 6-layer encoder's
+    (bench/infer_bench.py measures the gain). Only for the BERT-layout families listed above, else the model is left as it is.
+    Returns whether the model was changed."""
+    family = "embed" if task == "embed" else "classify" if task in ("classify", "zero-shot") else None
+    if family is None or (task == "embed" and pooling != "cls"):
+        return False
+    if type(model).__name__ not in FIRST_TOKEN_READERS[family]:
+        return False
+    config = model.config
+    if config.is_decoder or getattr(config, "_attn_implementation", None) not in ("eager", "sdpa"):
+        return False
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if not layers or isinstance(layers[-1], FirstTokenLayer):
+        return False
+    last = layers[-1]
+    attention = getattr(getattr(last, "attention", None), "self", None)
+    needed = ("query", "key", "value", "num_attention_heads", "attention_head_size", "scaling")
+    if attention is None or not all(hasattr(attention, name) for name in needed) \
+            or not all(hasattr(last, name) for name in ("intermediate", "output")) or not hasattr(last.attention, "output"):
+        return False
+    layers[-1] = FirstTokenLayer(last)
+    return True
+
+
+class FirstTokenLayer(torch.nn.Module):
+    """A BERT-layout encoder layer computing only the first position's output (see
+    `read_first_token_only`); its output is [batch, 1, hidden]."""
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args: Any,
+                **kwargs: Any) -> torch.Tensor:
+        layer = self.layer
+        attention = layer.attention.self
+        batch, length, _ = hidden_states.shape
+        heads, size = attention.num_attention_heads, attention.attention_head_size
+        first = hidden_states[:, :1]
+        query = attention.query(first).view(batch, 1, heads, size).transpose(1, 2)
+        key = attention.key(hidden_states).view(batch, length, heads, size).transpose(1, 2)
+        value = attention.value(hidden_states).view(batch, length, heads, size).transpose(1, 2)
+        scores = torch.matmul(query, key.transpose(2, 3)) * attention.scaling
+        if attention_mask is not None:
+            mask = attention_mask[:, :, :1, :] if attention_mask.dim() == 4 else attention_mask[:, None, None, :]
+            if mask.dtype == torch.bool:  # True: attend (sdpa's form); eager's is additive already
+                mask = torch.zeros(mask.shape, dtype=scores.dtype, device=mask.device).masked_fill(
+                    ~mask, torch.finfo(scores.dtype).min)
+            scores = scores + mask
+        context = torch.matmul(torch.softmax(scores, dim=-1), value).transpose(1, 2).reshape(batch, 1, heads * size)
+        attention_output = layer.attention.output(context, first)
+        return layer.output(layer.intermediate(attention_output), attention_output)

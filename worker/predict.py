@@ -24,6 +24,7 @@ from bertq.worker.inference import (
     is_out_of_memory,
     length_sorted_batches,
     prepare_model,
+    read_first_token_only,
     rebatch_after_out_of_memory,
 )
 
@@ -56,7 +57,7 @@ class Predictor:
     batch_size_cap: int = 128
     """At most this many inputs a batch: on a CPU, batches of 64-128 short inputs were fastest here."""
 
-    def predict(self, texts: list[str], *, token_budget: int = 4096, on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    def predict(self, texts: list[str], *, token_budget: int = 2048, on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
         if self.task == "zero-shot":
             return self._zero_shot(texts, token_budget=token_budget, on_batch=on_batch)
         if self.task == "qa":
@@ -251,11 +252,20 @@ def load_predictor(location: str, task: str, *, device: str, precision: str, **o
     tokenizer = load_tokenizer(location, family=head or "classification")
     options_for_device = {"attn_implementation": CPU_ATTENTION} if device == "cpu" else {}
     model = load_with(model_class(head) if head else AutoModel, location, **options_for_device)
-    served = prepare_model(model, precision=precision, device=device)
+    pooling = pooling_of(location)
+    served = serve_model(model, task=task, precision=precision, device=device, pooling=pooling)
     options.setdefault("batch_size_cap", 2048 if device == "cuda" else 128)
     options.setdefault("max_length", min(512, getattr(tokenizer, "model_max_length", 512) or 512))
     return Predictor(task=task, model=served, tokenizer=tokenizer, device=device, precision=precision,
-                     pooling=pooling_of(location), **options)
+                     pooling=pooling, **options)
+
+
+def serve_model(model: Any, *, task: str, precision: str, device: str, pooling: str = "mean") -> Any:
+    """A loaded model made ready for bulk prediction: the last layer computes only the first token
+    where the task reads nothing else, then the precision and device."""
+    if read_first_token_only(model, task=task, pooling=pooling):
+        log.info("%s: the last layer computes the first token only (all the task reads)", type(model).__name__)
+    return prepare_model(model, precision=precision, device=device)
 
 
 def agreement(task: str, reference: list[dict[str, Any]], candidate: list[dict[str, Any]]) -> float:
