@@ -2,8 +2,9 @@
 
     python bench/infer_bench.py --model CHECKPOINT [--lines 4000] [--loop-lines 600]
 
-Same model, same texts (the first lines of a real corpus), same machine, one run. Prints sentences
-per second, the ratio to (b) `pipe(texts, batch_size=32)`, and how often each setting's labels agree
+Same model, same texts (the first lines of a real corpus), same machine, one run: (b) and each (c)
+setting take turns for --rounds rounds, and each path's median is reported. Prints sentences per
+second, the ratio to (b) `pipe(texts, batch_size=32)`, and how often each setting's labels agree
 with fp32's. CHECKPOINT is a classifier folder (e.g. a `bertq submit finetune` job's checkpoint).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -43,14 +45,14 @@ def main() -> None:
     parser.add_argument("--corpus", default=str(CORPUS))
     parser.add_argument("--lines", type=int, default=4000, help="texts for (b) and (c)")
     parser.add_argument("--loop-lines", type=int, default=600, help="texts for the slow loop (a)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (b) and (c) in turn; medians are reported")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--attention", default=None, choices=["sdpa", "eager"], help="attention kernels for (c) [bertq's choice for the device]")
     args = parser.parse_args()
 
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
-
-    from bertq.worker.predict import CPU_ATTENTION, Predictor, agreement, serve_model
     from bertq.worker.inference import prepare_model
+    from bertq.worker.predict import CPU_ATTENTION, Predictor, agreement, serve_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     texts = read_texts(Path(args.corpus), args.lines)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -60,33 +62,45 @@ def main() -> None:
     print(f"model {args.model}; {len(texts)} texts from {args.corpus}; device {args.device}; torch threads {torch.get_num_threads()}")
 
     pipe(texts[:64], batch_size=32)  # warm-up for every path below
-    rate_a, labels_a = timed(lambda ts: [pipe(t)[0]["label"] for t in ts], texts[: args.loop_lines])
-    rate_b, labels_b = timed(lambda ts: [r["label"] for r in pipe(ts, batch_size=32)], texts)
+    rate_a, _ = timed(lambda ts: [pipe(t)[0]["label"] for t in ts], texts[: args.loop_lines])
 
-    rows = [("(a) [pipe(t) for t in texts]", rate_a, None), ("(b) pipe(texts, batch_size=32)", rate_b, None)]
     from bertq.bulk import DEFAULT_TOKEN_BUDGET
 
     budget = DEFAULT_TOKEN_BUDGET["cuda" if args.device == "cuda" else "cpu"]  # what an infer job uses
-    reference = None
     attention = args.attention or (CPU_ATTENTION if args.device == "cpu" else None)
     options = {"attn_implementation": attention} if attention else {}
     settings = [("fp32", True), ("fp32", False), *[(p, True) for p in (("bf16", "int8") if args.device == "cpu" else ("bf16", "fp16"))]]
+    predictors = {}
     for precision, bertq_model in settings:
         fresh = AutoModelForSequenceClassification.from_pretrained(args.model, **options)
         served = (serve_model(fresh, task="classify", precision=precision, device=args.device) if bertq_model
                   else prepare_model(fresh, precision=precision, device=args.device))  # every token through every layer
-        predictor = Predictor(task="classify", model=served, tokenizer=tokenizer, device=args.device, precision=precision)
-        predictor.predict(texts[:256])  # warm-up
-        rate, results = timed(lambda ts, p=predictor: p.predict(ts, token_budget=budget), texts)
-        if reference is None:
-            reference = results
-            agree_b = sum(r["label"] == b for r, b in zip(results, labels_b)) / len(texts)
-            print(f"bertq fp32 labels agree with (b) on {agree_b:.4%} of texts")
         name = f"(c) bertq infer path, {precision}" if bertq_model else f"    same, {precision}, full last layer"
-        rows.append((name, rate, agreement("classify", reference, results)))
+        predictors[name] = Predictor(task="classify", model=served, tokenizer=tokenizer, device=args.device, precision=precision)
+        predictors[name].predict(texts[:256])  # warm-up
 
-    print(f"\n{'path':<38} {'sentences/s':>12} {'vs (b)':>8} {'labels = fp32':>14}")
-    for name, rate, agree in rows:
+    # The machine's speed drifts from minute to minute: each round runs (b) and every (c) once, in
+    # turn, and the table gives each path's median over the rounds.
+    b_name = "(b) pipe(texts, batch_size=32)"
+    rates: dict[str, list[float]] = {b_name: []}
+    answers: dict[str, list] = {}
+    for round_number in range(args.rounds):
+        rate, answers[b_name] = timed(lambda ts: [r["label"] for r in pipe(ts, batch_size=32)], texts)
+        rates[b_name].append(rate)
+        for name, predictor in predictors.items():
+            rate, answers[name] = timed(lambda ts, p=predictor: p.predict(ts, token_budget=budget), texts)
+            rates.setdefault(name, []).append(rate)
+        print(f"round {round_number + 1}: " + ", ".join(f"{name.strip()} {r[-1]:.1f}/s" for name, r in rates.items()))
+
+    reference = answers["(c) bertq infer path, fp32"]
+    agree_b = sum(r["label"] == b for r, b in zip(reference, answers[b_name])) / len(texts)
+    print(f"bertq fp32 labels agree with (b) on {agree_b:.4%} of texts")
+    rate_b = statistics.median(rates[b_name])
+    print(f"\n{'path (median of ' + str(args.rounds) + ' rounds)':<38} {'sentences/s':>12} {'vs (b)':>8} {'labels = fp32':>14}")
+    print(f"{'(a) [pipe(t) for t in texts]':<38} {rate_a:>12.1f} {rate_a / rate_b:>7.2f}x")
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        agree = None if name == b_name else agreement("classify", reference, answers[name])
         print(f"{name:<38} {rate:>12.1f} {rate / rate_b:>7.2f}x {'' if agree is None else f'{agree:.4%}':>14}")
     sys.stdout.flush()
 
