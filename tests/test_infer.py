@@ -78,6 +78,7 @@ def test_a_worker_killed_midway_loses_nothing_and_duplicates_nothing(bertq_any_d
     bertq = bertq_any_db
     corpus = tmp_path / "big.txt"
     corpus.write_text("\n".join(text for text, _ in make_examples(60000, seed=2)) + "\n")
+    bertq.env["BERTQ_FAULT_STEP_SECONDS"] = "0.03"  # ~60 batches a shard: w1 is still mid-shard when killed
     first = bertq.start_worker(name="w1@%h")
     bertq.start_worker(name="w2@%h")
     beat = subprocess.Popen([sys.executable, "-m", "bertq.cli", "beat", "--interval", "1"], env=bertq.env,

@@ -8,8 +8,9 @@ Each is off unless its environment variable is set on the worker; production nev
   middle of its second checkpoint save: the files are written, the completeness marker is not.
 - BERTQ_FAULT_OOM_ABOVE_BATCH=4: every forward pass of more than 4 inputs raises the error CUDA
   raises when memory runs out (torch.cuda.OutOfMemoryError, "CUDA out of memory."), on any device.
-- BERTQ_FAULT_STEP_SECONDS=0.05: every training step takes at least this long, so that a test's
-  fault reliably lands while a tiny model still trains (it trains ~100 steps a second otherwise).
+- BERTQ_FAULT_STEP_SECONDS=0.05: every training step and every inference batch takes at least this
+  long, so that a test's fault reliably lands while a tiny model still runs (it trains ~100 steps a
+  second otherwise).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from bertq.bulk import InferSpec
 from bertq.db.models import Job, ShardRow, utcnow
 from bertq.errors import BertqError
 from bertq.safety import check_output_folder
+from bertq.worker import faults
 from bertq.worker.loading import best_device
 from bertq.worker.predict import agreement, cpu_has_fast_bf16, load_predictor
 from bertq.worker.runner import JobContext, measure
@@ -130,6 +131,7 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
 
     def on_batch(count: int) -> None:
         nonlocal done
+        faults.slow_step()
         done += count
         rate = done / max(time.monotonic() - started, 1e-6)
         ctx.progress(done / max(len(texts), 1), rows=done, total=len(texts), rate_per_s=round(rate, 1),
