@@ -2,10 +2,10 @@
 its own longest input, no gradients, and the requested precision.
 
 Measured on the 2-core CPU (shared/NOTES.md, bench/infer_bench.py): sorting by length with dynamic
-padding is about 2x a HF pipeline with batch_size=32 (2.02-2.05x with the first-token-only last
-layer below); bf16 on a CPU with AMX 4.4-5.2x with the weights themselves in bf16 (what bertq does),
-with the same labels as fp32 on 99.95-99.975% of 4,000 comments. Every job that runs a model over data (evaluation during training,
-the evaluate job, teacher outputs) goes through here.
+padding is about 2x a HF pipeline with batch_size=32 on short comments (a median 2.02x with the
+first-token-only last layer below); bf16 on a CPU with AMX 5.4x with the weights themselves in bf16
+(what bertq does), with the same labels as fp32 on 99.975% of 4,000 comments. Every job that runs a
+model over data (evaluation during training, the evaluate job, teacher outputs) goes through here.
 """
 
 from __future__ import annotations
@@ -171,10 +171,9 @@ def read_first_token_only(model: Any, *, task: str, pooling: str = "mean") -> bo
     """When a task reads only the first token's final state (a [CLS] classifier; zero-shot's NLI
     classifier; a CLS-pooled embedding), let the last encoder layer compute that one row: its keys and
     values still come from every token, but its query, attention output and feed-forward (10/12 of the
-    layer's matmul work) run for one position instead of all. The same arithmetic for that row, so the
-    same outputs up to float rounding; 10/12 of one layer's matmul work is 14% of a 6-layer encoder's
-    (bench/infer_bench.py measures the gain). Only for the BERT-layout families listed above, else the model is left as it is.
-    Returns whether the model was changed."""
+    layer's matmul work, 14% of a 6-layer encoder's) run for one position instead of all. The same
+    arithmetic for that row, so the same outputs up to float rounding. Only for the BERT-layout
+    families listed above; any other model is left as it is. Returns whether the model was changed."""
     family = "embed" if task == "embed" else "classify" if task in ("classify", "zero-shot") else None
     if family is None or (task == "embed" and pooling != "cls"):
         return False
