@@ -64,7 +64,7 @@ def main() -> None:
     pipe(texts[:64], batch_size=32)  # warm-up for every path below
     rate_a, _ = timed(lambda ts: [pipe(t)[0]["label"] for t in ts], texts[: args.loop_lines])
 
-    from bertq.bulk import DEFAULT_TOKEN_BUDGET
+    from bertq.tasks import DEFAULT_TOKEN_BUDGET
 
     budget = DEFAULT_TOKEN_BUDGET["cuda" if args.device == "cuda" else "cpu"]  # what an infer job uses
     attention = args.attention or (CPU_ATTENTION if args.device == "cpu" else None)

@@ -19,15 +19,13 @@ from bertq.errors import BertqError, SpecError
 from bertq.models import resolve_model
 from bertq.specs import PRECISIONS, _Spec
 from bertq.submission import PlannedJob
-from bertq.tasks import head_family
+from bertq.tasks import DEFAULT_TOKEN_BUDGET, head_family
 
 INFER_TASKS = ("classify", "ner", "embed", "zero-shot", "qa")
 NEEDED_HEAD = {"classify": "classification", "ner": "ner", "qa": "qa", "zero-shot": "classification"}
 FORMATS = ("jsonl", "parquet")
 MARKER = ".bertq-job"
 """Written into an output folder at submit: the folder belongs to that job from then on."""
-DEFAULT_TOKEN_BUDGET = {"cpu": 2048, "cuda": 65536}
-"""Tokens per batch: small batches suit a CPU's caches; a GPU wants tens of thousands of tokens."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ DEFAULT_VISIBILITY_TIMEOUT = 3600.0
 decides who runs a job; redelivery only recovers lost work."""
 DEFAULT_RETRY_DELAY_SECONDS = 30.0
 """Wait before retrying an attempt that hit a passing fault (disk full, database unavailable)."""
+DEFAULT_DB_BUSY_SECONDS = 30.0
+"""SQLite busy timeout: how long a write waits for another writer's lock."""
 
 
 def default_allowed_roots() -> tuple[Path, ...]:
@@ -52,10 +54,10 @@ class Settings:
     """Folders jobs may read data and models from and write outputs into (besides `home` and
     `artifacts`); checked at submit time and again by the worker."""
     retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS
-    db_busy_seconds: float = 30.0
-    """SQLite: how long a write waits for another writer's lock before failing ("database is locked")."""
     """How long a job whose attempt hit a passing fault (disk full, database away) waits before
     its next attempt."""
+    db_busy_seconds: float = DEFAULT_DB_BUSY_SECONDS
+    """SQLite: how long a write waits for another writer's lock before failing ("database is locked")."""
 
     @property
     def uses_embedded_redis(self) -> bool:
@@ -118,5 +120,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed_roots=tuple(Path(p).expanduser().resolve() for p in roots.split(os.pathsep) if p)
         if (roots := env.get("BERTQ_ALLOWED_ROOTS")) else default_allowed_roots(),
         retry_delay_seconds=number("BERTQ_RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECONDS),
-        db_busy_seconds=number("BERTQ_DB_BUSY_SECONDS", 30.0),
+        db_busy_seconds=number("BERTQ_DB_BUSY_SECONDS", DEFAULT_DB_BUSY_SECONDS),
     )

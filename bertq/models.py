@@ -186,12 +186,16 @@ def _hub_config(name: str, hub_id: str) -> dict:
         ) from error
 
 
-def _cached_hub_config(hub_id: str) -> dict | None:
-    hub_cache = Path(
+def hub_cache_dir() -> Path:
+    """Where the Hugging Face Hub client keeps downloaded models (HF_HUB_CACHE, else HF_HOME/hub)."""
+    return Path(
         os.environ.get("HF_HUB_CACHE")
         or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub"
     )
-    snapshots = hub_cache / f"models--{hub_id.replace('/', '--')}" / "snapshots"
+
+
+def _cached_hub_config(hub_id: str) -> dict | None:
+    snapshots = hub_cache_dir() / f"models--{hub_id.replace('/', '--')}" / "snapshots"
     for config_file in sorted(snapshots.glob("*/config.json")):
         try:
             return json.loads(config_file.read_text())

@@ -41,14 +41,13 @@ def allowed_roots(settings: Settings) -> list[Path]:
 
 def model_roots(settings: Settings) -> list[Path]:
     """Where model folders may also live: what aliases resolve to, and the Hugging Face cache."""
-    from bertq.models import minilm_folder
+    from bertq.models import hub_cache_dir, minilm_folder
 
     roots = allowed_roots(settings)
     folder = minilm_folder()
     if folder is not None:
         roots.append(folder)
-    hf_home = Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser()
-    roots.append(Path(os.environ.get("HF_HUB_CACHE") or hf_home / "hub"))
+    roots.append(hub_cache_dir())
     return roots
 
 
@@ -158,18 +157,3 @@ def check_job_folder(folder: Path, settings: Settings) -> Path:
             "remove that symlink (bertq never writes outside its roots)"
         )
     return resolved
-
-
-def refuse_nul(values: dict[str, Any]) -> None:
-    """Refuse any command-line value holding a NUL byte, before it reaches a path or the database."""
-    bad = [name for name, value in values.items() if _has_nul(value)]
-    if bad:
-        raise SpecError([f"--{name.replace('_', '-')} contains a NUL byte; give plain text" for name in bad])
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, (list, tuple)):
-        return any(_has_nul(v) for v in value)
-    return False

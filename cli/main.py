@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from bertq.config import load_settings
-from bertq.tasks import JOB_KINDS
+from bertq.tasks import DEFAULT_TOKEN_BUDGET, JOB_KINDS
 from bertq.errors import BertqError
 
 
@@ -161,11 +161,10 @@ def beat(interval: float, once: bool, reconcile_every: float, reconcile_older_th
             if once:
                 raise
             logging.getLogger("bertq.beat").warning("round skipped: %s", str(error).splitlines()[0])
-            time.sleep(interval)
-            continue
-        if once:
-            click.echo(f"requeued: {requeued}; resent: {resent}; fired: {[(f.schedule, f.job_id, f.error) for f in fired]}")
-            return
+        else:
+            if once:
+                click.echo(f"requeued: {requeued}; resent: {resent}; fired: {[(f.schedule, f.job_id, f.error) for f in fired]}")
+                return
         time.sleep(interval)
 
 
@@ -550,7 +549,7 @@ def submit_distill(
 @click.option("--shards", default="auto", show_default=True, help="Number of shards (each its own task on any worker), or auto.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--token-budget", type=int, default=None, help="Tokens per batch [cpu 2048, cuda 65536]; halved on CUDA out-of-memory.")
+@click.option("--token-budget", type=int, default=None, help=f"Tokens per batch [cpu {DEFAULT_TOKEN_BUDGET['cpu']}, cuda {DEFAULT_TOKEN_BUDGET['cuda']}]; halved on CUDA out-of-memory.")
 @click.option("--max-length", type=int, default=None, help="Truncate inputs at this many tokens [the model's limit, at most 512].")
 @click.option("--all-scores", is_flag=True, help="classify: every label's score.")
 @click.option("--normalize", is_flag=True, help="embed: unit-length vectors.")

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bertq.config import Settings, load_settings
+from bertq.config import DEFAULT_DB_BUSY_SECONDS, Settings, load_settings
 
 SCHEMA_HEAD = "0003"
 """The newest Alembic revision; a test checks it matches migrations/versions."""
@@ -21,7 +21,7 @@ _engines: dict[str, Engine] = {}
 _ready: set[str] = set()
 
 
-def engine_for(url: str, *, busy_seconds: float = 30.0) -> Engine:
+def engine_for(url: str, *, busy_seconds: float = DEFAULT_DB_BUSY_SECONDS) -> Engine:
     if url not in _engines:
         if url.startswith("sqlite"):
             database = url.split("///", 1)[-1]

@@ -9,8 +9,8 @@ import sys
 import time
 
 
-def beat(bertq) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bertq.cli", "beat", "--interval", "1"], env=bertq.env,
+def beat(bertq, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bertq.cli", "beat", "--interval", "1", *extra], env=bertq.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -167,9 +166,7 @@ def test_messages_lost_by_redis_are_sent_again_by_reconcile_and_run_once(bertq_a
     resent = bertq.run("reconcile", "--older-than", "0", check=True).stdout  # ...`bertq reconcile` sends them again
     assert all(str(job) in resent for job in jobs)
     client.flushall()  # and again: this time `bertq beat` notices by itself
-    beat = subprocess.Popen([sys.executable, "-m", "bertq.cli", "beat", "--interval", "1", "--reconcile-every", "1",
-                             "--reconcile-older-than", "0"], env=bertq.env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    beat = _beat(bertq, "--reconcile-every", "1", "--reconcile-older-than", "0")
     try:
         from bertq.scheduler.reaper import _ids_in_broker
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,26 +98,52 @@ def run_model(
     chosen = list(indices) if indices is not None else list(range(len(features["input_ids"])))
     lengths = [len(features["input_ids"][i]) for i in chosen]
     results: list[dict[str, np.ndarray] | None] = [None] * len(chosen)
-    pending = list(length_sorted_batches(lengths, batch_size=batch_size, max_tokens=max_tokens))
+
+    def consume(batch_positions: list[int], output: Any, _batch: dict[str, torch.Tensor]) -> None:
+        arrays = {name: getattr(output, name).float().cpu().numpy() for name in outputs}
+        for row, position in enumerate(batch_positions):
+            length = lengths[position]
+            results[position] = {
+                name: array[row, :length] if _per_token(name, array) else array[row] for name, array in arrays.items()
+            }
+
+    run_batches(model, features, lengths, consume, pad_id=pad_id, device=device, precision=precision,
+                batch_size=batch_size, max_tokens=max_tokens, indices=chosen)
+    return results  # type: ignore[return-value]
+
+
+def run_batches(
+    model: Any,
+    features: dict[str, list],
+    lengths: Sequence[int],
+    consume: Callable[[list[int], Any, dict[str, torch.Tensor]], None],
+    *,
+    pad_id: int,
+    device: str,
+    precision: str,
+    batch_size: int,
+    max_tokens: int | None,
+    indices: Sequence[int] | None = None,
+) -> None:
+    """The batch loop: inputs in length-sorted batches under `inference_mode` and the precision,
+    `consume(positions, output, batch)` after each; an out-of-memory error re-plans what is left at
+    half the tokens. Positions index `lengths` (and `indices`, which maps them to rows of `features`;
+    the identity when None)."""
+    pending = deque(length_sorted_batches(lengths, batch_size=batch_size, max_tokens=max_tokens))
     with torch.inference_mode(), autocast(precision, device):
         while pending:
-            batch_positions = pending.pop(0)
-            batch_indices = [chosen[p] for p in batch_positions]
+            positions = pending.popleft()
+            rows = positions if indices is None else [indices[p] for p in positions]
             try:
-                output = model(**collate(features, batch_indices, pad_id=pad_id, device=device))
+                batch = collate(features, rows, pad_id=pad_id, device=device)
+                output = model(**batch)
             except Exception as error:  # noqa: BLE001 - only out-of-memory is handled here
                 if not is_out_of_memory(error):
                     raise
-                pending = rebatch_after_out_of_memory(batch_positions, pending, lengths, batch_size=batch_size,
-                                                      error=error, device=device)
+                pending = deque(rebatch_after_out_of_memory(positions, list(pending), lengths, batch_size=batch_size,
+                                                            error=error, device=device))
                 continue
-            arrays = {name: getattr(output, name).float().cpu().numpy() for name in outputs}
-            for row, position in enumerate(batch_positions):
-                length = lengths[position]
-                results[position] = {
-                    name: array[row, :length] if _per_token(name, array) else array[row] for name, array in arrays.items()
-                }
-    return results  # type: ignore[return-value]
+            consume(positions, output, batch)
 
 
 class OutOfMemory(RuntimeError):

@@ -85,8 +85,7 @@ def load_for_training(location: str, family: str, label_names: list[str] | None)
             label2id={name: i for i, name in enumerate(label_names)},
             ignore_mismatched_sizes=True,
         )
-    check_loadable(location)
-    return arm_out_of_memory(model_class(family).from_pretrained(location, **_weights_options(), **options))
+    return load_with(model_class(family), location, **options)
 
 
 def load_trained(location: str, family: str) -> Any:

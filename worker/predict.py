@@ -18,15 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bertq.worker.inference import (
-    autocast,
-    collate,
-    is_out_of_memory,
-    length_sorted_batches,
-    prepare_model,
-    read_first_token_only,
-    rebatch_after_out_of_memory,
-)
+from bertq.tasks import DEFAULT_TOKEN_BUDGET
+from bertq.worker.inference import prepare_model, read_first_token_only, run_batches
 
 log = logging.getLogger("bertq.predict")
 
@@ -59,7 +52,7 @@ class Predictor:
     batch_size_cap: int = 128
     """At most this many inputs a batch: on a CPU, batches of 64-128 short inputs were fastest here."""
 
-    def predict(self, texts: list[str], *, token_budget: int = 2048, on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    def predict(self, texts: list[str], *, token_budget: int = DEFAULT_TOKEN_BUDGET["cpu"], on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
         if self.task == "zero-shot":
             return self._zero_shot(texts, token_budget=token_budget, on_batch=on_batch)
         if self.task == "qa":
@@ -88,24 +81,14 @@ class Predictor:
 
     def _run(self, features: dict[str, list], consume: Callable[[list[int], Any, dict[str, torch.Tensor]], None], *,
              token_budget: int, on_batch: Callable[[int], None] | None) -> None:
-        lengths = [len(ids) for ids in features["input_ids"]]
-        pending = list(length_sorted_batches(lengths, batch_size=self.batch_size_cap, max_tokens=token_budget))
-        pad_id = self.tokenizer.pad_token_id or 0
-        with torch.inference_mode(), autocast(self.precision, self.device):
-            while pending:
-                indices = pending.pop(0)
-                try:
-                    batch = collate(features, indices, pad_id=pad_id, device=self.device)
-                    output = self.model(**batch)
-                except Exception as error:  # noqa: BLE001 - only out-of-memory is handled here
-                    if not is_out_of_memory(error):
-                        raise
-                    pending = rebatch_after_out_of_memory(indices, pending, lengths, batch_size=self.batch_size_cap,
-                                                          error=error, device=self.device)
-                    continue
-                consume(indices, output, batch)
-                if on_batch is not None:
-                    on_batch(len(indices))
+        def consume_and_count(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
+            consume(indices, output, batch)
+            if on_batch is not None:
+                on_batch(len(indices))
+
+        run_batches(self.model, features, [len(ids) for ids in features["input_ids"]], consume_and_count,
+                    pad_id=self.tokenizer.pad_token_id or 0, device=self.device, precision=self.precision,
+                    batch_size=self.batch_size_cap, max_tokens=token_budget)
 
     # -- per-task results -------------------------------------------------------------------
 
