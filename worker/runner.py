@@ -206,10 +206,7 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         safety.check_job_folder(job_folder(settings, job_id), settings)
     except Exception as error:  # noqa: BLE001 - whatever is wrong with the spec, the job is refused, not retried
         log.error("job %s refused: %s", job_id, error)
-        with factory() as session, session.begin():
-            job_queries.finish(session=session, job_id=job_id, attempt=claim.attempt, status=JobStatus.FAILED,
-                               error=f"refused: {error}")
-            job_queries.abandon_dependants(session=session, job_id=job_id, reason=f"step {job_id} was refused: {error}")
+        _fail(factory, job_id, claim.attempt, error=f"refused: {error}", reason=f"step {job_id} was refused: {error}")
         return "refused"
     loading.set_policy(claim.spec)
     ctx = JobContext(settings=settings, job_id=job_id, attempt=claim.attempt, kind=claim.kind, spec=claim.spec)
@@ -241,7 +238,8 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
             return _retry_later(ctx, factory, reason)
         message = str(error) if isinstance(error, BertqError) else f"{type(error).__name__}: {error}"
         log.error("job %s failed: %s", job_id, message, exc_info=True)
-        return _fail(ctx, factory, message, traceback.format_exc())
+        return _fail(factory, job_id, ctx.attempt, error=message, trace=traceback.format_exc(),
+                     reason=f"step {job_id} ({ctx.kind}) failed: {message}")
     finally:
         heartbeat.done.set()
         job_logger.removeHandler(handler)
@@ -276,14 +274,13 @@ def _retry_later(ctx: JobContext, factory: Any, reason: str) -> str:
             requeued = job_queries.retry_later(session=session, job_id=ctx.job_id, attempt=ctx.attempt, reason=reason)
             if not requeued:
                 job_queries.abandon_dependants(session=session, job_id=ctx.job_id, reason=f"step {ctx.job_id} failed: {reason}")
+                return "failed"
             queue, priority = _queue_of(session, ctx.job_id)
     except AttemptSuperseded:
         return "superseded"
     except DBAPIError as error:
         log.warning("job %s: could not record the stop (%s); its lease will run out and it will be requeued", ctx.job_id, error)
         return "interrupted"
-    if not requeued:
-        return "failed"
     send_job(make_app(ctx.settings), job_id=ctx.job_id, kind=ctx.kind, queue=queue, priority=priority,
              countdown=ctx.settings.retry_delay_seconds)
     log.info("job %s goes back to the queue in %gs", ctx.job_id, ctx.settings.retry_delay_seconds)
@@ -323,13 +320,13 @@ def _queue_of(session: Session, job_id: int) -> tuple[str, int]:
     return job.queue, job.priority
 
 
-def _fail(ctx: JobContext, factory: Any, message: str, trace: str) -> str:
+def _fail(factory: Any, job_id: int, attempt: int, *, error: str, reason: str, trace: str | None = None) -> str:
+    """The attempt's job FAILED with `error`; the jobs waiting on it are abandoned for `reason`."""
     try:
         with factory() as session, session.begin():
-            job_queries.finish(
-                session=session, job_id=ctx.job_id, attempt=ctx.attempt, status=JobStatus.FAILED, error=message, traceback=trace
-            )
-            job_queries.abandon_dependants(session=session, job_id=ctx.job_id, reason=f"step {ctx.job_id} ({ctx.kind}) failed: {message}")
+            job_queries.finish(session=session, job_id=job_id, attempt=attempt, status=JobStatus.FAILED, error=error,
+                               traceback=trace)
+            job_queries.abandon_dependants(session=session, job_id=job_id, reason=reason)
     except AttemptSuperseded:
         return "superseded"
     return "failed"
