@@ -246,37 +246,57 @@ def test_each_schedule_slot_fires_once_even_with_two_beats(bertq_any_db, tiny_cl
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
-def test_the_first_token_only_last_layer_gives_the_full_models_outputs(family, attention):
+def test_serving_layers_give_the_models_own_outputs(family, attention):
+    """Bulk inference swaps each encoder layer for a fused one (and, where the task reads only the
+    first token, a last layer computing that row alone): every output a task reads must stay the
+    model's own, on a padded batch, in every precision the CPU runs."""
     import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    from bertq.worker.inference import FirstTokenLayer, read_first_token_only
+    from bertq.worker.inference import ServingLayer, autocast, prepare_model
+    from bertq.worker.predict import serve_model
 
     config = AutoConfig.for_model(family, vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   intermediate_size=64, max_position_embeddings=64, num_labels=3,
                                   attn_implementation=attention, **({"embedding_size": 32} if family == "electra" else {}))
-    torch.manual_seed(0)
     lengths = [17, 9, 3, 12]  # padded to 17: the mask matters
+    torch.manual_seed(0)
     ids = torch.randint(5, 120, (4, 17))
     mask = (torch.arange(17)[None, :] < torch.tensor(lengths)[:, None]).long()
-    for build, task, read in ((AutoModelForSequenceClassification, "classify", lambda out: out.logits),
-                              (AutoModel, "embed", lambda out: out.last_hidden_state[:, 0])):
-        model = build.from_config(config).eval()
-        with torch.inference_mode():
-            full = read(model(input_ids=ids, attention_mask=mask))
-            if task == "embed":
-                assert not read_first_token_only(model, task=task, pooling="mean")  # mean pooling reads every token
-            assert read_first_token_only(model, task=task, pooling="cls")
-            assert isinstance(model.base_model.encoder.layer[-1], FirstTokenLayer)
-            fast = read(model(input_ids=ids, attention_mask=mask))
-        assert torch.allclose(full, fast, atol=1e-5), (full, fast)
+    real = mask[..., None].bool()
+    cases = ((AutoModelForSequenceClassification, "classify", "mean", True, lambda out: out.logits),
+             (AutoModelForTokenClassification, "ner", "mean", False, lambda out: out.logits.masked_select(real)),
+             (AutoModel, "embed", "mean", False, lambda out: out.last_hidden_state.masked_select(real)),
+             (AutoModel, "embed", "cls", True, lambda out: out.last_hidden_state[:, 0]))
+    # int8 quantises activations per product, so computing fewer rows changes its rounding a little
+    for precision, tolerance in (("fp32", 1e-5), ("bf16", 0.05), ("fp16", 5e-3), ("int8", 5e-3)):
+        for build, task, pooling, first_only, read in cases:
+            torch.manual_seed(1)
+            weights = build.from_config(config).state_dict()
+            reference, served = build.from_config(config), build.from_config(config)
+            reference.load_state_dict(weights)
+            served.load_state_dict(weights)
+            reference = prepare_model(reference, precision=precision, device="cpu")
+            served = serve_model(served, task=task, precision=precision, device="cpu", pooling=pooling)
+            layers = served.base_model.encoder.layer
+            assert all(isinstance(layer, ServingLayer) for layer in layers)
+            assert [layer.first_token_only for layer in layers] == [False, first_only]
+            with torch.inference_mode(), autocast(precision, "cpu"):
+                expected = read(reference(input_ids=ids, attention_mask=mask)).float()
+                got = read(served(input_ids=ids, attention_mask=mask)).float()
+            assert got.shape == expected.shape
+            assert torch.allclose(expected, got, atol=tolerance), (precision, task, pooling, (expected - got).abs().max())
 
 
-def test_models_that_read_more_than_the_first_token_keep_their_last_layer(tiny_model):
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
+def test_models_of_other_layouts_are_served_as_they_are():
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from bertq.worker.inference import read_first_token_only
+    from bertq.worker.inference import serve_encoder
 
-    assert not read_first_token_only(AutoModelForTokenClassification.from_pretrained(tiny_model), task="ner")
     distil = AutoConfig.for_model("distilbert", vocab_size=120, dim=32, n_layers=2, n_heads=4, hidden_dim=64)
-    assert not read_first_token_only(AutoModelForSequenceClassification.from_config(distil), task="classify")
+    model = AutoModelForSequenceClassification.from_config(distil).eval()
+    assert serve_encoder(model, task="classify") == 0
+    assert type(model.distilbert.transformer.layer[-1]).__name__ == "TransformerBlock"
+    decoder = AutoConfig.for_model("bert", vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                   intermediate_size=64, attn_implementation="sdpa", is_decoder=True)
+    assert serve_encoder(AutoModelForSequenceClassification.from_config(decoder).eval(), task="classify") == 0

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
-from bertq.worker.inference import prepare_model, read_first_token_only, run_batches
+from bertq.worker.inference import prepare_model, run_batches, serve_encoder
 
 log = logging.getLogger("bertq.predict")
 
@@ -27,7 +27,8 @@ CPU_ATTENTION = "sdpa"
 """Attention kernels for CPU inference. Measured on the 2-core AMX CPU, six alternating runs of 2,000
 comments each (the machine's speed drifts run to run, single runs misled an earlier choice of eager),
 with the first-token last layer: fp32 median 752 sdpa vs 712/s eager, 789 vs 755/s in a second
-session; bf16 1687 vs 1574/s."""
+session; bf16 1687 vs 1574/s. The serving layers (`serve_encoder`) run sdpa whatever this says; it
+still picks the kernels of the models they do not cover."""
 TASK_HEADS = {"classify": "classification", "ner": "ner", "qa": "qa", "zero-shot": "classification", "embed": None}
 
 
@@ -246,11 +247,16 @@ def load_predictor(location: str, task: str, *, device: str, precision: str, **o
 
 
 def serve_model(model: Any, *, task: str, precision: str, device: str, pooling: str = "mean") -> Any:
-    """A loaded model made ready for bulk prediction: the last layer computes only the first token
-    where the task reads nothing else, then the precision and device."""
-    if read_first_token_only(model, task=task, pooling=pooling):
-        log.info("%s: the last layer computes the first token only (all the task reads)", type(model).__name__)
-    return prepare_model(model, precision=precision, device=device)
+    """A loaded model made ready for bulk prediction: the precision and device, then the encoder's
+    layers replaced by serving layers (`serve_encoder`: fused, and the last one computing only the
+    first token where the task reads nothing else)."""
+    model = prepare_model(model, precision=precision, device=device)
+    replaced = serve_encoder(model, task=task, pooling=pooling)
+    if replaced:
+        first = getattr(model.base_model.encoder.layer[-1], "first_token_only", False)
+        log.info("%s: %d encoder layers run fused%s", type(model).__name__, replaced,
+                 ", the last one for the first token only (all the task reads)" if first else "")
+    return model
 
 
 def agreement(task: str, reference: list[dict[str, Any]], candidate: list[dict[str, Any]]) -> float:
