@@ -287,12 +287,12 @@ class ServingLayer(torch.nn.Module):
         first = hidden_states[:, 0] if self.first_token_only else None
         query, key, value = self._query_key_value(rows, first, fused)
         queries = 1 if first is not None else length
-        heads = lambda x, n: x.view(batch, n, self.heads, self.head_size).transpose(1, 2)  # noqa: E731
         if attention_mask is not None and first is not None and attention_mask.dim() == 4:
             attention_mask = attention_mask[:, :, :1, :]
         # eager's additive mask and sdpa's boolean one (True: attend) mean the same to sdpa
         context = torch.nn.functional.scaled_dot_product_attention(
-            heads(query, queries), heads(key, length), heads(value, length), attn_mask=attention_mask, scale=self.scaling)
+            self._split_heads(query, batch), self._split_heads(key, batch), self._split_heads(value, batch),
+            attn_mask=attention_mask, scale=self.scaling)
         context = context.transpose(1, 2).reshape(batch * queries, self.heads * self.head_size)
         residual = rows if first is None else first
         attended = layer.attention.output.LayerNorm(self._dense_plus(layer.attention.output.dense, context, residual, fused))
@@ -303,6 +303,10 @@ class ServingLayer(torch.nn.Module):
             inner = layer.intermediate(attended)
         output = layer.output.LayerNorm(self._dense_plus(layer.output.dense, inner, attended, fused))
         return output.view(batch, queries, width)
+
+    def _split_heads(self, rows: torch.Tensor, batch: int) -> torch.Tensor:
+        """[batch * positions, hidden] rows (strided views of a fused product are fine) as [batch, heads, positions, size]."""
+        return rows.view(batch, -1, self.heads, self.head_size).transpose(1, 2)
 
     def _query_key_value(self, rows: torch.Tensor, first: torch.Tensor | None,
                          fused: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
