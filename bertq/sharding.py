@@ -101,7 +101,7 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
         if not matches:
             raise InputError(f"{pattern!r} matches no file; check the path (quote a glob such as 'data/*.jsonl')")
         for match in matches:
-            path = Path(match).absolute()  # not resolve(): a symlink keeps its own name in record ids
+            path = Path(os.path.abspath(match))  # not resolve(): a symlink keeps its own name in record ids
             if path.is_dir():
                 raise InputError(f"{path} is a directory; name the files in it instead, e.g. '{path}/*.jsonl'")
             try:
@@ -143,7 +143,7 @@ def plan_shards(
         raise ValueError(f"target_records_per_shard must be at least 1, not {target_records_per_shard}")
     if not paths:
         raise InputError("no input files given")
-    files = [Path(p).absolute() for p in paths]
+    files = [Path(os.path.abspath(p)) for p in paths]
     if id_column is None:
         _check_default_ids_are_distinct(files)
     seen_ids: dict[str, tuple[str, int]] | None = {} if id_column else None

@@ -49,11 +49,15 @@ def check_schedule(name: str, cron: str, timezone: str, args: list[str]) -> None
         raise SpecError(problems)
 
 
-def add_schedule(*, session: Session, name: str, cron: str, timezone: str, args: list[str]) -> Schedule:
+def add_schedule(*, session: Session, name: str, cron: str, timezone: str, args: list[str],
+                 cwd: str | None = None) -> Schedule:
+    """Store the schedule; its command runs later from `cwd` (default: the folder it is added from),
+    so relative paths in it (`--input corpus.txt`, `--output out/{date}`) mean what they meant here."""
     check_schedule(name, cron, timezone, args)
     if session.scalar(select(Schedule).where(Schedule.name == name)) is not None:
         raise SpecError([f"a schedule named {name!r} exists; remove it first or choose another name"])
-    schedule = Schedule(name=name, cron=cron, timezone=timezone, argv={"args": args}, enabled=True)
+    argv = {"args": args, "cwd": cwd or os.getcwd()}
+    schedule = Schedule(name=name, cron=cron, timezone=timezone, argv=argv, enabled=True)
     session.add(schedule)
     session.flush()
     return schedule
@@ -112,12 +116,18 @@ def fire(settings: Settings, schedule: Schedule, slot: datetime) -> Fired | None
     run_date = slot.replace(tzinfo=UTC).astimezone(ZoneInfo(schedule.timezone)).date()
     env = {**os.environ, **settings.as_env(), "BERTQ_RUN_DATE": run_date.isoformat()}
     args = [*schedule.argv["args"], "--json"]
-    result = subprocess.run([sys.executable, "-m", "bertq.cli", *args], env=env, capture_output=True, text=True)
+    cwd = schedule.argv.get("cwd")  # schedules stored before the folder was kept run from beat's own
     job_id, error = None, None
-    if result.returncode == 0:
-        job_id = int(json.loads(result.stdout)["id"])
+    if cwd and not os.path.isdir(cwd):
+        error = (f"the folder this schedule was added from, {cwd}, is gone; relative paths in its command "
+                 "cannot be found. Remove the schedule and add it again (with absolute paths, from any folder)")
     else:
-        error = (result.stderr or result.stdout).strip()[-2000:] or f"exit status {result.returncode}"
+        result = subprocess.run([sys.executable, "-m", "bertq.cli", *args], env=env, capture_output=True, text=True,
+                                cwd=cwd)
+        if result.returncode == 0:
+            job_id = int(json.loads(result.stdout)["id"])
+        else:
+            error = (result.stderr or result.stdout).strip()[-2000:] or f"exit status {result.returncode}"
     with factory() as session, session.begin():
         row = session.get(ScheduleFire, fire_id)
         assert row is not None

@@ -125,8 +125,8 @@ class Bertq:
     env: dict[str, str]
     workers: list[subprocess.Popen] = field(default_factory=list)
 
-    def run(self, *args: str, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
-        result = subprocess.run([*BERTQ, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+    def run(self, *args: str, check: bool = False, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run([*BERTQ, *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
         if check and result.returncode != 0:
             raise AssertionError(f"bertq {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         return result

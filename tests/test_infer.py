@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,11 @@ def test_bad_infer_input_is_refused_with_nothing_enqueued(bertq, tiny_classifier
     result = bertq.run(*base, "--input", str(latin), "--output", str(tmp_path / "o6"), "--on-bad-line", "skip", "--json")
     assert result.returncode == 0, result.stderr
     assert bertq.json("show", str(json.loads(result.stdout)["id"]))["spec"]["records"] == 2
+    # A path through ".." (what the README's D=../shared/data gives) is fine, and stored normalised.
+    detour = tmp_path / "taken" / ".." / "table.tsv"
+    result = bertq.run(*base, "--input", str(detour), "--text-column", "body", "--output", str(tmp_path / "o7"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert bertq.json("show", str(json.loads(result.stdout)["id"]))["spec"]["inputs"] == [str(table)]
 
 
 @pytest.mark.slow
@@ -242,6 +248,27 @@ def test_each_schedule_slot_fires_once_even_with_two_beats(bertq_any_db, tiny_cl
     assert listing[0]["name"] == "nightly" and listing[0]["last_job"] == results[0].job_id
     assert bertq.run("schedule", "remove", "nightly").returncode == 0
     assert bertq.json("schedule", "list") == []
+
+
+def test_a_schedules_relative_paths_mean_the_folder_it_was_added_from(bertq, tiny_classifier, corpus, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "corpus.txt").write_text(corpus.read_text())
+    added = bertq.run("schedule", "add", "relative", "--cron", "0 2 * * *", "--", "submit", "infer", "--model",
+                      str(tiny_classifier), "--task", "classify", "--input", "corpus.txt", "--output", "labels-{date}",
+                      cwd=project)
+    assert added.returncode == 0, added.stderr
+    fired = bertq.run("schedule", "run-now", "relative", cwd=tmp_path)  # beat runs from elsewhere
+    assert fired.returncode == 0, fired.stderr
+    spec = bertq.json("show", fired.stdout.split("job ")[-1].strip())["spec"]
+    assert spec["inputs"] == [str(project / "corpus.txt")]
+    assert spec["output"] == str(project / f"labels-{datetime.now(UTC).date().isoformat()}")
+    # The folder gone, the fire fails and says why, and nothing is enqueued.
+    jobs = bertq.json("jobs")
+    shutil.rmtree(project)
+    fired = bertq.run("schedule", "run-now", "relative")
+    assert fired.returncode != 0 and "is gone" in fired.stderr and "add it again" in fired.stderr
+    assert bertq.json("jobs") == jobs
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
