@@ -215,6 +215,7 @@ def schedule_list(as_json: bool) -> None:
                 select(ScheduleFire).where(ScheduleFire.schedule_id == item.id).order_by(ScheduleFire.slot.desc()).limit(1)
             ).first()
             rows.append({"name": item.name, "cron": item.cron, "timezone": item.timezone, "command": item.argv["args"],
+                         "folder": item.argv.get("cwd"),
                          "last_slot": last.slot.isoformat() + "Z" if last else None,
                          "last_job": last.job_id if last else None, "last_error": last.error if last else None})
     if as_json:

@@ -258,6 +258,7 @@ def test_a_schedules_relative_paths_mean_the_folder_it_was_added_from(bertq, tin
                       str(tiny_classifier), "--task", "classify", "--input", "corpus.txt", "--output", "labels-{date}",
                       cwd=project)
     assert added.returncode == 0, added.stderr
+    assert bertq.json("schedule", "list")[0]["folder"] == str(project)
     fired = bertq.run("schedule", "run-now", "relative", cwd=tmp_path)  # beat runs from elsewhere
     assert fired.returncode == 0, fired.stderr
     spec = bertq.json("show", fired.stdout.split("job ")[-1].strip())["spec"]
