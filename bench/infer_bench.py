@@ -71,11 +71,11 @@ def main() -> None:
     options = {"attn_implementation": attention} if attention else {}
     settings = [("fp32", True), ("fp32", False), *[(p, True) for p in (("bf16", "int8") if args.device == "cpu" else ("bf16", "fp16"))]]
     predictors = {}
-    for precision, bertq_model in settings:
+    for precision, serving_layers in settings:
         fresh = AutoModelForSequenceClassification.from_pretrained(args.model, **options)
-        served = (serve_model(fresh, task="classify", precision=precision, device=args.device) if bertq_model
-                  else prepare_model(fresh, precision=precision, device=args.device))  # every token through every layer
-        name = f"(c) bertq infer path, {precision}" if bertq_model else f"    same, {precision}, full last layer"
+        served = (serve_model(fresh, task="classify", precision=precision, device=args.device) if serving_layers
+                  else prepare_model(fresh, precision=precision, device=args.device))  # the model's own layers
+        name = f"(c) bertq infer path, {precision}" if serving_layers else f"    same, {precision}, plain layers"
         predictors[name] = Predictor(task="classify", model=served, tokenizer=tokenizer, device=args.device, precision=precision)
         predictors[name].predict(texts[:256])  # warm-up
 
