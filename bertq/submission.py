@@ -89,7 +89,11 @@ def submit_plan(
         if extra_rows is not None:
             session.add_all(extra_rows(ids))
         session.flush()
-        ready = _ready_now(session, ids)
+        # WAITING jobs whose dependencies already ended (before this plan's rows existed) are
+        # released or abandoned by the same rule a finishing job applies.
+        job_queries.release_ready(session=session, job_ids=ids)
+        ready = [(j.id, j.kind, j.queue, j.priority)
+                 for j in session.scalars(select(Job).where(Job.id.in_(ids), Job.status == JobStatus.QUEUED).order_by(Job.id))]
     try:
         for job_id, kind, queue, priority in ready:
             send_job(app, job_id=job_id, kind=kind, queue=queue, priority=priority)
@@ -100,19 +104,3 @@ def submit_plan(
             session.execute(delete(Job).where(Job.id.in_(ids)))
         raise BrokerError(f"could not deliver to the broker ({error}); nothing was enqueued") from error
     return ids
-
-
-def _ready_now(session: Any, ids: list[int]) -> list[tuple[int, str, str, int]]:
-    """The plan's jobs to send now: QUEUED ones, and WAITING ones whose dependencies all succeeded
-    already (an existing job may have finished before this plan's rows were committed)."""
-    ready = []
-    for job in session.scalars(select(Job).where(Job.id.in_(ids)).order_by(Job.id)):
-        if job.status == JobStatus.WAITING:
-            pending = session.scalars(
-                select(Job.status).join(JobDependency, JobDependency.depends_on_id == Job.id).where(JobDependency.job_id == job.id)
-            ).all()
-            if pending and all(status == JobStatus.SUCCEEDED for status in pending):
-                job.status = JobStatus.QUEUED
-        if job.status == JobStatus.QUEUED:
-            ready.append((job.id, job.kind, job.queue, job.priority))
-    return ready

@@ -609,16 +609,30 @@ def _get_job(session: Any, job_id: int) -> Any:
 @click.option("--kind", type=click.Choice(JOB_KINDS), default=None, help="Only jobs of this kind.")
 @click.option("--sort", type=click.Choice(list(JOB_SORTS)), default="newest", show_default=True, help="Order of the list.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--orphans", "only_orphans", is_flag=True,
+              help="Only WAITING jobs that can never run (a job they wait for failed or was cancelled).")
 @click.option("--json", "as_json", is_flag=True)
-def jobs(status: str | None, kind: str | None, sort: str, limit: int, as_json: bool) -> None:
+def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orphans: bool, as_json: bool) -> None:
     """List jobs, newest first (or --sort oldest, priority, status)."""
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
     from bertq.cli.render import age, job_view, main_metric, model_of, table
     from bertq.db.engine import sessions
-    from bertq.db.jobs import latest_metrics
+    from bertq.db.jobs import latest_metrics, orphans
     from bertq.db.models import Job
+
+    with sessions()() as session:
+        stuck = orphans(session=session)
+    if only_orphans:
+        if as_json:
+            _emit_json([{"id": job_id, "waits_for": blocker, "which": how} for job_id, blocker, how in stuck])
+        else:
+            click.echo("\n".join(f"job {j} waits for job {b}, which {how}" for j, b, how in stuck) or "no orphans")
+        return
+    for job_id, blocker, how in stuck:  # should never happen: every path to FAILED ends the dependants
+        click.echo(f"warning: job {job_id} waits for job {blocker}, which {how}; it can never run "
+                   f"(`bertq cancel {job_id}`)", err=True)
 
     # Sort keys and kinds are fixed names mapped to columns: user text never becomes SQL.
     order = {"newest": [Job.id.desc()], "oldest": [Job.id], "priority": [Job.priority.desc(), Job.id],
@@ -720,14 +734,13 @@ def wait(job_id: int, timeout: float | None, quiet: bool) -> None:
 def cancel(job_id: int) -> None:
     """Cancel a queued or running job (a running one stops at its next heartbeat)."""
     from bertq.db.engine import sessions
-    from bertq.db.jobs import abandon_dependants
     from bertq.db.jobs import cancel as cancel_job
 
     with sessions()() as session, session.begin():
         job = _get_job(session, job_id)
-        if not cancel_job(session=session, job_id=job_id):
+        dependants = cancel_job(session=session, job_id=job_id)
+        if dependants is None:
             raise BertqError(f"job {job_id} already ended ({job.status}); nothing to cancel")
-        dependants = abandon_dependants(session=session, job_id=job_id, reason=f"job {job_id} was cancelled")
     click.echo(f"job {job_id} cancelled" + (f"; so were the jobs waiting for it: {dependants}" if dependants else ""))
 
 

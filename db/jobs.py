@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from bertq.db.models import FINISHED, Artifact, Attempt, Job, JobDependency, JobStatus, Metric, utcnow
 from bertq.errors import AttemptSuperseded
@@ -92,24 +92,15 @@ def claim(*, session: Session, job_id: int, worker: str, lease_seconds: float, n
 
 def _fail_if_out_of_attempts(*, session: Session, job_id: int, now: datetime) -> None:
     """A job whose worker died on every attempt ends FAILED instead of being retried for ever."""
-    failed = session.execute(
-        update(Job)
-        .where(
-            Job.id == job_id,
-            Job.status == JobStatus.RUNNING,
-            Job.lease_expires_at < now,
-            Job.attempts >= Job.max_attempts,
-        )
-        .values(
-            status=JobStatus.FAILED,
-            finished_at=now,
-            lease_owner=None,
-            error=_lost_message(session, job_id),
-        )
-        .execution_options(synchronize_session=False)
+    end_unsuccessfully(
+        session=session,
+        job_id=job_id,
+        status=JobStatus.FAILED,
+        error=_lost_message(session, job_id),
+        only_if=[Job.status == JobStatus.RUNNING, Job.lease_expires_at < now, Job.attempts >= Job.max_attempts],
+        attempt_outcome="LOST",
+        now=now,
     )
-    if failed.rowcount:
-        _close_open_attempts(session=session, job_id=job_id, outcome="LOST", now=now)
 
 
 def _lost_message(session: Session, job_id: int) -> str:
@@ -186,27 +177,71 @@ def finish(
     result: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> None:
-    """End the current attempt with `status` (fenced: a stale attempt raises AttemptSuperseded)."""
+    """End the current attempt with `status` (fenced: a stale attempt raises AttemptSuperseded).
+
+    A job that did not succeed also ends its dependants (see `end_unsuccessfully`)."""
     now = now or utcnow()
-    values: dict[str, Any] = dict(status=status, finished_at=now, lease_owner=None, error=error, traceback=traceback)
-    if status == JobStatus.SUCCEEDED:
-        values["progress"] = 1.0
+    current = [Job.attempts == attempt, Job.status == JobStatus.RUNNING]
+    if status != JobStatus.SUCCEEDED:
+        ended = end_unsuccessfully(
+            session=session, job_id=job_id, status=status, error=error or str(status), only_if=current,
+            traceback=traceback, attempt_outcome=str(status), now=now,
+        )
+        if ended is None:
+            raise AttemptSuperseded(f"job {job_id}: attempt {attempt} is no longer current")
+        return
+    values: dict[str, Any] = dict(status=status, finished_at=now, lease_owner=None, error=error, traceback=traceback,
+                                  progress=1.0)
     if result is not None:
         values["result"] = result
     done = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.RUNNING)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        update(Job).where(Job.id == job_id, *current).values(**values).execution_options(synchronize_session=False)
     )
     if done.rowcount != 1:
         raise AttemptSuperseded(f"job {job_id}: attempt {attempt} is no longer current")
-    session.execute(
-        update(Attempt)
-        .where(Attempt.job_id == job_id, Attempt.number == attempt)
-        .values(ended_at=now, outcome=str(status), error=error)
+    _close_open_attempts(session=session, job_id=job_id, outcome=str(status), now=now, error=error)
+
+
+def end_unsuccessfully(
+    *,
+    session: Session,
+    job_id: int,
+    status: JobStatus,
+    error: str,
+    only_if: list[Any] | None = None,
+    traceback: str | None = None,
+    attempt_outcome: str | None = None,
+    now: datetime | None = None,
+) -> list[int] | None:
+    """The one way a job ends FAILED or CANCELLED: the runner's failure, a retry out of attempts, the
+    reaper or a claim finding the worker lost on every attempt, a cancel, a step abandoned because
+    an earlier one failed. Every one of them must also end what can no longer run: the jobs waiting
+    on this one (transitively) are marked not run with a reason naming this step, and its pipeline's
+    row ends FAILED. Before this was one function, the lost-on-every-attempt path forgot that and
+    left dependants WAITING for ever.
+
+    `only_if` holds extra conditions of the conditional UPDATE (default: the job has not finished).
+    Returns the ids of the jobs ended with it, or None when the job was not in a state to end."""
+    now = now or utcnow()
+    conditions = only_if if only_if is not None else [Job.status.not_in([str(s) for s in FINISHED])]
+    ended = session.execute(
+        update(Job)
+        .where(Job.id == job_id, *conditions)
+        .values(status=status, finished_at=now, lease_owner=None, error=error, traceback=traceback,
+                cancel_requested=status == JobStatus.CANCELLED)
         .execution_options(synchronize_session=False)
     )
+    if ended.rowcount != 1:
+        return None
+    _close_open_attempts(session=session, job_id=job_id, outcome=attempt_outcome or str(status), now=now,
+                         error=error if status == JobStatus.FAILED else None)
+    job = session.get(Job, job_id, populate_existing=True)
+    assert job is not None
+    if status == JobStatus.CANCELLED:
+        reason = f"job {job_id} ({job.kind}) was cancelled"
+    else:
+        reason = f"step {job_id} ({job.kind}) failed: {error}"
+    return _abandon_dependants(session=session, job=job, reason=reason, now=now)
 
 
 def end_attempt(*, session: Session, job_id: int, attempt: int, outcome: str, error: str | None = None) -> None:
@@ -219,20 +254,19 @@ def end_attempt(*, session: Session, job_id: int, attempt: int, outcome: str, er
     )
 
 
-def cancel(*, session: Session, job_id: int) -> bool:
-    """Cancel a job that has not finished, and its unfinished steps (a pipeline's, a bulk job's
-    shards); a running attempt notices at its next heartbeat and stops."""
-    done = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.not_in([str(s) for s in FINISHED]))
-        .values(status=JobStatus.CANCELLED, finished_at=utcnow(), lease_owner=None, cancel_requested=True)
-        .execution_options(synchronize_session=False)
-    )
-    if done.rowcount != 1:
-        return False
+def cancel(*, session: Session, job_id: int) -> list[int] | None:
+    """Cancel a job that has not finished, its unfinished steps (a pipeline's, a bulk job's shards)
+    and the jobs waiting on it; a running attempt notices at its next heartbeat and stops.
+
+    Returns the other jobs ended with it, or None when the job had already ended."""
+    ended = end_unsuccessfully(session=session, job_id=job_id, status=JobStatus.CANCELLED, error="cancelled",
+                               attempt_outcome="CANCELLED")
+    if ended is None:
+        return None
     for child in session.scalars(select(Job.id).where(Job.parent_id == job_id)).all():
-        cancel(session=session, job_id=child)
-    return True
+        more = cancel(session=session, job_id=child)
+        ended += [child, *(more or [])] if more is not None else []
+    return sorted(set(ended))
 
 
 def expired_leases(*, session: Session, now: datetime | None = None) -> list[int]:
@@ -271,21 +305,40 @@ def latest_metrics(job: Job) -> dict[str, float]:
 
 
 def release_dependants(*, session: Session, job_id: int) -> list[Job]:
-    """WAITING jobs whose every dependency has now SUCCEEDED become QUEUED; returns them."""
-    released = []
+    """Called when `job_id` succeeded: its WAITING dependants whose every dependency has now
+    SUCCEEDED become QUEUED; returns them (to be sent to the broker)."""
     waiting = session.scalars(
-        select(Job)
-        .join(JobDependency, JobDependency.job_id == Job.id)
-        .where(JobDependency.depends_on_id == job_id, Job.status == JobStatus.WAITING)
+        select(JobDependency.job_id).where(JobDependency.depends_on_id == job_id)
     ).all()
-    for job in waiting:
-        pending = session.scalar(
-            select(func.count())
-            .select_from(JobDependency)
-            .join(Job, Job.id == JobDependency.depends_on_id)
-            .where(JobDependency.job_id == job.id, Job.status != JobStatus.SUCCEEDED)
+    return release_ready(session=session, job_ids=list(waiting))
+
+
+def release_ready(*, session: Session, job_ids: list[int], now: datetime | None = None) -> list[Job]:
+    """The dependency rule, written once: a WAITING job among `job_ids` becomes QUEUED when every job
+    it depends on SUCCEEDED, and is not run when one of them failed or was cancelled (a dependency
+    may have ended before this job's row was committed). Returns the jobs released, by id."""
+    released = []
+    for job in session.scalars(
+        select(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.WAITING).order_by(Job.id)
+    ).all():
+        statuses = dict(
+            session.execute(
+                select(Job.id, Job.status)
+                .join(JobDependency, JobDependency.depends_on_id == Job.id)
+                .where(JobDependency.job_id == job.id)
+            ).all()
         )
-        if pending == 0:
+        if not statuses:
+            continue  # a pipeline's row that waits for steps not yet linked
+        dead = sorted(i for i, status in statuses.items() if status in (JobStatus.FAILED, JobStatus.CANCELLED))
+        if dead:
+            end_unsuccessfully(
+                session=session, job_id=job.id, status=JobStatus.CANCELLED,
+                error=f"not run: job {dead[0]}, which it waits for, ended {statuses[dead[0]]}",
+                only_if=[Job.status == JobStatus.WAITING], now=now,
+            )
+            continue
+        if all(status == JobStatus.SUCCEEDED for status in statuses.values()):
             moved = session.execute(
                 update(Job)
                 .where(Job.id == job.id, Job.status == JobStatus.WAITING)
@@ -293,38 +346,58 @@ def release_dependants(*, session: Session, job_id: int) -> list[Job]:
                 .execution_options(synchronize_session=False)
             )
             if moved.rowcount:
+                session.refresh(job)
                 released.append(job)
     return released
 
 
-def abandon_dependants(*, session: Session, job_id: int, reason: str) -> list[int]:
-    """A failed or cancelled step's later steps will never run: mark them (transitively) as not run.
-
-    The pipeline they belong to (the failed step's parent) is FAILED and says which step failed and why."""
-    failing = session.get(Job, job_id)
-    pipeline = failing.parent_id if failing is not None else None
+def _abandon_dependants(*, session: Session, job: Job, reason: str, now: datetime) -> list[int]:
+    """A step that ended without succeeding: the jobs waiting on it (transitively) will never run.
+    They are CANCELLED ("not run: ..."); the pipeline they belong to (the step's parent) is FAILED
+    and says which step failed and why, whether or not it waits on this step directly."""
+    pipeline = job.parent_id
     abandoned: list[int] = []
-    frontier = [job_id]
+    frontier = [job.id]
     while frontier:
         current = frontier.pop()
         for dependant in session.scalars(
             select(JobDependency.job_id).where(JobDependency.depends_on_id == current)
         ).all():
-            is_pipeline = dependant == pipeline
-            moved = session.execute(
-                update(Job)
-                .where(Job.id == dependant, Job.status == JobStatus.WAITING)
-                .values(
-                    status=JobStatus.FAILED if is_pipeline else JobStatus.CANCELLED,
-                    finished_at=utcnow(),
-                    error=reason if is_pipeline else f"not run: {reason}",
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if moved.rowcount:
+            if _end_waiting(session, dependant, reason, is_pipeline=dependant == pipeline, now=now):
                 abandoned.append(dependant)
                 frontier.append(dependant)
+    if pipeline is not None and _end_waiting(session, pipeline, reason, is_pipeline=True, now=now):
+        abandoned.append(pipeline)
+        frontier.append(pipeline)
     return abandoned
+
+
+def _end_waiting(session: Session, job_id: int, reason: str, *, is_pipeline: bool, now: datetime) -> bool:
+    moved = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.WAITING)
+        .values(
+            status=JobStatus.FAILED if is_pipeline else JobStatus.CANCELLED,
+            finished_at=now,
+            error=reason if is_pipeline else f"not run: {reason}",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return moved.rowcount == 1
+
+
+def orphans(*, session: Session) -> list[tuple[int, int, str]]:
+    """WAITING jobs that can never run: (job id, the dependency that ended, how it ended). Empty
+    unless something bypassed `end_unsuccessfully`; tests and `bertq jobs` check it."""
+    blocker = aliased(Job)
+    rows = session.execute(
+        select(Job.id, blocker.id, blocker.status)
+        .join(JobDependency, JobDependency.job_id == Job.id)
+        .join(blocker, blocker.id == JobDependency.depends_on_id)
+        .where(Job.status == JobStatus.WAITING, blocker.status.in_([JobStatus.FAILED, JobStatus.CANCELLED]))
+        .order_by(Job.id, blocker.id)
+    ).all()
+    return [(job_id, blocked_by, str(status)) for job_id, blocked_by, status in rows]
 
 
 def checkpoint_path(*, session: Session, job_id: int) -> str | None:

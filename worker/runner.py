@@ -206,7 +206,7 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         safety.check_job_folder(job_folder(settings, job_id), settings)
     except Exception as error:  # noqa: BLE001 - whatever is wrong with the spec, the job is refused, not retried
         log.error("job %s refused: %s", job_id, error)
-        _fail(factory, job_id, claim.attempt, error=f"refused: {error}", reason=f"step {job_id} was refused: {error}")
+        _fail(factory, job_id, claim.attempt, error=f"refused: {error}")
         return "refused"
     loading.set_policy(claim.spec)
     ctx = JobContext(settings=settings, job_id=job_id, attempt=claim.attempt, kind=claim.kind, spec=claim.spec)
@@ -238,8 +238,7 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
             return _retry_later(ctx, factory, reason)
         message = str(error) if isinstance(error, BertqError) else f"{type(error).__name__}: {error}"
         log.error("job %s failed: %s", job_id, message, exc_info=True)
-        return _fail(factory, job_id, ctx.attempt, error=message, trace=traceback.format_exc(),
-                     reason=f"step {job_id} ({ctx.kind}) failed: {message}")
+        return _fail(factory, job_id, ctx.attempt, error=message, trace=traceback.format_exc())
     finally:
         heartbeat.done.set()
         job_logger.removeHandler(handler)
@@ -273,7 +272,6 @@ def _retry_later(ctx: JobContext, factory: Any, reason: str) -> str:
         with factory() as session, session.begin():
             requeued = job_queries.retry_later(session=session, job_id=ctx.job_id, attempt=ctx.attempt, reason=reason)
             if not requeued:
-                job_queries.abandon_dependants(session=session, job_id=ctx.job_id, reason=f"step {ctx.job_id} failed: {reason}")
                 return "failed"
             queue, priority = _queue_of(session, ctx.job_id)
     except AttemptSuperseded:
@@ -320,13 +318,12 @@ def _queue_of(session: Session, job_id: int) -> tuple[str, int]:
     return job.queue, job.priority
 
 
-def _fail(factory: Any, job_id: int, attempt: int, *, error: str, reason: str, trace: str | None = None) -> str:
-    """The attempt's job FAILED with `error`; the jobs waiting on it are abandoned for `reason`."""
+def _fail(factory: Any, job_id: int, attempt: int, *, error: str, trace: str | None = None) -> str:
+    """The attempt's job FAILED with `error` (the jobs waiting on it end with it: `finish`)."""
     try:
         with factory() as session, session.begin():
             job_queries.finish(session=session, job_id=job_id, attempt=attempt, status=JobStatus.FAILED, error=error,
                                traceback=trace)
-            job_queries.abandon_dependants(session=session, job_id=job_id, reason=reason)
     except AttemptSuperseded:
         return "superseded"
     return "failed"
