@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bertq import sharding
 from bertq.errors import BertqError, SpecError
 from bertq.models import resolve_model
-from bertq.specs import PRECISIONS, _Spec
-from bertq.submission import PlannedJob
+from bertq.specs import PRECISIONS, _Spec, path_field
+from bertq.plan import PlannedJob
 from bertq.tasks import DEFAULT_TOKEN_BUDGET, head_family
 
 INFER_TASKS = ("classify", "ner", "embed", "zero-shot", "qa")
@@ -31,13 +31,13 @@ MARKER = ".bertq-job"
 @dataclass(frozen=True)
 class InferSpec(_Spec):
     model: str
-    model_location: str | None
+    model_location: str | None = path_field("model", required=True)
     model_job_id: int | None
     task: str
     """classify, ner, embed, zero-shot or qa."""
-    inputs: list[str]
+    inputs: list[str] = path_field("data", required=True)
     """Absolute paths of the input files (globs expanded at submit)."""
-    output: str
+    output: str = path_field("output", required=True)
     """The output folder (with `{date}` already filled in)."""
     format: str = "jsonl"
     text_column: str | None = None
@@ -60,6 +60,10 @@ class InferSpec(_Spec):
     """Let the model run its own Python code (`auto_map`); off unless asked for."""
     allow_pickle: bool = False
     """Load pickle weights when a folder has no safetensors; off unless asked for."""
+    parent_job_id: int | None = None
+    """An infer_shard step: the bulk job it is a shard of."""
+    shard: dict[str, Any] | None = path_field("shard")
+    """An infer_shard step: its `sharding.Shard` (the file, byte range and records it covers)."""
 
 
 def _output_problem(folder: Path) -> str | None:
@@ -191,7 +195,7 @@ def build_infer_spec(
 def plan_infer(spec: InferSpec, shards: list[sharding.Shard], *, queue: str, priority: int) -> list[PlannedJob]:
     """Index 0 is the finishing job (manifest, _SUCCESS); it waits for every shard job."""
     shard_jobs = [
-        PlannedJob("infer_shard", lambda ids, s=s: {**spec.to_dict(), "parent_job_id": ids[0], "shard": asdict(s)},
+        PlannedJob("infer_shard", lambda ids, s=s: replace(spec, parent_job_id=ids[0], shard=asdict(s)).to_dict(),
                    queue, priority, parent=0,
                    after_existing=[spec.model_job_id] if spec.model_job_id and spec.model_location is None else [])
         for s in shards

@@ -66,7 +66,7 @@ def run_demo(*, epochs: float = 2.0, echo=print) -> int:  # type: ignore[no-unty
     from bertq.broker import broker_url
     from bertq.config import load_settings
     from bertq.specs import build_finetune_spec
-    from bertq.submission import submit
+    from bertq.db.submit import submit
 
     settings = load_settings()
     train, dev = write_demo_data(settings.home / "demo-data")

@@ -9,15 +9,15 @@ records the summary: retention, speed-up and size ratio. Standard library and th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bertq import datafiles
 from bertq.errors import BertqError, SpecError
 from bertq.models import ModelRef, resolve_model
-from bertq.specs import EvaluateSpec, FinetuneSpec, _Spec, build_finetune_spec
-from bertq.submission import PlannedJob
+from bertq.specs import EvaluateSpec, FinetuneSpec, _Spec, build_finetune_spec, path_field
+from bertq.plan import PlannedJob
 from bertq.tasks import TASKS, head_family
 
 SUPPORTED_FAMILIES = ("classification",)
@@ -29,17 +29,17 @@ class DistillSpec(_Spec):
     """The teacher as given: a finished fine-tune's job id, a fine-tuned folder, or a model to fine-tune first."""
     teacher_job_id: int | None
     """The job whose checkpoint is the teacher (an existing fine-tune, or the pipeline's own)."""
-    teacher_location: str | None
+    teacher_location: str | None = path_field("model", required=True)
     """A fine-tuned teacher folder used as it is (when no job trains it)."""
     student: str
     """`teacher` (cut from it), or an alias, hub id or folder."""
-    student_location: str | None
+    student_location: str | None = path_field("model", required=True)
     student_layers: list[int] | None
     """With `--student teacher`: the teacher layers the student keeps, in order."""
     task: str
     family: str
-    train: str
-    eval: str
+    train: str = path_field("data", required=True)
+    eval: str = path_field("data", required=True)
     text_column: str
     label_column: str
     labels: list[str]
@@ -48,7 +48,7 @@ class DistillSpec(_Spec):
     """Softmax temperature T of the soft labels; the KD term is scaled by T^2."""
     alpha: float = 0.5
     """Weight of the KD term; 1 - alpha weighs cross-entropy on the gold labels. 0: no teacher."""
-    transfer_data: str | None = None
+    transfer_data: str | None = path_field("data")
     """Unlabelled text the teacher labels (soft labels only), added to the student's training set."""
     transfer_column: str | None = None
     epochs: float = 3.0
@@ -58,6 +58,12 @@ class DistillSpec(_Spec):
     seed: int = 42
     teacher_outputs_job_id: int | None = None
     """Filled in by the pipeline: the job that computed (or reused) the teacher's logits."""
+    student_job_id: int | None = None
+    """Filled in by the pipeline (its summary row): the job that trained the student."""
+    teacher_eval_job_id: int | None = None
+    """Filled in by the pipeline: the evaluate job of the teacher."""
+    student_eval_job_id: int | None = None
+    """Filled in by the pipeline: the evaluate job of the student."""
     trust_remote_code: bool = False
     """Let teacher and student run their own Python code (`auto_map`); off unless asked for."""
     allow_pickle: bool = False
@@ -310,14 +316,14 @@ def plan_distill(spec: DistillSpec, teacher_finetune: FinetuneSpec | None, *, qu
     outputs_step: int | None = None
     if spec.alpha > 0 or spec.transfer_data:
         plan.append(PlannedJob(
-            "teacher_outputs", lambda ids: {**spec.to_dict(), "teacher_job_id": teacher_id(ids)},
+            "teacher_outputs", lambda ids: replace(spec, teacher_job_id=teacher_id(ids)).to_dict(),
             queue, priority, after=after_teacher, after_existing=existing_teacher, parent=0,
         ))
         outputs_step = len(plan) - 1
     plan.append(PlannedJob(
         "student",
-        lambda ids: {**spec.to_dict(), "teacher_job_id": teacher_id(ids),
-                     "teacher_outputs_job_id": ids[outputs_step] if outputs_step is not None else None},
+        lambda ids: replace(spec, teacher_job_id=teacher_id(ids),
+                            teacher_outputs_job_id=ids[outputs_step] if outputs_step is not None else None).to_dict(),
         queue, priority, after=after_teacher + ([outputs_step] if outputs_step is not None else []),
         after_existing=existing_teacher, parent=0,
     ))
@@ -341,8 +347,8 @@ def plan_distill(spec: DistillSpec, teacher_finetune: FinetuneSpec | None, *, qu
     student_eval = len(plan) - 1
     plan[0] = PlannedJob(
         "distill",
-        lambda ids: {**spec.to_dict(), "teacher_job_id": teacher_id(ids), "student_job_id": ids[student_step],
-                     "teacher_eval_job_id": ids[teacher_eval], "student_eval_job_id": ids[student_eval]},
+        lambda ids: replace(spec, teacher_job_id=teacher_id(ids), student_job_id=ids[student_step],
+                            teacher_eval_job_id=ids[teacher_eval], student_eval_job_id=ids[student_eval]).to_dict(),
         queue, priority, after=[teacher_eval, student_eval],
     )
     return plan

@@ -20,12 +20,6 @@ from typing import Any
 from bertq.config import Settings
 from bertq.errors import BertqError, SpecError
 
-MODEL_KEYS = ("model_location", "teacher_location", "student_location")
-"""Spec fields naming a model: an absolute folder, or a Hugging Face Hub id."""
-DATA_KEYS = ("train", "eval", "data", "transfer_data")
-"""Spec fields naming one data file: an absolute path, or `hub:NAME[:SPLIT]`."""
-OUTPUT_KEYS = ("output",)
-"""Spec fields naming a folder the job writes into."""
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 HUB_DATASET = re.compile(r"^hub:[A-Za-z0-9][\w.-]*(/[\w.-]+)?(:[\w.\[\]%:-]+)?$")
 OUTPUT_FORMATS = ("jsonl", "parquet")
@@ -83,21 +77,22 @@ def check_path(value: Any, *, what: str, roots: list[Path]) -> Path:
 
 
 def _path_values(spec: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
-    """(role, field, value) for every path a spec names: role is model, data or output."""
-    for key in MODEL_KEYS:
-        if spec.get(key) is not None:
-            yield "model", key, spec[key]
-    for key in DATA_KEYS:
-        if spec.get(key) is not None:
-            yield "data", key, spec[key]
-    for index, value in enumerate(spec.get("inputs") or []):
-        yield "data", f"inputs[{index}]", value
-    shard = spec.get("shard")
-    if isinstance(shard, dict) and "path" in shard:
-        yield "data", "shard.path", shard["path"]
-    for key in OUTPUT_KEYS:
-        if spec.get(key) is not None:
-            yield "output", key, spec[key]
+    """(role, field, value) for every path a spec names: role is model, data or output. Which
+    fields name paths is declared on the spec dataclasses (`specs.path_field`)."""
+    from bertq.jobkinds import all_path_fields
+
+    for key, role in all_path_fields().items():
+        value = spec.get(key)
+        if value is None:
+            continue
+        if role == "shard":
+            if isinstance(value, dict) and "path" in value:
+                yield "data", f"{key}.path", value["path"]
+        elif role == "data" and isinstance(value, list):
+            for index, item in enumerate(value):
+                yield "data", f"{key}[{index}]", item
+        else:
+            yield role, key, value
 
 
 def spec_problems(spec: dict[str, Any], settings: Settings) -> list[str]:

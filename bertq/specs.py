@@ -8,7 +8,7 @@ Standard library only: the CLI builds specs without torch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,30 +23,50 @@ DEVICES = ("cpu", "cuda")
 SPLITS = ("article",)
 
 
+def path_field(role: str, default: Any = None, *, required: bool = False) -> Any:
+    """A spec field naming a path the job touches: `role` is model (a folder or hub id), data (a
+    file, or a list of files), shard (a dict with a `path`) or output (a folder it writes into).
+    The safety checks find every such field here, so a new spec's paths are checked by declaring them."""
+    if required:
+        return field(metadata={"path": role})
+    return field(default=default, metadata={"path": role})
+
+
+def path_fields(spec_class: type) -> dict[str, str]:
+    """Field name -> path role, for a spec dataclass."""
+    return {f.name: f.metadata["path"] for f in fields(spec_class) if "path" in f.metadata}
+
+
 class _Spec:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Any:
-        fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
-        return cls(**{k: v for k, v in values.items() if k in fields})
+        """The spec from its stored form. Unknown keys are refused (a renamed field, or an edited
+        row), never silently dropped: the fields that link pipeline steps are typed fields."""
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SpecError([f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; the spec was stored by "
+                             f"another bertq version or edited by hand (known: {', '.join(sorted(known))})"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
 class FinetuneSpec(_Spec):
     model: str
     """The model as the user named it: an alias, a hub id or a folder."""
-    model_location: str
+    model_location: str = path_field("model", required=True)
     """What it resolved to: an absolute folder, or a hub id."""
     task: str
     """The task or preset: classification, sst2, ner, conll2003, qa, squad."""
     family: str
     """classification, ner or qa: decides the head, the data format and the metric."""
-    train: str
+    train: str = path_field("data", required=True)
     """Training data: an absolute path (TSV/CSV/JSONL; CoNLL or JSONL for ner; SQuAD JSON/JSONL for
     qa) or `hub:NAME[:SPLIT]` for classification."""
-    eval: str
+    eval: str = path_field("data", required=True)
     """Evaluation data, in the same forms; evaluated after every epoch. May be the training file when
     `split_by` is set: then each side keeps its part."""
     text_column: str = "text"
@@ -90,13 +110,13 @@ class FinetuneSpec(_Spec):
 class EvaluateSpec(_Spec):
     model: str
     """The model as given: an alias, hub id, folder, or a finished job's id."""
-    model_location: str | None
+    model_location: str | None = path_field("model", required=True)
     """The folder or hub id to load; None while it waits for `model_job_id` to finish."""
     model_job_id: int | None
     """The fine-tune or distill job whose checkpoint is evaluated, if the model was a job id."""
     task: str
     family: str
-    data: str
+    data: str = path_field("data", required=True)
     """The evaluation data (absolute path)."""
     text_column: str = "text"
     label_column: str = "label"

@@ -12,8 +12,6 @@ from bertq.models import ModelRef
 FAMILIES = ("classification", "ner", "qa")
 DEFAULT_TOKEN_BUDGET = {"cpu": 2048, "cuda": 65536}
 """Bulk inference tokens per batch: small batches suit a CPU's caches; a GPU wants tens of thousands."""
-JOB_KINDS = ("finetune", "evaluate", "distill", "teacher_outputs", "student", "infer", "infer_shard")
-"""The kinds of job a worker runs; each is a Celery task `bertq.<kind>`."""
 
 HEAD_SUFFIXES = {
     "classification": "ForSequenceClassification",

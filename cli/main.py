@@ -15,7 +15,8 @@ from typing import Any
 import click
 
 from bertq.config import load_settings
-from bertq.tasks import DEFAULT_TOKEN_BUDGET, JOB_KINDS
+from bertq.jobkinds import JOB_KINDS
+from bertq.tasks import DEFAULT_TOKEN_BUDGET
 from bertq.errors import BertqError
 
 
@@ -362,7 +363,7 @@ def _loading_options(command: Any) -> Any:
 def _validated(queue: str, priority: int, build_spec: Any) -> Any:
     """Check the spec and the queue options together: every problem in one message."""
     from bertq.errors import SpecError
-    from bertq.submission import check_queue_options
+    from bertq.plan import check_queue_options
 
     problems: list[str] = []
     spec = None
@@ -416,7 +417,8 @@ def submit_finetune(
 ) -> None:
     """Fine-tune MODEL on a task; saves the best epoch's model with its metrics, then evaluates it."""
     from bertq.specs import build_finetune_spec, evaluate_after_finetune
-    from bertq.submission import PlannedJob, submit_plan
+    from bertq.db.submit import submit_plan
+    from bertq.plan import PlannedJob
 
     queue = queue or _default_queue()
     spec = _validated(queue, priority, lambda: build_finetune_spec(
@@ -478,7 +480,8 @@ def submit_evaluate(
     """Measure a trained model: task metrics, size, peak memory, p50/p95 latency, throughput."""
     from bertq.db.models import JobStatus
     from bertq.specs import build_evaluate_spec
-    from bertq.submission import PlannedJob, submit_plan
+    from bertq.db.submit import submit_plan
+    from bertq.plan import PlannedJob
 
     queue = queue or _default_queue(device)
     source = _model_job(model)
@@ -522,7 +525,7 @@ def submit_distill(
 ) -> None:
     """Distil TEACHER into STUDENT: a pipeline of jobs (teacher, its cached outputs, student, evaluations)."""
     from bertq.distillation import build_distill_spec, plan_distill
-    from bertq.submission import submit_plan
+    from bertq.db.submit import submit_plan
 
     queue = queue or _default_queue()
     teacher_job = _model_job(teacher)
@@ -568,7 +571,7 @@ def submit_infer(
     """Run MODEL over corpora: sharded across workers, exactly one output record per input record."""
     from bertq.bulk import build_infer_spec, claim_output, plan_infer, shard_rows
     from bertq.db.models import ShardRow
-    from bertq.submission import submit_plan
+    from bertq.db.submit import submit_plan
 
     queue = queue or _default_queue(device)
     model_job = _model_job(model)
@@ -606,7 +609,7 @@ def _get_job(session: Any, job_id: int) -> Any:
 
 @cli.command()
 @click.option("--status", type=click.Choice(["WAITING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"], case_sensitive=False))
-@click.option("--kind", type=click.Choice(JOB_KINDS), default=None, help="Only jobs of this kind.")
+@click.option("--kind", type=click.Choice(list(JOB_KINDS)), default=None, help="Only jobs of this kind.")
 @click.option("--sort", type=click.Choice(list(JOB_SORTS)), default="newest", show_default=True, help="Order of the list.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--orphans", "only_orphans", is_flag=True,
@@ -617,7 +620,8 @@ def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orpha
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
-    from bertq.cli.render import age, job_view, main_metric, model_of, table
+    from bertq.cli.render import age, job_view, main_metric, table
+    from bertq.jobkinds import model_of
     from bertq.db.engine import sessions
     from bertq.db.jobs import latest_metrics, orphans
     from bertq.db.models import Job
@@ -653,7 +657,7 @@ def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orpha
         click.echo(
             table(
                 [
-                    [str(j.id), j.kind, j.status, f"{j.progress * 100:.0f}%", model_of(j.spec) or "-", age(j.created_at), main_metric(latest_metrics(j))]
+                    [str(j.id), j.kind, j.status, f"{j.progress * 100:.0f}%", model_of(j.kind, j.spec) or "-", age(j.created_at), main_metric(latest_metrics(j))]
                     for j in rows
                 ],
                 ["ID", "KIND", "STATUS", "PROGRESS", "MODEL", "AGE", "MAIN METRIC"],

@@ -7,22 +7,13 @@ from typing import Any
 
 from bertq.db.jobs import latest_metrics
 from bertq.db.models import Job, utcnow
+from bertq.jobkinds import model_of
 
 MAIN_METRICS = ("eval_accuracy", "accuracy", "eval_entity_f1", "entity_f1", "eval_f1", "f1")
 
 
 def _time(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") + "Z" if value else None
-
-
-def model_of(spec: dict[str, Any]) -> str | None:
-    """What a job's model column shows: the model, or teacher -> student for distillation steps."""
-    if spec.get("model"):
-        return str(spec["model"])
-    if spec.get("teacher"):
-        layers = f"[{','.join(map(str, spec['student_layers']))}]" if spec.get("student_layers") else ""
-        return f"{spec['teacher']}->{spec['student']}{layers}"
-    return None
 
 
 def job_view(job: Job) -> dict[str, Any]:
@@ -37,7 +28,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "max_attempts": job.max_attempts,
         "progress": round(job.progress, 4),
         "progress_detail": job.progress_detail,
-        "model": model_of(job.spec),
+        "model": model_of(job.kind, job.spec),
         "metrics": latest_metrics(job),
         "artifacts": [
             {"kind": a.kind, "path": a.path, "sha256": a.sha256, "size_bytes": a.size_bytes} for a in job.artifacts

@@ -276,6 +276,12 @@ def expired_leases(*, session: Session, now: datetime | None = None) -> list[int
     )
 
 
+def queued_since(*, session: Session, seconds: float, now: datetime | None = None) -> list[Job]:
+    """QUEUED jobs created at least `seconds` ago (those whose message may have been lost)."""
+    cutoff = (now or utcnow()) - timedelta(seconds=seconds)
+    return list(session.scalars(select(Job).where(Job.status == JobStatus.QUEUED, Job.created_at <= cutoff)))
+
+
 def requeue_lost(*, session: Session, job_id: int, now: datetime | None = None) -> bool:
     """Put a job whose worker vanished back in the queue (or fail it if out of attempts)."""
     now = now or utcnow()

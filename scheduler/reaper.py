@@ -13,28 +13,27 @@ from bertq.config import Settings
 from bertq.db import jobs as job_queries
 from bertq.db.engine import sessions
 from bertq.db.models import Job
+from bertq.db.submit import Delivery
+from bertq.dispatch import dispatch
 
 log = logging.getLogger("bertq.reaper")
 
 
 def reap_expired_leases(settings: Settings) -> list[int]:
     """Requeue (or fail, when out of attempts) every job whose lease has expired; return requeued ids."""
-    from bertq.worker.app import make_app, send_job
-
     factory = sessions(settings)
-    requeued: list[tuple[int, str, str, int]] = []
+    requeued: list[Delivery] = []
     with factory() as session, session.begin():
         for job_id in job_queries.expired_leases(session=session):
             if job_queries.requeue_lost(session=session, job_id=job_id):
                 job = session.get(Job, job_id)
                 assert job is not None
-                requeued.append((job.id, job.kind, job.queue, job.priority))
+                requeued.append(Delivery(job.id, job.kind, job.queue, job.priority))
+    for job in requeued:
+        log.warning("job %s lost its worker (lease expired); requeued", job.id)
     if requeued:
-        app = make_app(settings)
-        for job_id, kind, queue, priority in requeued:
-            log.warning("job %s lost its worker (lease expired); requeued", job_id)
-            send_job(app, job_id=job_id, kind=kind, queue=queue, priority=priority)
-    return [job_id for job_id, *_ in requeued]
+        dispatch(requeued, settings=settings)
+    return [job.id for job in requeued]
 
 
 def _ids_in_broker(settings: Settings) -> set[int]:
@@ -69,26 +68,14 @@ def _ids_in_broker(settings: Settings) -> set[int]:
 def reconcile(settings: Settings, *, older_than: float = 60.0) -> list[int]:
     """Send again every QUEUED job (older than `older_than` seconds) whose message the broker lost
     (a Redis restart without persistence, a flush). A job sent twice still runs once: the claim decides."""
-    from datetime import timedelta
-
-    from sqlalchemy import select
-
-    from bertq.db.models import JobStatus, utcnow
-    from bertq.worker.app import make_app, send_job
-
-    factory = sessions(settings)
-    cutoff = utcnow() - timedelta(seconds=older_than)
-    with factory() as session:
-        queued = session.execute(
-            select(Job.id, Job.kind, Job.queue, Job.priority).where(Job.status == JobStatus.QUEUED, Job.created_at <= cutoff)
-        ).all()
+    with sessions(settings)() as session:
+        queued = job_queries.queued_since(session=session, seconds=older_than)
     if not queued:
         return []
     present = _ids_in_broker(settings)
-    missing = [row for row in queued if row.id not in present]
+    missing = [job for job in queued if job.id not in present]
+    for job in missing:
+        log.warning("job %s is QUEUED but its message is gone from the broker; sending it again", job.id)
     if missing:
-        app = make_app(settings)
-        for row in missing:
-            log.warning("job %s is QUEUED but its message is gone from the broker; sending it again", row.id)
-            send_job(app, job_id=row.id, kind=row.kind, queue=row.queue, priority=row.priority)
-    return [row.id for row in missing]
+        dispatch(missing, settings=settings)
+    return [job.id for job in missing]

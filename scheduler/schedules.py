@@ -25,10 +25,10 @@ from bertq.config import Settings
 from bertq.db.engine import sessions
 from bertq.db.models import Schedule, ScheduleFire, utcnow
 from bertq.errors import SpecError
+from bertq.jobkinds import SUBMITTABLE
 
 log = logging.getLogger("bertq.schedules")
 
-SUBMITTABLE = ("finetune", "evaluate", "distill", "infer")
 
 
 def check_schedule(name: str, cron: str, timezone: str, args: list[str]) -> None:

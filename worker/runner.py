@@ -27,20 +27,14 @@ from bertq.config import Settings, load_settings
 from bertq.db import jobs as job_queries
 from bertq.db.engine import sessions
 from bertq.db.models import Job, JobStatus
+from bertq.db.submit import Delivery
+from bertq.dispatch import dispatch
+from bertq.jobkinds import job_kind
 from bertq.errors import AttemptSuperseded, BertqError, Preempted
 from bertq.worker import faults, loading
 
 log = logging.getLogger("bertq.worker")
 
-JOB_FUNCTIONS = {
-    "finetune": "bertq.worker.jobs.finetune:run_finetune",
-    "evaluate": "bertq.worker.jobs.evaluate:run_evaluate",
-    "teacher_outputs": "bertq.worker.jobs.distill:run_teacher_outputs",
-    "student": "bertq.worker.jobs.distill:run_student",
-    "distill": "bertq.worker.jobs.distill:run_distill",
-    "infer_shard": "bertq.worker.jobs.infer:run_infer_shard",
-    "infer": "bertq.worker.jobs.infer:run_infer",
-}
 PROGRESS_INTERVAL_SECONDS = 1.0
 
 
@@ -172,7 +166,7 @@ def measure(path: Path) -> tuple[int, str]:
 
 
 def load_job_function(kind: str) -> Callable[[dict[str, Any], JobContext], dict[str, Any] | None]:
-    module_name, _, function = JOB_FUNCTIONS[kind].partition(":")
+    module_name, _, function = job_kind(kind).run.partition(":")
     return getattr(importlib.import_module(module_name), function)
 
 
@@ -265,57 +259,49 @@ def passing_fault(error: BaseException) -> str | None:
 def _retry_later(ctx: JobContext, factory: Any, reason: str) -> str:
     """Back to the queue after the retry delay (or FAILED once out of attempts). If the database is
     still away this cannot be recorded: the lease then runs out and `bertq beat` requeues the job."""
-    from bertq.worker.app import make_app, send_job
-
     log.warning("job %s attempt %s stopped: %s", ctx.job_id, ctx.attempt, reason)
     try:
         with factory() as session, session.begin():
             requeued = job_queries.retry_later(session=session, job_id=ctx.job_id, attempt=ctx.attempt, reason=reason)
             if not requeued:
                 return "failed"
-            queue, priority = _queue_of(session, ctx.job_id)
+            again = _delivery(session, ctx.job_id)
     except AttemptSuperseded:
         return "superseded"
     except DBAPIError as error:
         log.warning("job %s: could not record the stop (%s); its lease will run out and it will be requeued", ctx.job_id, error)
         return "interrupted"
-    send_job(make_app(ctx.settings), job_id=ctx.job_id, kind=ctx.kind, queue=queue, priority=priority,
-             countdown=ctx.settings.retry_delay_seconds)
+    dispatch([again], settings=ctx.settings, countdown=ctx.settings.retry_delay_seconds)
     log.info("job %s goes back to the queue in %gs", ctx.job_id, ctx.settings.retry_delay_seconds)
     return "retrying"
 
 
 def _succeed(ctx: JobContext, factory: Any, result: dict[str, Any]) -> str:
-    from bertq.worker.app import make_app, send_job
-
     with factory() as session, session.begin():
         job_queries.finish(session=session, job_id=ctx.job_id, attempt=ctx.attempt, status=JobStatus.SUCCEEDED, result=result)
-        released = [(j.id, j.kind, j.queue, j.priority) for j in job_queries.release_dependants(session=session, job_id=ctx.job_id)]
+        released = [Delivery(j.id, j.kind, j.queue, j.priority)
+                    for j in job_queries.release_dependants(session=session, job_id=ctx.job_id)]
     if released:
-        app = make_app(ctx.settings)
-        for job_id, kind, queue, priority in released:
-            send_job(app, job_id=job_id, kind=kind, queue=queue, priority=priority)
+        dispatch(released, settings=ctx.settings)
     log.info("job %s succeeded", ctx.job_id)
     return "succeeded"
 
 
 def _requeue_preempted(ctx: JobContext, factory: Any) -> str:
-    from bertq.worker.app import make_app, send_job
-
     with factory() as session, session.begin():
         if not job_queries.requeue_preempted(session=session, job_id=ctx.job_id, attempt=ctx.attempt):
             return "superseded"
-        queue, priority = _queue_of(session, ctx.job_id)
-    send_job(make_app(ctx.settings), job_id=ctx.job_id, kind=ctx.kind, queue=queue, priority=priority)
+        again = _delivery(session, ctx.job_id)
+    dispatch([again], settings=ctx.settings)
     log.info("job %s checkpointed and went back to the queue", ctx.job_id)
     return "preempted"
 
 
-def _queue_of(session: Session, job_id: int) -> tuple[str, int]:
-    """Where a job goes back to: its queue and priority."""
+def _delivery(session: Session, job_id: int) -> Delivery:
+    """What sends a job back to its queue (read while the session is open)."""
     job = session.get(Job, job_id)
     assert job is not None
-    return job.queue, job.priority
+    return Delivery(job.id, job.kind, job.queue, job.priority)
 
 
 def _fail(factory: Any, job_id: int, attempt: int, *, error: str, trace: str | None = None) -> str:

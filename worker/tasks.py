@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from bertq.tasks import JOB_KINDS
+from bertq.jobkinds import JOB_KINDS
 from bertq.worker.app import task_name
 
 

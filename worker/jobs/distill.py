@@ -175,14 +175,17 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 def run_distill(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """The pipeline's last step: compare the evaluated teacher and student."""
+    spec = DistillSpec.from_dict(spec_values)
+    if spec.teacher_eval_job_id is None or spec.student_eval_job_id is None:
+        raise BertqError("a distill pipeline row needs its evaluate steps' ids (set when the pipeline is planned)")
     main = MAIN_METRIC["classification"]
-    teacher = ctx.metrics_of(spec_values["teacher_eval_job_id"])
-    student = ctx.metrics_of(spec_values["student_eval_job_id"])
+    teacher = ctx.metrics_of(spec.teacher_eval_job_id)
+    student = ctx.metrics_of(spec.student_eval_job_id)
     summary = {
-        "teacher_job": spec_values["teacher_job_id"],
-        "student_job": spec_values["student_job_id"],
-        "teacher_eval_job": spec_values["teacher_eval_job_id"],
-        "student_eval_job": spec_values["student_eval_job_id"],
+        "teacher_job": spec.teacher_job_id,
+        "student_job": spec.student_job_id,
+        "teacher_eval_job": spec.teacher_eval_job_id,
+        "student_eval_job": spec.student_eval_job_id,
         "metric": main,
         "teacher_metric": teacher[main],
         "student_metric": student[main],

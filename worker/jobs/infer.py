@@ -110,8 +110,10 @@ def read_output_ids(path: Path, fmt: str) -> list[str]:
 
 def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     spec = InferSpec.from_dict(spec_values)
-    shard = sharding.Shard(**spec_values["shard"])
-    parent = spec_values["parent_job_id"]
+    if spec.shard is None or spec.parent_job_id is None:
+        raise BertqError("an infer_shard job needs its shard and parent_job_id (set when the bulk job is planned)")
+    shard = sharding.Shard(**spec.shard)
+    parent = spec.parent_job_id
     device = best_device() if spec.device == "cuda" else "cpu"
     location = spec.model_location or ctx.checkpoint_of(spec.model_job_id)
     if location is None:

@@ -1,15 +1,15 @@
-"""Submitting validated specs: commit the job rows, then deliver the ids of those ready to run.
+"""Submitting a plan: commit the job rows, then dispatch the ids of those ready to run.
 
 Rows are committed first, so a worker that receives an id always finds the job. If a message cannot
 be delivered, the rows of this submit are removed again: a submit either enqueues its jobs or leaves
 nothing behind. Jobs that wait for others (a fine-tune's evaluation, pipeline steps) are WAITING
-rows; the job they wait for releases them when it succeeds.
+rows; the job they wait for releases them when it succeeds (`jobs.release_ready`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -18,35 +18,18 @@ from bertq.config import Settings, load_settings
 from bertq.db import jobs as job_queries
 from bertq.db.engine import sessions
 from bertq.db.models import Job, JobDependency, JobStatus, ShardRow
+from bertq.dispatch import dispatch, make_app
 from bertq.errors import BrokerError, SpecError
+from bertq.plan import PlannedJob, check_queue_options
 from bertq.safety import spec_problems
 
-QUEUE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
-
-def check_queue_options(queue: str, priority: int) -> None:
-    problems = []
-    if not queue or not set(queue) <= QUEUE_NAME_CHARS:
-        problems.append(f"--queue {queue!r}: use lower-case letters, digits, '-', '_' or '.' (e.g. gpu, cpu)")
-    if not 0 <= priority <= 9:
-        problems.append(f"--priority must be 0 (lowest) to 9 (most urgent), got {priority}")
-    if problems:
-        raise SpecError(problems)
-
-
-@dataclass
-class PlannedJob:
+@dataclass(frozen=True)
+class Delivery:
+    id: int
     kind: str
-    spec: dict[str, Any] | Callable[[list[int]], dict[str, Any]]
-    """The spec, or a function of the ids given to the plan's jobs (in plan order)."""
     queue: str
-    priority: int = 5
-    after: list[int] = field(default_factory=list)
-    """Indices of jobs in the plan that must succeed first (a pipeline's parent waits for its steps)."""
-    after_existing: list[int] = field(default_factory=list)
-    """Ids of jobs already in the database that must succeed first."""
-    parent: int | None = None
-    """Index of the plan's job that this one is a step of."""
+    priority: int
 
 
 def submit(kind: str, spec: dict[str, Any], *, queue: str, priority: int, settings: Settings | None = None) -> int:
@@ -60,8 +43,6 @@ def submit_plan(
     """Record every job of the plan in one transaction, then enqueue those that are ready.
 
     `extra_rows(ids)` gives more rows (a bulk job's shards) to commit in the same transaction."""
-    from bertq.worker.app import make_app, send_job  # celery: only needed to send
-
     settings = settings or load_settings()
     for planned in plan:
         check_queue_options(planned.queue, planned.priority)
@@ -92,11 +73,10 @@ def submit_plan(
         # WAITING jobs whose dependencies already ended (before this plan's rows existed) are
         # released or abandoned by the same rule a finishing job applies.
         job_queries.release_ready(session=session, job_ids=ids)
-        ready = [(j.id, j.kind, j.queue, j.priority)
+        ready = [Delivery(j.id, j.kind, j.queue, j.priority)
                  for j in session.scalars(select(Job).where(Job.id.in_(ids), Job.status == JobStatus.QUEUED).order_by(Job.id))]
     try:
-        for job_id, kind, queue, priority in ready:
-            send_job(app, job_id=job_id, kind=kind, queue=queue, priority=priority)
+        dispatch(ready, app=app)
     except Exception as error:
         with factory() as session, session.begin():
             session.execute(delete(ShardRow).where(ShardRow.job_id.in_(ids)))
