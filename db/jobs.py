@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bertq.db.models import FINISHED, Artifact, Attempt, Job, JobDependency, JobStatus, Metric, utcnow
@@ -404,6 +404,21 @@ def orphans(*, session: Session) -> list[tuple[int, int, str]]:
         .order_by(Job.id, blocker.id)
     ).all()
     return [(job_id, blocked_by, str(status)) for job_id, blocked_by, status in rows]
+
+
+def record_resume(*, session: Session, job_id: int, attempt: int, checkpoint: str) -> None:
+    """The attempt resumes from an earlier attempt's checkpoint (shown by `bertq show`)."""
+    session.execute(
+        update(Attempt).where(Attempt.job_id == job_id, Attempt.number == attempt)
+        .values(resumed_from=checkpoint).execution_options(synchronize_session=False)
+    )
+
+
+def forget_metrics_after(*, session: Session, job_id: int, step: int) -> None:
+    """Remove the metric rows logged after `step`: training starts again there and logs them again."""
+    session.execute(
+        delete(Metric).where(Metric.job_id == job_id, Metric.step > step).execution_options(synchronize_session=False)
+    )
 
 
 def checkpoint_path(*, session: Session, job_id: int) -> str | None:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from bertq import safety
 from bertq.config import Settings, load_settings
 from bertq.db import jobs as job_queries
+from bertq.db import shards as shard_queries
 from bertq.db.engine import sessions
 from bertq.db.models import Job, JobStatus
 from bertq.db.submit import Delivery
@@ -32,14 +33,15 @@ from bertq.dispatch import dispatch
 from bertq.jobkinds import job_kind
 from bertq.errors import AttemptSuperseded, BertqError, Preempted
 from bertq.worker import faults, loading
+from bertq.worker.context import JobContext, ShardRecord, adopt, job_log
 
 log = logging.getLogger("bertq.worker")
 
 PROGRESS_INTERVAL_SECONDS = 1.0
 
 
-class JobContext:
-    """What a job function may do to the outside world: report progress, metrics and artifacts.
+class DbContext:
+    """The context of a job run by a worker: every report goes to the database.
 
     Every write is fenced by the attempt number; once the attempt is superseded (cancelled, or its
     lease taken over) `should_stop` turns true and writes raise AttemptSuperseded.
@@ -108,9 +110,24 @@ class JobContext:
             )
         )
 
-    def session(self) -> Session:
-        """A session for reading (writes go through `write`, which is fenced)."""
-        return self._sessions()
+    def resumed_from(self, checkpoint: str) -> None:
+        self.write(lambda s: job_queries.record_resume(session=s, job_id=self.job_id, attempt=self.attempt,
+                                                       checkpoint=checkpoint))
+
+    def forget_metrics_after(self, step: int) -> None:
+        self.write(lambda s: job_queries.forget_metrics_after(session=s, job_id=self.job_id, step=step))
+
+    def shard_progress(self, parent: int, index: int, done: int) -> None:
+        self.write(lambda s: shard_queries.report_rows(session=s, parent=parent, index=index, done=done))
+
+    def commit_shard_output(self, parent: int, index: int, *, path: str, sha256: str, rows: int) -> None:
+        self.write(lambda s: shard_queries.commit_output(session=s, parent=parent, index=index, path=path,
+                                                         sha256=sha256, rows=rows))
+
+    def shards(self) -> list[ShardRecord]:
+        with self._sessions() as session:
+            return [ShardRecord(r.index, r.records, r.output_path, r.output_sha256)
+                    for r in shard_queries.shards_of(session=session, job_id=self.job_id)]
 
     def checkpoint_of(self, job_id: int | None) -> str | None:
         """The checkpoint folder another job (this one's input) recorded."""
@@ -171,12 +188,13 @@ def load_job_function(kind: str) -> Callable[[dict[str, Any], JobContext], dict[
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, ctx: JobContext):
+    def __init__(self, ctx: DbContext):
         super().__init__(name=f"heartbeat-{ctx.job_id}", daemon=True)
         self.ctx = ctx
         self.done = threading.Event()
 
     def run(self) -> None:
+        adopt(self.ctx.job_id)  # its warnings belong in the job's log
         while not self.done.wait(self.ctx.settings.heartbeat_seconds):
             self.ctx.heartbeat()
             if self.ctx.should_stop:
@@ -203,17 +221,19 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         _fail(factory, job_id, claim.attempt, error=f"refused: {error}")
         return "refused"
     loading.set_policy(claim.spec)
-    ctx = JobContext(settings=settings, job_id=job_id, attempt=claim.attempt, kind=claim.kind, spec=claim.spec)
-    handler = logging.FileHandler(ctx.workdir / "job.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    job_logger = logging.getLogger("bertq")
-    job_logger.addHandler(handler)
-    job_logger.setLevel(logging.INFO)
+    ctx = DbContext(settings=settings, job_id=job_id, attempt=claim.attempt, kind=claim.kind, spec=claim.spec)
+    with job_log(ctx.workdir / "job.log", job_id):
+        return _run_claimed(ctx, factory, worker)
+
+
+def _run_claimed(ctx: DbContext, factory: Any, worker: str) -> str:
+    """Run the job function of a claimed job with a heartbeat, and record how it ended."""
+    job_id = ctx.job_id
     heartbeat = _Heartbeat(ctx)
     heartbeat.start()
-    log.info("job %s (%s): attempt %s started on %s", job_id, claim.kind, claim.attempt, worker)
+    log.info("job %s (%s): attempt %s started on %s", job_id, ctx.kind, ctx.attempt, worker)
     try:
-        result = load_job_function(claim.kind)(claim.spec, ctx)
+        result = load_job_function(ctx.kind)(ctx.spec, ctx)
         heartbeat.done.set()
         return _succeed(ctx, factory, result or {})
     except Preempted as error:
@@ -223,7 +243,7 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
     except AttemptSuperseded as error:
         log.warning("job %s: %s", job_id, error)
         with contextlib.suppress(DBAPIError), factory() as session, session.begin():
-            job_queries.end_attempt(session=session, job_id=job_id, attempt=claim.attempt, outcome="SUPERSEDED")
+            job_queries.end_attempt(session=session, job_id=job_id, attempt=ctx.attempt, outcome="SUPERSEDED")
         return "superseded"
     except Exception as error:  # noqa: BLE001 - a failed job becomes data; the worker goes on
         heartbeat.done.set()
@@ -235,8 +255,6 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         return _fail(factory, job_id, ctx.attempt, error=message, trace=traceback.format_exc())
     finally:
         heartbeat.done.set()
-        job_logger.removeHandler(handler)
-        handler.close()
 
 
 def passing_fault(error: BaseException) -> str | None:
@@ -256,7 +274,7 @@ def passing_fault(error: BaseException) -> str | None:
     return None
 
 
-def _retry_later(ctx: JobContext, factory: Any, reason: str) -> str:
+def _retry_later(ctx: DbContext, factory: Any, reason: str) -> str:
     """Back to the queue after the retry delay (or FAILED once out of attempts). If the database is
     still away this cannot be recorded: the lease then runs out and `bertq beat` requeues the job."""
     log.warning("job %s attempt %s stopped: %s", ctx.job_id, ctx.attempt, reason)
@@ -276,7 +294,7 @@ def _retry_later(ctx: JobContext, factory: Any, reason: str) -> str:
     return "retrying"
 
 
-def _succeed(ctx: JobContext, factory: Any, result: dict[str, Any]) -> str:
+def _succeed(ctx: DbContext, factory: Any, result: dict[str, Any]) -> str:
     with factory() as session, session.begin():
         job_queries.finish(session=session, job_id=ctx.job_id, attempt=ctx.attempt, status=JobStatus.SUCCEEDED, result=result)
         released = [Delivery(j.id, j.kind, j.queue, j.priority)
@@ -287,7 +305,7 @@ def _succeed(ctx: JobContext, factory: Any, result: dict[str, Any]) -> str:
     return "succeeded"
 
 
-def _requeue_preempted(ctx: JobContext, factory: Any) -> str:
+def _requeue_preempted(ctx: DbContext, factory: Any) -> str:
     with factory() as session, session.begin():
         if not job_queries.requeue_preempted(session=session, job_id=ctx.job_id, attempt=ctx.attempt):
             return "superseded"

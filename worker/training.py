@@ -188,21 +188,10 @@ def resume_point(ctx: JobContext) -> str | None:
     """The checkpoint an earlier attempt left complete, if any. The attempt records it (so the resume
     shows in `bertq show`), and the metric rows written after it are removed: this attempt writes
     them again, so none is counted twice."""
-    from sqlalchemy import update
-
-    from bertq.db.models import Attempt
-
     checkpoint = last_complete_checkpoint(ctx.workdir / "attempts")
     if checkpoint is None:
         return None
-
-    def record(session: Any) -> None:
-        session.execute(
-            update(Attempt).where(Attempt.job_id == ctx.job_id, Attempt.number == ctx.attempt)
-            .values(resumed_from=str(checkpoint)).execution_options(synchronize_session=False)
-        )
-
-    ctx.write(record)
+    ctx.resumed_from(str(checkpoint))
     forget_metrics_after(ctx, checkpoint)
     ctx.log.info("attempt %s resumes from %s", ctx.attempt, checkpoint)
     return str(checkpoint)
@@ -211,14 +200,7 @@ def resume_point(ctx: JobContext) -> str | None:
 def forget_metrics_after(ctx: JobContext, checkpoint: Path | None) -> None:
     """Remove the metric rows logged after `checkpoint` (all stepped ones when None): training
     starts again from there and logs them again."""
-    from sqlalchemy import delete
-
-    from bertq.db.models import Metric
-
-    step = int(checkpoint.name.removeprefix("checkpoint-")) if checkpoint else 0
-    ctx.write(lambda session: session.execute(
-        delete(Metric).where(Metric.job_id == ctx.job_id, Metric.step > step).execution_options(synchronize_session=False)
-    ))
+    ctx.forget_metrics_after(int(checkpoint.name.removeprefix("checkpoint-")) if checkpoint else 0)
 
 
 def train_backing_off(ctx: JobContext, trainer: Any, resume: str | None) -> None:

@@ -19,11 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
-
 from bertq import sharding
+from bertq.db.models import utcnow
 from bertq.bulk import InferSpec
-from bertq.db.models import Job, ShardRow, utcnow
 from bertq.errors import BertqError
 from bertq.safety import check_output_folder
 from bertq.worker import faults
@@ -138,7 +136,7 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         rate = done / max(time.monotonic() - started, 1e-6)
         ctx.progress(done / max(len(texts), 1), rows=done, total=len(texts), rate_per_s=round(rate, 1),
                      eta_seconds=round((len(texts) - done) / rate) if rate else None, precision=precision)
-        ctx.write(lambda s: _report_rows(s, parent, shard.index, done))
+        ctx.shard_progress(parent, shard.index, done)
 
     results = predictor.predict(texts, token_budget=spec.token_budget, on_batch=on_batch)
 
@@ -150,46 +148,16 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
     if read_output_ids(path, spec.format) != ids:
         raise BertqError(f"{path}: the written ids differ from the shard's ids; the file was not committed")
     digest = measure(path)[1]
-    ctx.write(lambda s: s.execute(
-        update(ShardRow).where(ShardRow.job_id == parent, ShardRow.index == shard.index)
-        .values(output_path=str(path), output_sha256=digest, rows_done=len(ids))
-        .execution_options(synchronize_session=False)
-    ))
+    ctx.commit_shard_output(parent, shard.index, path=str(path), sha256=digest, rows=len(ids))
     rate = len(ids) / max(time.monotonic() - started, 1e-6)
     return {"records": len(ids), "output": str(path), "precision": decision, "rate_per_s": round(rate, 1)}
-
-
-def _report_rows(session: Any, parent: int, index: int, done: int) -> None:
-    """This shard's rows done, and the whole job's progress on its own row."""
-    session.execute(
-        update(ShardRow).where(ShardRow.job_id == parent, ShardRow.index == index).values(rows_done=done)
-        .execution_options(synchronize_session=False)
-    )
-    sums = session.execute(
-        select(func.sum(ShardRow.rows_done), func.sum(ShardRow.records)).where(ShardRow.job_id == parent)
-    ).one()
-    rows_done, total = (int(value or 0) for value in sums)  # PostgreSQL sums integers as NUMERIC (Decimal)
-    first_start = session.scalar(
-        select(func.min(Job.started_at)).join(ShardRow, ShardRow.shard_job_id == Job.id).where(ShardRow.job_id == parent)
-    )
-    elapsed = max((utcnow() - first_start).total_seconds(), 1e-3) if first_start else None
-    rate = (rows_done or 0) / elapsed if elapsed else None
-    session.execute(
-        update(Job).where(Job.id == parent).values(
-            progress=(rows_done or 0) / max(total or 1, 1),
-            progress_detail={"rows": int(rows_done or 0), "total": int(total or 0),
-                             "rate_per_s": round(rate, 1) if rate else None,
-                             "eta_seconds": round(((total or 0) - (rows_done or 0)) / rate) if rate else None},
-        ).execution_options(synchronize_session=False)
-    )
 
 
 def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Every shard succeeded: check their committed files, drop the losers', seal the folder."""
     spec = InferSpec.from_dict(spec_values)
     folder = check_output_folder(spec.output, ctx.settings)  # checked again: it may have become a symlink
-    with ctx.session() as session:
-        shards = session.scalars(select(ShardRow).where(ShardRow.job_id == ctx.job_id).order_by(ShardRow.index)).all()
+    shards = ctx.shards()
     files = []
     for shard in shards:
         if not shard.output_path:
