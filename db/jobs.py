@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from bertq.db.models import FINISHED, Artifact, Attempt, Job, JobDependency, JobStatus, Metric, utcnow
 from bertq.errors import AttemptSuperseded
@@ -301,6 +301,25 @@ def requeue_lost(*, session: Session, job_id: int, now: datetime | None = None) 
         return True
     _fail_if_out_of_attempts(session=session, job_id=job_id, now=now)
     return False
+
+
+JOB_SORTS = {
+    "newest": [Job.id.desc()],
+    "oldest": [Job.id],
+    "priority": [Job.priority.desc(), Job.id],
+    "status": [Job.status, Job.id.desc()],
+}
+"""`bertq jobs --sort`: fixed names mapped to columns, so user text never becomes SQL."""
+
+
+def list_jobs(*, session: Session, status: str | None, kind: str | None, sort: str, limit: int) -> list[Job]:
+    """Jobs with their metrics loaded, filtered by status and kind."""
+    query = select(Job).options(selectinload(Job.metrics)).order_by(*JOB_SORTS[sort]).limit(limit)
+    if status:
+        query = query.where(Job.status == status)
+    if kind:
+        query = query.where(Job.kind == kind)
+    return list(session.scalars(query))
 
 
 def latest_metrics(job: Job) -> dict[str, float]:

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bertq.config import Settings
 from bertq.db.engine import sessions
-from bertq.db.models import Schedule, ScheduleFire, utcnow
+from bertq.db import schedules as schedule_queries
+from bertq.db.models import Schedule, utcnow
 from bertq.errors import SpecError
 from bertq.jobkinds import SUBMITTABLE
 
@@ -54,13 +54,10 @@ def add_schedule(*, session: Session, name: str, cron: str, timezone: str, args:
     """Store the schedule; its command runs later from `cwd` (default: the folder it is added from),
     so relative paths in it (`--input corpus.txt`, `--output out/{date}`) mean what they meant here."""
     check_schedule(name, cron, timezone, args)
-    if session.scalar(select(Schedule).where(Schedule.name == name)) is not None:
+    if schedule_queries.by_name(session=session, name=name) is not None:
         raise SpecError([f"a schedule named {name!r} exists; remove it first or choose another name"])
     argv = {"args": args, "cwd": cwd or os.getcwd()}
-    schedule = Schedule(name=name, cron=cron, timezone=timezone, argv=argv, enabled=True)
-    session.add(schedule)
-    session.flush()
-    return schedule
+    return schedule_queries.insert(session=session, name=name, cron=cron, timezone=timezone, argv=argv)
 
 
 def latest_slot(schedule: Schedule, now: datetime) -> datetime | None:
@@ -91,7 +88,7 @@ def fire_due(settings: Settings, *, now: datetime | None = None) -> list[Fired]:
     now = now or utcnow()
     factory = sessions(settings)
     with factory() as session:
-        schedules = session.scalars(select(Schedule).where(Schedule.enabled.is_(True))).all()
+        schedules = schedule_queries.enabled(session=session)
     fired = []
     for schedule in schedules:
         slot = latest_slot(schedule, now)
@@ -107,10 +104,7 @@ def fire(settings: Settings, schedule: Schedule, slot: datetime) -> Fired | None
     factory = sessions(settings)
     try:
         with factory() as session, session.begin():
-            claim = ScheduleFire(schedule_id=schedule.id, slot=slot)
-            session.add(claim)
-            session.flush()
-            fire_id = claim.id
+            fire_id = schedule_queries.claim_slot(session=session, schedule_id=schedule.id, slot=slot)
     except IntegrityError:
         return None
     run_date = slot.replace(tzinfo=UTC).astimezone(ZoneInfo(schedule.timezone)).date()
@@ -129,9 +123,7 @@ def fire(settings: Settings, schedule: Schedule, slot: datetime) -> Fired | None
         else:
             error = (result.stderr or result.stdout).strip()[-2000:] or f"exit status {result.returncode}"
     with factory() as session, session.begin():
-        row = session.get(ScheduleFire, fire_id)
-        assert row is not None
-        row.job_id, row.error = job_id, error
+        schedule_queries.record_fire(session=session, fire_id=fire_id, job_id=job_id, error=error)
     log.info("schedule %s slot %s: %s", schedule.name, slot, f"job {job_id}" if job_id else f"failed: {error}")
     return Fired(schedule.name, slot, job_id, error)
 
@@ -139,7 +131,7 @@ def fire(settings: Settings, schedule: Schedule, slot: datetime) -> Fired | None
 def run_now(settings: Settings, name: str) -> Fired:
     factory = sessions(settings)
     with factory() as session:
-        schedule = session.scalar(select(Schedule).where(Schedule.name == name))
+        schedule = schedule_queries.by_name(session=session, name=name)
     if schedule is None:
         raise SpecError([f"no schedule named {name!r}; `bertq schedule list` shows them"])
     result = fire(settings, schedule, utcnow())

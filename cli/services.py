@@ -1,0 +1,200 @@
+"""`bertq config|up|down|db|worker|beat|reconcile|report|flower|demo|models`: running bertq."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from bertq.cli.group import BertqError, cli, emit_json, get_job
+from bertq.config import load_settings
+
+# Configuration and services
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def config(as_json: bool) -> None:
+    """Show the configuration (from BERTQ_* environment variables), passwords masked."""
+    values = load_settings().public_dict()
+    if as_json:
+        emit_json(values)
+        return
+    for key, value in values.items():
+        click.echo(f"{key:<20} {value}")
+
+
+@cli.command()
+def up() -> None:
+    """Start the embedded Redis (when no BERTQ_BROKER_URL is set) and migrate the database."""
+    from bertq.broker import ensure_embedded_redis
+    from bertq.db.engine import sessions
+
+    settings = load_settings()
+    if settings.uses_embedded_redis:
+        state = ensure_embedded_redis(settings)
+        click.echo(f"redis: embedded, 127.0.0.1:{state['port']} (pid {state['pid']}, password in {settings.home}/redis)")
+    else:
+        click.echo("redis: external, BERTQ_BROKER_URL is set (nothing started)")
+    sessions(settings)
+    click.echo(f"database: {load_settings().public_dict()['database_url']} (schema up to date)")
+
+
+@cli.command()
+def down() -> None:
+    """Stop the embedded Redis that bertq started (external servers are left alone)."""
+    from bertq.broker import stop_embedded_redis
+
+    settings = load_settings()
+    if not settings.uses_embedded_redis:
+        click.echo("BERTQ_BROKER_URL is set: bertq started no Redis, so it stops none")
+        return
+    click.echo("embedded redis stopped" if stop_embedded_redis(settings) else "embedded redis was not running")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply Alembic migrations (bertq also does this on first use)."""
+    from bertq.db.engine import current_revision, engine_for, upgrade
+
+    settings = load_settings()
+    upgrade(settings, revision)
+    click.echo(f"database at revision {current_revision(engine_for(settings.database_url))}")
+
+
+@cli.command()
+@click.option("--queues", "-Q", default="cpu", show_default=True, help="Comma-separated queues to consume (gpu, cpu).")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1, show_default=True, help="Jobs at once.")
+@click.option("--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True)
+@click.option("--name", default=None, help="Worker name (default bertq-<queues>-<pid>@<host>).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel: str) -> None:
+    """Start a Celery worker that runs bertq jobs (replaces this process)."""
+    from bertq.broker import broker_url
+    from bertq.db.engine import sessions
+
+    settings = load_settings()
+    broker_url(settings)  # start the embedded Redis before Celery tries to connect
+    sessions(settings)  # migrate once here, not in every child
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    node = name or f"bertq-{queues.replace(',', '-')}-{os.getpid()}@%h"
+    argv = [
+        sys.executable, "-m", "celery", "-A", "bertq.worker.celery_app:app", "worker",
+        "-Q", queues, "-c", str(concurrency), "--pool", pool, "-n", node, "-E", "--loglevel", loglevel,
+    ]
+    os.execv(sys.executable, argv)
+
+
+@cli.command()
+@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between rounds.")
+@click.option("--once", is_flag=True, help="Run one round and exit.")
+@click.option("--reconcile-every", type=float, default=30.0, show_default=True,
+              help="Seconds between scans of the broker for QUEUED jobs whose message is gone.")
+@click.option("--reconcile-older-than", type=float, default=60.0, show_default=True,
+              help="Only resend jobs queued at least this many seconds ago.")
+def beat(interval: float, once: bool, reconcile_every: float, reconcile_older_than: float) -> None:
+    """Periodic duties (run one per deployment): fire due schedules, requeue jobs whose worker was lost."""
+    import logging
+
+    from bertq.scheduler.beat import run_beat
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    click.echo(f"bertq beat: every {interval:g}s, schedules and leases; lost messages every {reconcile_every:g}s")
+    done = run_beat(load_settings(), interval=interval, reconcile_every=reconcile_every,
+                    reconcile_older_than=reconcile_older_than, once=once)
+    click.echo(done.describe())
+
+
+@cli.command("reconcile")
+@click.option("--older-than", type=float, default=60.0, show_default=True, help="Only jobs queued at least this many seconds ago.")
+def reconcile_command(older_than: float) -> None:
+    """Send again the QUEUED jobs whose message the broker lost (also done by `bertq beat`)."""
+    from bertq.scheduler.reaper import reconcile
+
+    resent = reconcile(load_settings(), older_than=older_than)
+    click.echo(f"sent again: {resent}" if resent else "every queued job has its message in the broker")
+
+
+@cli.command()
+@click.option("--task", default=None, help="Only evaluations of this task (sst2, conll2003, ...).")
+@click.option("--data", default=None, help="Only evaluations on this data file.")
+@click.option("--scenarios", "scenarios_file", type=click.Path(dir_okay=False), default=None, help="TOML file of [[scenario]] tables [bertq's defaults].")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "html", "json"]), default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to this file instead of the terminal.")
+def report(task: str | None, data: str | None, scenarios_file: str | None, fmt: str, out: str | None) -> None:
+    """Which model to deploy for which scenario, from the numbers evaluate jobs measured."""
+    from pathlib import Path
+
+    from bertq.db.engine import sessions
+    from bertq.report.candidates import load_candidates
+    from bertq.report.render import RENDERERS
+    from bertq.report.scenarios import decide, load_scenarios
+
+    scenarios = load_scenarios(Path(scenarios_file) if scenarios_file else None)
+    with sessions()() as session:
+        candidates = load_candidates(session, task=task, data=data)
+    if not candidates:
+        raise BertqError("no successful evaluate jobs to compare" + (f" for task {task}" if task else "")
+                         + "; run `bertq submit evaluate --model JOB_ID` first")
+    decisions = [decision for scenario in scenarios for decision in decide(scenario, candidates)]
+    text = RENDERERS[fmt](decisions, candidates)
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"report written to {out} ({len(decisions)} scenario decisions, {len(candidates)} candidates)")
+    else:
+        click.echo(text)
+
+
+@cli.command()
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=5555, show_default=True)
+@click.option("--unauthenticated", is_flag=True, help="No login (allowed only on 127.0.0.1).")
+def flower(address: str, port: int, unauthenticated: bool) -> None:
+    """Start Flower against the configured broker, behind basic auth (BERTQ_FLOWER_USER/PASSWORD)."""
+    from bertq.broker import broker_url
+
+    user = os.environ.get("BERTQ_FLOWER_USER")
+    password = os.environ.get("BERTQ_FLOWER_PASSWORD")
+    argv = [sys.executable, "-m", "celery", "-A", "bertq.worker.celery_app:app", "flower",
+            f"--address={address}", f"--port={port}"]
+    if user and password:
+        argv.append(f"--basic-auth={user}:{password}")
+    elif not unauthenticated:
+        raise BertqError(
+            "Flower would be open to anyone: set BERTQ_FLOWER_USER and BERTQ_FLOWER_PASSWORD "
+            "(or pass --unauthenticated to listen on 127.0.0.1 without a login)"
+        )
+    elif address not in ("127.0.0.1", "localhost", "::1"):
+        raise BertqError(f"--unauthenticated listens on 127.0.0.1 only, not {address}; set BERTQ_FLOWER_USER/PASSWORD to open it wider")
+    else:
+        os.environ["FLOWER_UNAUTHENTICATED_API"] = "true"  # loopback only, by the user's explicit choice
+    broker_url(load_settings())  # the embedded Redis must be up before Flower connects
+    os.execv(sys.executable, argv)
+
+
+@cli.command()
+@click.option("--epochs", type=float, default=2.0, show_default=True)
+def demo(epochs: float) -> None:
+    """Run the whole path once on this machine: Redis, a worker, a real fine-tune of `minilm`."""
+    from bertq.cli.demo import run_demo
+
+    sys.exit(run_demo(epochs=epochs, echo=click.echo))
+
+
+@cli.command()
+def models() -> None:
+    """List the model aliases; any hub id or local folder works too."""
+    from bertq.models import known_models
+
+    for alias, target, where in known_models():
+        click.echo(f"{alias:<12} {target}\n{'':<12} {where}")

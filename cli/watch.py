@@ -1,0 +1,180 @@
+"""`bertq jobs|show|wait|cancel|logs`: watching and steering jobs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from bertq.cli.group import BertqError, cli, emit_json, get_job
+from bertq.config import load_settings
+from bertq.jobkinds import JOB_KINDS
+
+# Watching
+
+
+JOB_SORTS = ("newest", "oldest", "priority", "status")
+"""`bertq jobs --sort` (db.jobs.JOB_SORTS maps each to columns)."""
+
+
+@cli.command()
+@click.option("--status", type=click.Choice(["WAITING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"], case_sensitive=False))
+@click.option("--kind", type=click.Choice(list(JOB_KINDS)), default=None, help="Only jobs of this kind.")
+@click.option("--sort", type=click.Choice(list(JOB_SORTS)), default="newest", show_default=True, help="Order of the list.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--orphans", "only_orphans", is_flag=True,
+              help="Only WAITING jobs that can never run (a job they wait for failed or was cancelled).")
+@click.option("--json", "as_json", is_flag=True)
+def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orphans: bool, as_json: bool) -> None:
+    """List jobs, newest first (or --sort oldest, priority, status)."""
+    from bertq.cli.render import age, job_view, main_metric, table
+    from bertq.db.engine import sessions
+    from bertq.db.jobs import latest_metrics, list_jobs, orphans
+    from bertq.jobkinds import model_of
+
+    with sessions()() as session:
+        stuck = orphans(session=session)
+    if only_orphans:
+        if as_json:
+            emit_json([{"id": job_id, "waits_for": blocker, "which": how} for job_id, blocker, how in stuck])
+        else:
+            click.echo("\n".join(f"job {j} waits for job {b}, which {how}" for j, b, how in stuck) or "no orphans")
+        return
+    for job_id, blocker, how in stuck:  # should never happen: every path to FAILED ends the dependants
+        click.echo(f"warning: job {job_id} waits for job {blocker}, which {how}; it can never run "
+                   f"(`bertq cancel {job_id}`)", err=True)
+
+    with sessions()() as session:
+        rows = list_jobs(session=session, status=status.upper() if status else None, kind=kind, sort=sort, limit=limit)
+        if as_json:
+            emit_json([{k: job_view(j)[k] for k in ("id", "kind", "status", "progress", "model", "metrics", "created_at")} for j in rows])
+            return
+        if not rows:
+            click.echo("no jobs yet; submit one with `bertq submit finetune ...`")
+            return
+        click.echo(
+            table(
+                [
+                    [str(j.id), j.kind, j.status, f"{j.progress * 100:.0f}%", model_of(j.kind, j.spec) or "-", age(j.created_at), main_metric(latest_metrics(j))]
+                    for j in rows
+                ],
+                ["ID", "KIND", "STATUS", "PROGRESS", "MODEL", "AGE", "MAIN METRIC"],
+            )
+        )
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+def show(job_id: int, as_json: bool) -> None:
+    """One job: status, progress, metrics, artifacts, error."""
+    from bertq.cli.render import job_view, progress_line
+    from bertq.db.engine import sessions
+
+    with sessions()() as session:
+        view = job_view(get_job(session, job_id))
+        line = progress_line(get_job(session, job_id))
+    if as_json:
+        emit_json(view)
+        return
+    click.echo(line)
+    click.echo(f"kind {view['kind']}, model {view['model']}, queue {view['queue']}, attempts {view['attempts']}/{view['max_attempts']}")
+    for key in ("created_at", "started_at", "finished_at"):
+        if view[key]:
+            click.echo(f"{key.replace('_at', ''):<9} {view[key]}")
+    if view["metrics"]:
+        click.echo("metrics:")
+        for name, value in view["metrics"].items():
+            click.echo(f"  {name:<28} {value:.6g}")
+    for artifact in view["artifacts"]:
+        click.echo(f"artifact {artifact['kind']}: {artifact['path']} ({artifact['size_bytes'] / 1e6:.1f} MB, sha256 {artifact['sha256'][:12]})")
+    if view["error"]:
+        click.echo(f"error: {view['error']}")
+
+
+def wait_for(job_id: int, *, timeout: float | None = None, quiet: bool = False) -> int:
+    from bertq.cli.render import progress_line
+    from bertq.db.engine import sessions
+    from bertq.db.models import FINISHED, JobStatus
+
+    factory = sessions()
+    deadline = time.monotonic() + timeout if timeout else None
+    interactive = sys.stderr.isatty()
+    last = ""
+    while True:
+        with factory() as session:
+            job = get_job(session, job_id)
+            line = progress_line(job)
+            status = JobStatus(job.status)
+            error = job.error
+        if not quiet and line != last:
+            click.echo(("\r" + line.ljust(len(last))) if interactive else line, err=True, nl=not interactive)
+            last = line
+        if status in FINISHED:
+            if interactive and not quiet:
+                click.echo("", err=True)
+            if error and not quiet:
+                click.echo(f"error: {error}", err=True)
+            return 0 if status == JobStatus.SUCCEEDED else 1
+        if deadline and time.monotonic() > deadline:
+            click.echo(f"timed out waiting for job {job_id} ({status})", err=True)
+            return 3
+        time.sleep(0.5)
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 3).")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def wait(job_id: int, timeout: float | None, quiet: bool) -> None:
+    """Wait for a job to end; exit 0 only if it SUCCEEDED."""
+    sys.exit(wait_for(job_id, timeout=timeout, quiet=quiet))
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+def cancel(job_id: int) -> None:
+    """Cancel a queued or running job (a running one stops at its next heartbeat)."""
+    from bertq.db.engine import sessions
+    from bertq.db.jobs import cancel as cancel_job
+
+    with sessions()() as session, session.begin():
+        job = get_job(session, job_id)
+        dependants = cancel_job(session=session, job_id=job_id)
+        if dependants is None:
+            raise BertqError(f"job {job_id} already ended ({job.status}); nothing to cancel")
+    click.echo(f"job {job_id} cancelled" + (f"; so were the jobs waiting for it: {dependants}" if dependants else ""))
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends.")
+def logs(job_id: int, follow: bool) -> None:
+    """Print a job's log."""
+    from bertq.db.engine import sessions
+    from bertq.db.models import JobStatus
+
+    settings = load_settings()
+    path = settings.artifacts / "jobs" / str(job_id) / "job.log"
+    factory = sessions(settings)
+    with factory() as session:
+        get_job(session, job_id)
+    position = 0
+    while True:
+        if path.exists():
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                handle.seek(position)
+                chunk = handle.read()
+                position = handle.tell()
+            click.echo(chunk, nl=False)
+        if not follow:
+            if not path.exists():
+                click.echo(f"job {job_id} has no log yet (it has not started)", err=True)
+            return
+        with factory() as session:
+            if JobStatus(get_job(session, job_id).status).finished:
+                return
+        time.sleep(0.5)
