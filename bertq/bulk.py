@@ -19,7 +19,8 @@ from bertq.errors import BertqError, SpecError
 from bertq.models import resolve_model
 from bertq.specs import PRECISIONS, _Spec
 from bertq.submission import PlannedJob
-from bertq.tasks import DEFAULT_TOKEN_BUDGET, head_family
+from bertq.families import head_family
+from bertq.tasks import DEFAULT_TOKEN_BUDGET
 
 INFER_TASKS = ("classify", "ner", "embed", "zero-shot", "qa")
 NEEDED_HEAD = {"classify": "classification", "ner": "ner", "qa": "qa", "zero-shot": "classification"}
@@ -154,7 +155,7 @@ def build_infer_spec(
         else:
             location = ref.location
             problems.extend(ref.loading_problems(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle))
-            carried = head_family(ref)
+            carried = getattr(head_family(ref), "name", None)
             needed = NEEDED_HEAD.get(task)
             if needed and carried != needed:
                 architectures = ", ".join(ref.config.get("architectures") or ["a bare encoder"])

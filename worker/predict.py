@@ -231,13 +231,13 @@ def cpu_has_fast_bf16() -> bool:
 def load_predictor(location: str, task: str, *, device: str, precision: str, **options: Any) -> Predictor:
     from transformers import AutoModel
 
-    from bertq.worker.families import model_class
+    from bertq.worker.families import worker_family
     from bertq.worker.loading import load_tokenizer, load_with
 
     head = TASK_HEADS[task]
     tokenizer = load_tokenizer(location, family=head or "classification")
     options_for_device = {"attn_implementation": CPU_ATTENTION} if device == "cpu" else {}
-    model = load_with(model_class(head) if head else AutoModel, location, **options_for_device)
+    model = load_with(worker_family(head).model_class() if head else AutoModel, location, **options_for_device)
     pooling = pooling_of(location)
     served = serve_model(model, task=task, precision=precision, device=device, pooling=pooling)
     options.setdefault("batch_size_cap", 2048 if device == "cuda" else 128)
