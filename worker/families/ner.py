@@ -35,7 +35,8 @@ class Ner(WorkerFamily):
         label2id = {t: i for i, t in enumerate(labels or [])}
         return ner.tokenize_and_align(examples, tokenizer, label2id, max_length=spec.max_length)
 
-    def eval_set(self, examples: list[conll.NerExample], tokenizer: Any, spec: Any, labels: list[str] | None) -> EvalSet:
+    def eval_set(self, examples: list[conll.NerExample], tokenizer: Any, spec: Any,
+                 labels: list[str] | None) -> EvalSet:
         labels = labels or []
         label2id = {t: i for i, t in enumerate(labels)}
         id2label = dict(enumerate(labels))
