@@ -61,8 +61,9 @@ def _weights_options() -> dict[str, Any]:
     return {"use_safetensors": None if policy.allow_pickle else True, "trust_remote_code": policy.trust_remote_code}
 
 
-def load_tokenizer(location: str, *, family: str = "classification") -> Any:
-    """The model's tokenizer, set up for how the family gives it text (`family` is a spec's family name)."""
+def load_tokenizer(location: str, *, family: str | None = None) -> Any:
+    """The model's tokenizer, set up for how the family (a spec's family name) gives it text; without a
+    family, for plain texts."""
     from transformers import AutoConfig, AutoTokenizer
 
     from bertq.worker.families import worker_family
@@ -70,7 +71,8 @@ def load_tokenizer(location: str, *, family: str = "classification") -> Any:
     check_loadable(location)
     trust = _policy_now().trust_remote_code
     options: dict[str, Any] = {}
-    if worker_family(family).words_given and AutoConfig.from_pretrained(location, trust_remote_code=trust).model_type in _BYTE_LEVEL_MODELS:
+    words_given = family is not None and worker_family(family).words_given
+    if words_given and AutoConfig.from_pretrained(location, trust_remote_code=trust).model_type in _BYTE_LEVEL_MODELS:
         options["add_prefix_space"] = True
     return AutoTokenizer.from_pretrained(location, trust_remote_code=trust, **options)
 

@@ -235,7 +235,7 @@ def load_predictor(location: str, task: str, *, device: str, precision: str, **o
     from bertq.worker.loading import load_tokenizer, load_with
 
     head = get_infer_task(task).head
-    tokenizer = load_tokenizer(location, family=head.name if head else "classification")
+    tokenizer = load_tokenizer(location, family=head.name if head else None)
     options_for_device = {"attn_implementation": CPU_ATTENTION} if device == "cpu" else {}
     model = load_with(worker_family(head.name).model_class() if head else AutoModel, location, **options_for_device)
     pooling = pooling_of(location)
