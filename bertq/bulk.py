@@ -17,12 +17,12 @@ from typing import Any
 from bertq import sharding
 from bertq.errors import BertqError, SpecError
 from bertq.models import resolve_model
-from bertq.specs import PRECISIONS, _Spec, path_field
+from bertq.families import head_family
+from bertq.infer_tasks import INFER_TASKS
 from bertq.plan import PlannedJob
-from bertq.tasks import DEFAULT_TOKEN_BUDGET, head_family
+from bertq.specs import PRECISIONS, _Spec, path_field
+from bertq.tasks import DEFAULT_TOKEN_BUDGET
 
-INFER_TASKS = ("classify", "ner", "embed", "zero-shot", "qa")
-NEEDED_HEAD = {"classify": "classification", "ner": "ner", "qa": "qa", "zero-shot": "classification"}
 FORMATS = ("jsonl", "parquet")
 MARKER = ".bertq-job"
 """Written into an output folder at submit: the folder belongs to that job from then on."""
@@ -114,6 +114,7 @@ def build_infer_spec(
     problems: list[str] = []
     if task not in INFER_TASKS:
         raise SpecError([f"unknown --task {task!r}; choose one of {', '.join(INFER_TASKS)}"])
+    infer_task = INFER_TASKS[task]
     if format not in FORMATS:
         problems.append(f"--format {format!r}: choose jsonl or parquet")
     if precision not in ("auto", *PRECISIONS):
@@ -134,10 +135,10 @@ def build_infer_spec(
         except ValueError:
             problems.append(f"--shards {shards!r}: give a positive number or auto")
     label_list = [label.strip() for label in (labels or "").split(",") if label.strip()] or None
-    if task == "zero-shot" and not label_list:
-        problems.append("zero-shot needs --labels a,b,c: the candidate labels to rank")
-    if task == "qa" and not question:
-        problems.append("qa needs --question: the question asked of every text")
+    if infer_task.ranks_labels and not label_list:
+        problems.append(f"{task} needs --labels a,b,c: the candidate labels to rank")
+    if infer_task.asks_question and not question:
+        problems.append(f"{task} needs --question: the question asked of every text")
 
     # The model: a finished job's checkpoint, or a folder / alias / hub id with the right head.
     location: str | None = None
@@ -159,11 +160,11 @@ def build_infer_spec(
             location = ref.location
             problems.extend(ref.loading_problems(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle))
             carried = head_family(ref)
-            needed = NEEDED_HEAD.get(task)
-            if needed and carried != needed:
+            needed = infer_task.head
+            if needed is not None and carried is not needed:
                 architectures = ", ".join(ref.config.get("architectures") or ["a bare encoder"])
-                problems.append(f"--model {model!r} has no trained {needed} head ({architectures}); --task {task} needs one")
-            if task == "zero-shot" and carried == "classification":
+                problems.append(f"--model {model!r} has no trained {needed.name} head ({architectures}); --task {task} needs one")
+            if infer_task.ranks_labels and carried is needed:
                 names = [str(v).lower() for v in (ref.config.get("id2label") or {}).values()]
                 if not any(n.startswith("entail") for n in names):
                     problems.append(f"--model {model!r} is not an NLI model (labels {names}); zero-shot needs an 'entailment' label")

@@ -16,11 +16,9 @@ from typing import Any
 from bertq import datafiles
 from bertq.errors import BertqError, SpecError
 from bertq.models import ModelRef, resolve_model
-from bertq.specs import EvaluateSpec, FinetuneSpec, _Spec, build_finetune_spec, path_field
+from bertq.families import PRESETS, head_family
 from bertq.plan import PlannedJob
-from bertq.tasks import TASKS, head_family
-
-SUPPORTED_FAMILIES = ("classification",)
+from bertq.specs import EvaluateSpec, FinetuneSpec, _Spec, build_finetune_spec, path_field
 
 
 @dataclass(frozen=True)
@@ -142,11 +140,12 @@ def build_distill_spec(
     task = task or (trained or {}).get("task")
     if task is None:
         raise SpecError([*problems, "--task is missing (sst2 or classification)"])
-    if task not in TASKS:
+    if task not in PRESETS:
         raise SpecError([*problems, f"unknown task {task!r}; distill supports: sst2, classification"])
-    if TASKS[task].family not in SUPPORTED_FAMILIES:
+    family = PRESETS[task].family
+    if not family.distillable:
         raise SpecError([*problems,
-            f"distill supports classification tasks (sst2, classification) only; {task} ({TASKS[task].family}) is not "
+            f"distill supports classification tasks (sst2, classification) only; {task} ({family.name}) is not "
             "supported yet: fine-tune a smaller model on it directly"
         ])
     if not 0 <= alpha <= 1:
@@ -168,7 +167,7 @@ def build_distill_spec(
         try:
             ref = resolve_model(teacher)
             teacher_config = ref.config
-            if head_family(ref) == "classification":
+            if head_family(ref) is family:
                 teacher_location = ref.location  # already fine-tuned: used as it is
                 teacher_labels = _folder_labels(ref)
         except BertqError as error:
@@ -213,7 +212,8 @@ def build_distill_spec(
             ref = resolve_model(student)
             student_location = ref.location
             problems.extend(f"--student: {p}" for p in ref.loading_problems(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle))
-            if head_family(ref) == "classification" and labels is not None:
+            carried = head_family(ref)
+            if carried is family and labels is not None:
                 names = _folder_labels(ref)
                 if len(names) != len(labels):
                     problems.append(
@@ -222,8 +222,8 @@ def build_distill_spec(
                     )
                 elif not _generic(names) and set(names) != set(labels) and set(names) != set(data_spec.label_names if data_spec else []):
                     problems.append(f"--student {student!r} predicts {names}, the teacher {labels}: the label sets differ")
-            elif head_family(ref) not in (None, "classification"):
-                problems.append(f"--student {student!r} has a {head_family(ref)} head; give a bare encoder or a classifier")
+            elif carried is not None and carried is not family:
+                problems.append(f"--student {student!r} has a {carried.name} head; give a bare encoder or a classifier")
         except BertqError as error:
             problems.append(f"--student: {error}")
 

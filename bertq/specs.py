@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from bertq import conll, datafiles, squad
+from bertq import datafiles
 from bertq.errors import BertqError, SpecError
 from bertq.hub import HubNotFound, HubUnreachable, fetch_json
 from bertq.models import ModelRef, resolve_model
-from bertq.tasks import TASKS, Task, head_problem
+from bertq.families import PRESETS, DataCheck, Family, Preset, head_problem
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEVICES = ("cpu", "cuda")
@@ -161,7 +161,7 @@ def _check_numbers(problems: list[str], **values: float | int | None) -> None:
             problems.append(f"{rules[name][1]} (got {value})")
 
 
-def _resolve(model: str, task: Task, max_length: int, problems: list[str], *, need_trained_head: bool,
+def _resolve(model: str, task: Preset, max_length: int, problems: list[str], *, need_trained_head: bool,
              trust_remote_code: bool = False, allow_pickle: bool = False) -> ModelRef | None:
     try:
         ref = resolve_model(model)
@@ -179,92 +179,56 @@ def _resolve(model: str, task: Task, max_length: int, problems: list[str], *, ne
     return ref
 
 
-def _task(name: str) -> Task:
-    if name not in TASKS:
-        raise SpecError([f"unknown task {name!r}; choose one of: {', '.join(TASKS)}"])
-    return TASKS[name]
+def _task(name: str) -> Preset:
+    if name not in PRESETS:
+        raise SpecError([f"unknown task {name!r}; choose one of: {', '.join(PRESETS)}"])
+    return PRESETS[name]
 
 
-def _check_split(split_by: str | None, eval_fraction: float | None, problems: list[str], family: str) -> None:
+def _check_split(split_by: str | None, eval_fraction: float | None, problems: list[str], family: Family) -> None:
     if split_by is None:
         if eval_fraction is not None:
             problems.append("--eval-fraction needs --split-by (e.g. --split-by article)")
         return
     if split_by not in SPLITS:
         problems.append(f"--split-by {split_by!r}: the only split is 'article'")
-    if family != "qa":
+    if not family.article_split:
         problems.append("--split-by article applies to qa data (SQuAD articles); give --eval for other tasks")
     if eval_fraction is None or not 0 < eval_fraction < 1:
         problems.append(f"--eval-fraction must be between 0 and 1 with --split-by (got {eval_fraction})")
 
 
-@dataclass
-class _DataCheck:
-    path: str
-    labels: list[str] | None = None
-    classification: datafiles.LabelledData | None = None
-    ner: list[conll.NerExample] | None = None
-
-
 def _check_data(
-    name: str, option: str, task: Task, problems: list[str], *, text_column: str | None, label_column: str
-) -> tuple[_DataCheck | None, str | None]:
+    name: str, option: str, task: Preset, problems: list[str], *, text_column: str | None, label_column: str
+) -> tuple[DataCheck | None, str | None]:
     """Read and check one data file for the task; returns it and the text column it uses."""
-    if task.family == "classification" and datafiles.is_hub_dataset(name):
-        return _DataCheck(path=_check_hub_dataset(name, option, problems)), text_column
+    family = task.family
+    if family.hub_data and datafiles.is_hub_dataset(name):
+        return DataCheck(path=_check_hub_dataset(name, option, problems)), text_column
     path = Path(name).expanduser()
     if not path.is_file():
-        kinds = {"classification": "TSV, CSV or JSONL file (or hub:NAME:SPLIT)", "ner": "CoNLL column file or JSONL",
-                 "qa": "SQuAD JSON or JSONL file"}
-        problems.append(f"{option}: no file {name!r}; give a {kinds[task.family]}")
+        problems.append(f"{option}: no file {name!r}; give a {family.data_kinds}")
         return None, text_column
-    check = _DataCheck(path=str(path.resolve()))
-    try:
-        if task.family == "classification":
-            if text_column is None:
-                columns = datafiles.columns_of(path)
-                text_column = datafiles.guess_text_column(columns)
-                if text_column is None:
-                    problems.append(
-                        f"{option} {name}: cannot tell which column holds the text (columns: "
-                        f"{', '.join(columns) or 'none'}); name it with --text-column"
-                    )
-                    return None, None
-            check.classification = datafiles.read_labelled(path, text_column, label_column)
-        elif task.family == "ner":
-            check.ner = conll.read_ner(path)
-        else:
-            squad.read_squad(path)
-    except datafiles.DataFileError as error:
-        problems.append(f"{option}: {error}")
+    data, text_column = family.check_data(path, name=name, option=option, problems=problems,
+                                          text_column=text_column, label_column=label_column)
+    if data is None:
         return None, text_column
-    return check, text_column
+    return DataCheck(path=str(path.resolve()), data=data), text_column
 
 
-def _labels_from(train: _DataCheck, task: Task, problems: list[str]) -> list[str] | None:
+def _labels_from(train: DataCheck, task: Preset, problems: list[str]) -> list[str] | None:
+    if train.data is None:
+        return None  # hub data: the worker reads the labels
     try:
-        if train.classification is not None:
-            return datafiles.check_label_set(Path(train.path), train.classification.labels)
-        if train.ner is not None:
-            return conll.label_list(train.ner)
+        return task.family.labels_from(Path(train.path), train.data)
     except datafiles.DataFileError as error:
         problems.append(f"--train: {error}")
     return None
 
 
-def _check_eval_labels(evaluation: _DataCheck, labels: list[str], option: str, problems: list[str]) -> None:
-    if evaluation.classification is not None:
-        unseen = sorted(set(evaluation.classification.labels) - set(labels), key=datafiles.label_sort_key)
-        if unseen:
-            problems.append(
-                f"{option}: labels {', '.join(map(repr, unseen[:5]))} never occur in the training data "
-                f"({', '.join(map(repr, labels[:10]))}); the model cannot predict them"
-            )
-    if evaluation.ner is not None:
-        try:
-            conll.check_tags(evaluation.ner, labels, Path(evaluation.path))
-        except datafiles.DataFileError as error:
-            problems.append(f"{option}: {error}")
+def _check_eval_labels(evaluation: DataCheck, task: Preset, labels: list[str], option: str, problems: list[str]) -> None:
+    if evaluation.data is not None:
+        task.family.check_eval_labels(Path(evaluation.path), evaluation.data, labels, option, problems)
 
 
 def build_finetune_spec(
@@ -290,9 +254,9 @@ def build_finetune_spec(
 ) -> FinetuneSpec:
     preset = _task(task)
     problems: list[str] = []
-    max_length = max_length or preset.max_length or 128
+    max_length = max_length or preset.max_length
     _check_numbers(problems, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, stride=stride)
-    if preset.family == "qa" and stride >= max_length:
+    if preset.family.windows and stride >= max_length:
         problems.append(f"--stride {stride} must be smaller than --max-length {max_length}")
     _check_split(split_by, eval_fraction, problems, preset.family)
     if eval is None and split_by is None:
@@ -306,15 +270,15 @@ def build_finetune_spec(
     eval_check = train_check
     if eval is not None and (split_by is None or Path(eval).expanduser().resolve() != Path(train).expanduser().resolve()):
         eval_check, text_column = _check_data(eval, "--eval", preset, problems, text_column=text_column, label_column=label_column)
-    if split_by and train_check is not None and preset.family == "qa":
+    if split_by and train_check is not None and preset.family.article_split:
         try:
-            squad.split_by_article(squad.read_squad(Path(train_check.path)), eval_fraction=eval_fraction or 0.2, seed=seed)
+            preset.family.check_split(train_check.data, eval_fraction=eval_fraction or 0.2, seed=seed)
         except ValueError as error:
             problems.append(f"--split-by article: {error}")
 
     labels = _labels_from(train_check, preset, problems) if train_check else None
     if labels and eval_check is not None and eval_check is not train_check:
-        _check_eval_labels(eval_check, labels, "--eval", problems)
+        _check_eval_labels(eval_check, preset, labels, "--eval", problems)
 
     if problems:
         raise SpecError(problems)
@@ -325,7 +289,7 @@ def build_finetune_spec(
         model=model,
         model_location=ref.location,
         task=task,
-        family=preset.family,
+        family=preset.family.name,
         train=train_check.path,
         eval=eval_check.path,
         text_column=text_column or "text",
@@ -371,11 +335,11 @@ def build_evaluate_spec(
     trained: dict[str, Any] = (source_job or {}).get("spec") or {}
     task = task or trained.get("task")
     if task is None:
-        raise SpecError(["--task is missing (classification, sst2, ner, conll2003, qa, squad)"])
+        raise SpecError([f"--task is missing ({', '.join(PRESETS)})"])
     preset = _task(task)
-    if trained and TASKS.get(trained.get("task", ""), preset).family != preset.family:
+    if trained and PRESETS.get(trained.get("task", ""), preset).family is not preset.family:
         problems.append(f"job {source_job['id']} trained a {trained.get('family')} model; it cannot be evaluated as {task}")
-    max_length = max_length or trained.get("max_length") or preset.max_length or 128
+    max_length = max_length or trained.get("max_length") or preset.max_length
     _check_numbers(problems, batch_size=batch_size, max_length=max_length, latency_samples=latency_samples)
     if precision not in PRECISIONS:
         problems.append(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -415,7 +379,7 @@ def build_evaluate_spec(
         checked, text_column = _check_data(data, "--data", preset, problems, text_column=text_column, label_column=label_column)
     labels = trained.get("labels")
     if checked is not None and labels:
-        _check_eval_labels(checked, labels, "--data", problems)
+        _check_eval_labels(checked, preset, labels, "--data", problems)
 
     if problems:
         raise SpecError(problems)
@@ -425,7 +389,7 @@ def build_evaluate_spec(
         model_location=location,
         model_job_id=job_id,
         task=task,
-        family=preset.family,
+        family=preset.family.name,
         data=checked.path,
         text_column=text_column or "text",
         label_column=label_column,

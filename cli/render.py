@@ -7,9 +7,11 @@ from typing import Any
 
 from bertq.db.jobs import latest_metrics
 from bertq.db.models import Job, utcnow
+from bertq.families import FAMILIES
 from bertq.jobkinds import model_of
 
-MAIN_METRICS = ("eval_accuracy", "accuracy", "eval_entity_f1", "entity_f1", "eval_f1", "f1")
+MAIN_METRICS = tuple(name for family in FAMILIES.values() for name in (f"eval_{family.main_metric}", family.main_metric))
+"""The MAIN METRIC column: each family's metric, as a fine-tune (eval_) or an evaluate job records it."""
 
 
 def _time(value: datetime | None) -> str | None:

@@ -13,6 +13,7 @@ from bertq.cli.group import BertqError, cli, emit_json, get_job
 from bertq.config import load_settings
 from bertq.cli.watch import wait_for
 from bertq.jobkinds import JOB_KINDS
+from bertq.infer_tasks import INFER_TASKS
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 
 # Submitting
@@ -223,7 +224,7 @@ def submit_distill(
 
 @submit.command("infer")
 @click.option("--model", required=True, help="A fine-tune/student job id, or an alias, hub id or folder (with a trained head, except for embed).")
-@click.option("--task", required=True, type=click.Choice(["classify", "ner", "embed", "zero-shot", "qa"]))
+@click.option("--task", required=True, type=click.Choice(list(INFER_TASKS)))
 @click.option("--input", "inputs", required=True, multiple=True, help="Text (one record per line), JSONL, CSV/TSV or Parquet; files or globs; repeatable.")
 @click.option("--output", required=True, help="Output folder; {date} becomes the run's date (nightly runs never overwrite each other).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 from bertq.db.jobs import latest_metrics
 from bertq.db.models import Job, JobStatus
 from bertq.report.scenarios import Candidate
-from bertq.tasks import MAIN_METRIC, TASKS
+from bertq.families import PRESETS
 
 DEPLOYMENT_METRICS = ("params", "size_mb", "peak_memory_mb", "latency_p50_ms", "latency_p95_ms", "throughput_per_s")
 
@@ -49,8 +49,8 @@ def load_candidates(session: Session, *, task: str | None = None, data: str | No
         if data and spec.get("data") != data and not str(spec.get("data", "")).endswith(data):
             continue
         metrics = latest_metrics(job)
-        family = TASKS[spec["task"]].family if spec.get("task") in TASKS else None
-        main = MAIN_METRIC.get(family or "", "")
+        preset = PRESETS.get(spec.get("task") or "")
+        main = preset.family.main_metric if preset else ""
         if main in metrics:
             metrics["task_metric"] = metrics[main]
         name, lineage = _model_name(session, spec)

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bertq.infer_tasks import get_infer_task
+
 log = logging.getLogger("bertq.inference")
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -187,23 +189,10 @@ def _per_token(name: str, array: np.ndarray) -> bool:
 ENCODER_LAYERS = {"BertLayer", "ErnieLayer", "RobertaLayer", "XLMRobertaLayer", "CamembertLayer", "ElectraLayer"}
 """Encoder layers of the BERT layout (self-attention, then feed-forward, each with a residual and a
 post-LayerNorm) that `serve_encoder` knows how to run faster."""
-FIRST_TOKEN_READERS = {
-    "classify": {"BertForSequenceClassification", "ErnieForSequenceClassification", "RobertaForSequenceClassification",
-                 "XLMRobertaForSequenceClassification", "CamembertForSequenceClassification",
-                 "ElectraForSequenceClassification"},
-    "embed": {"BertModel", "ErnieModel", "RobertaModel", "XLMRobertaModel", "CamembertModel", "ElectraModel"},
-}
-"""Models whose output reads only the first token's final hidden state: classifiers whose head is the
-[CLS] (<s>) pooler or takes `features[:, 0]`, and encoders whose embedding is CLS-pooled."""
-
-
 def reads_first_token_only(model: Any, *, task: str, pooling: str = "mean") -> bool:
     """Whether the task reads only the first token's final state: a [CLS] classifier, zero-shot's NLI
-    classifier, a CLS-pooled embedding."""
-    family = "embed" if task == "embed" else "classify" if task in ("classify", "zero-shot") else None
-    if family is None or (task == "embed" and pooling != "cls"):
-        return False
-    return type(model).__name__ in FIRST_TOKEN_READERS[family]
+    classifier, a CLS-pooled embedding (which models do is listed per task in `bertq.infer_tasks`)."""
+    return get_infer_task(task).reads_first_token_only(type(model).__name__, pooling=pooling)
 
 
 def serve_encoder(model: Any, *, task: str, pooling: str = "mean") -> int:

@@ -61,13 +61,18 @@ def _weights_options() -> dict[str, Any]:
     return {"use_safetensors": None if policy.allow_pickle else True, "trust_remote_code": policy.trust_remote_code}
 
 
-def load_tokenizer(location: str, *, family: str = "classification") -> Any:
+def load_tokenizer(location: str, *, family: str | None = None) -> Any:
+    """The model's tokenizer, set up for how the family (a spec's family name) gives it text; without a
+    family, for plain texts."""
     from transformers import AutoConfig, AutoTokenizer
+
+    from bertq.worker.families import worker_family
 
     check_loadable(location)
     trust = _policy_now().trust_remote_code
     options: dict[str, Any] = {}
-    if family == "ner" and AutoConfig.from_pretrained(location, trust_remote_code=trust).model_type in _BYTE_LEVEL_MODELS:
+    words_given = family is not None and worker_family(family).words_given
+    if words_given and AutoConfig.from_pretrained(location, trust_remote_code=trust).model_type in _BYTE_LEVEL_MODELS:
         options["add_prefix_space"] = True
     return AutoTokenizer.from_pretrained(location, trust_remote_code=trust, **options)
 
@@ -75,7 +80,7 @@ def load_tokenizer(location: str, *, family: str = "classification") -> Any:
 def load_for_training(location: str, family: str, label_names: list[str] | None) -> Any:
     """A model with the family's head; a new head is initialised when the checkpoint has none (or
     one of another size), as when fine-tuning a pretrained encoder."""
-    from bertq.worker.families import model_class
+    from bertq.worker.families import worker_family
 
     options: dict[str, Any] = {}
     if label_names is not None:
@@ -85,14 +90,14 @@ def load_for_training(location: str, family: str, label_names: list[str] | None)
             label2id={name: i for i, name in enumerate(label_names)},
             ignore_mismatched_sizes=True,
         )
-    return load_with(model_class(family), location, **options)
+    return load_with(worker_family(family).model_class(), location, **options)
 
 
 def load_trained(location: str, family: str) -> Any:
     """A fine-tuned model whose head is used as it is (the submit checked that it has one)."""
-    from bertq.worker.families import model_class
+    from bertq.worker.families import worker_family
 
-    return load_with(model_class(family), location)
+    return load_with(worker_family(family).model_class(), location)
 
 
 def load_with(auto_class: Any, location: str, **options: Any) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bertq.infer_tasks import get_infer_task
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 from bertq.worker.inference import prepare_model, run_batches, serve_encoder
 
@@ -29,7 +30,6 @@ comments each (the machine's speed drifts run to run, single runs misled an earl
 with the first-token last layer: fp32 median 752 sdpa vs 712/s eager, 789 vs 755/s in a second
 session; bf16 1687 vs 1574/s. The serving layers (`serve_encoder`) run sdpa whatever this says; it
 still picks the kernels of the models they do not cover."""
-TASK_HEADS = {"classify": "classification", "ner": "ner", "qa": "qa", "zero-shot": "classification", "embed": None}
 
 
 @dataclass
@@ -231,13 +231,13 @@ def cpu_has_fast_bf16() -> bool:
 def load_predictor(location: str, task: str, *, device: str, precision: str, **options: Any) -> Predictor:
     from transformers import AutoModel
 
-    from bertq.worker.families import model_class
+    from bertq.worker.families import worker_family
     from bertq.worker.loading import load_tokenizer, load_with
 
-    head = TASK_HEADS[task]
-    tokenizer = load_tokenizer(location, family=head or "classification")
+    head = get_infer_task(task).head
+    tokenizer = load_tokenizer(location, family=head.name if head else None)
     options_for_device = {"attn_implementation": CPU_ATTENTION} if device == "cpu" else {}
-    model = load_with(model_class(head) if head else AutoModel, location, **options_for_device)
+    model = load_with(worker_family(head.name).model_class() if head else AutoModel, location, **options_for_device)
     pooling = pooling_of(location)
     served = serve_model(model, task=task, precision=precision, device=device, pooling=pooling)
     options.setdefault("batch_size_cap", 2048 if device == "cuda" else 128)
@@ -263,13 +263,14 @@ def agreement(task: str, reference: list[dict[str, Any]], candidate: list[dict[s
     """How often a lower precision gives the same answer as fp32 (embeddings: the lowest cosine)."""
     if not reference:
         return 1.0
-    if task == "embed":
+    infer_task = get_infer_task(task)
+    key = infer_task.result_key
+    if infer_task.vectors:
         cosines = []
         for a, b in zip(reference, candidate):
-            x, y = np.array(a["embedding"]), np.array(b["embedding"])
+            x, y = np.array(a[key]), np.array(b[key])
             cosines.append(float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12)))
         return min(cosines)
-    key = {"classify": "label", "ner": "entities", "zero-shot": "labels", "qa": "answer"}[task]
 
     def answer(result: dict[str, Any]) -> Any:
         value = result[key]

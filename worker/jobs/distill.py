@@ -19,8 +19,8 @@ from transformers import set_seed
 from bertq import datafiles
 from bertq.distillation import DistillSpec
 from bertq.errors import BertqError
-from bertq.tasks import MAIN_METRIC
-from bertq.worker import families
+from bertq.families import get_family
+from bertq.worker.families import worker_family
 from bertq.worker.inference import run_model
 from bertq.worker.kd import IGNORE_INDEX, distillation_loss
 from bertq.worker.loading import best_device, load_for_training, load_tokenizer, load_trained
@@ -78,7 +78,7 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
         unique = list(dict.fromkeys(texts))
         device = best_device()
         tokenizer = load_tokenizer(teacher_folder)  # the teacher's own tokenizer and vocabulary
-        model = load_trained(teacher_folder, "classification").to(device)
+        model = load_trained(teacher_folder, spec.family).to(device)
         model.eval()
         ctx.progress(0.05, force=True, phase=f"teacher pass over {len(unique)} texts")
         features = {k: list(v) for k, v in tokenizer(unique, truncation=True, max_length=spec.max_length).items()}
@@ -129,12 +129,12 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     if spec.student == "teacher":
         teacher_folder = _teacher_folder(spec, ctx)
         tokenizer = load_tokenizer(teacher_folder)
-        model = cut_from_teacher(load_trained(teacher_folder, "classification"), spec.student_layers or [])
+        model = cut_from_teacher(load_trained(teacher_folder, spec.family), spec.student_layers or [])
         ctx.log.info("student: layers %s of the teacher %s", spec.student_layers, teacher_folder)
     else:
         assert spec.student_location is not None
         tokenizer = load_tokenizer(spec.student_location)
-        model = load_for_training(spec.student_location, "classification", spec.label_names)
+        model = load_for_training(spec.student_location, spec.family, spec.label_names)
         ctx.log.info("student: %s with its own tokenizer", spec.student_location)
 
     gold = load_labelled(spec.train, spec.text_column, spec.label_column)
@@ -153,18 +153,19 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     train_set = Dataset.from_dict(columns)
     ctx.log.info("%d training texts (%d with gold labels); alpha %s, T %s", len(texts), len(gold.texts), spec.alpha, spec.temperature)
 
-    eval_examples = families.read_examples("classification", spec.eval, spec=spec, side="eval")
-    evaluation = families.eval_set("classification", eval_examples, tokenizer, spec, spec.labels)
+    family = worker_family(spec.family)
+    eval_examples = family.read_examples(spec.eval, spec=spec, side="eval")
+    evaluation = family.eval_set(eval_examples, tokenizer, spec, spec.labels)
 
     score = scorer_for(evaluation, tokenizer, device)
 
     output_dir = attempt_dir(ctx)
     callback = JobCallback(ctx)
-    arguments = training_arguments(output_dir=output_dir, spec=spec, metric_for_best=MAIN_METRIC["classification"],
+    arguments = training_arguments(output_dir=output_dir, spec=spec, metric_for_best=family.family.main_metric,
                                    device=device, keep_columns=bool(distilling))
     common: dict[str, Any] = dict(
         model=model, args=arguments, train_dataset=train_set, eval_dataset=evaluation, processing_class=tokenizer,
-        data_collator=families.data_collator("classification", tokenizer), callbacks=[callback], scorer=score,
+        data_collator=family.data_collator(tokenizer), callbacks=[callback], scorer=score,
     )
     trainer = (
         DistillationTrainer(**common, temperature=spec.temperature, alpha=spec.alpha) if distilling else ScoringTrainer(**common)
@@ -178,7 +179,7 @@ def run_distill(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     spec = DistillSpec.from_dict(spec_values)
     if spec.teacher_eval_job_id is None or spec.student_eval_job_id is None:
         raise BertqError("a distill pipeline row needs its evaluate steps' ids (set when the pipeline is planned)")
-    main = MAIN_METRIC["classification"]
+    main = get_family(spec.family).main_metric
     teacher = ctx.metrics_of(spec.teacher_eval_job_id)
     student = ctx.metrics_of(spec.student_eval_job_id)
     summary = {

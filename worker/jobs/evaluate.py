@@ -20,7 +20,7 @@ import transformers
 
 from bertq.errors import BertqError
 from bertq.specs import EvaluateSpec
-from bertq.worker import families
+from bertq.worker.families import latency_sample, worker_family
 from bertq.worker.inference import prepare_model, run_model
 from bertq.worker.loading import device_name, load_tokenizer, load_trained, set_policy
 from bertq.worker.runner import JobContext
@@ -59,9 +59,10 @@ def measure(spec: EvaluateSpec) -> dict[str, Any]:
     assert location is not None
     tokenizer = load_tokenizer(location, family=spec.family)
     model = load_trained(location, spec.family)
-    labels = spec.labels or families.trained_labels(location, model.config, spec.family)
-    examples = families.read_examples(spec.family, spec.data, spec=spec, side="eval")
-    evaluation = families.eval_set(spec.family, examples, tokenizer, spec, labels)
+    family = worker_family(spec.family)
+    labels = spec.labels or family.trained_labels(location, model.config)
+    examples = family.read_examples(spec.data, spec=spec, side="eval")
+    evaluation = family.eval_set(examples, tokenizer, spec, labels)
     params = sum(p.numel() for p in model.parameters())
     served = prepare_model(model, precision=spec.precision, device=spec.device)
     pad_id = tokenizer.pad_token_id or 0
@@ -82,7 +83,7 @@ def measure(spec: EvaluateSpec) -> dict[str, Any]:
     task_metrics = evaluation.score(outputs)
 
     # Latency: one request at a time, tokenisation included, over a seeded sample of real inputs.
-    sample = families.latency_sample(evaluation.num_examples, spec.latency_samples, spec.seed)
+    sample = latency_sample(evaluation.num_examples, spec.latency_samples, spec.seed)
     for index in sample[:WARMUP_CALLS]:  # warm-up calls are not timed
         run(evaluation.example_features(index), 64)
     timings = []

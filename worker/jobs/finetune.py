@@ -11,8 +11,7 @@ from typing import Any
 from transformers import set_seed
 
 from bertq.specs import FinetuneSpec
-from bertq.tasks import MAIN_METRIC
-from bertq.worker import families
+from bertq.worker.families import worker_family
 from bertq.worker.loading import best_device, load_for_training, load_tokenizer
 from bertq.worker.runner import JobContext
 from bertq.worker.training import JobCallback, ScoringTrainer, attempt_dir, scorer_for, train_and_save, training_arguments
@@ -20,21 +19,21 @@ from bertq.worker.training import JobCallback, ScoringTrainer, attempt_dir, scor
 
 def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     spec = FinetuneSpec.from_dict(spec_values)
-    family = spec.family
+    family = worker_family(spec.family)
     device = best_device()
     set_seed(spec.seed)
     ctx.log.info("fine-tune %s for %s on %s, device %s", spec.model, spec.task, spec.train, device)
 
     # Data: read with the same code that validated it at submit time.
-    train_examples = families.read_examples(family, spec.train, spec=spec, side="train")
-    eval_examples = families.read_examples(family, spec.eval, spec=spec, side="eval")
-    labels = families.labels_for(family, train_examples, spec.labels)
+    train_examples = family.read_examples(spec.train, spec=spec, side="train")
+    eval_examples = family.read_examples(spec.eval, spec=spec, side="eval")
+    labels = family.labels_for(train_examples, spec.labels)
     label_names = spec.label_names or labels
 
-    tokenizer = load_tokenizer(spec.model_location, family=family)
-    model = load_for_training(spec.model_location, family, label_names)
-    train_set = families.train_dataset(family, train_examples, tokenizer, spec, labels)
-    evaluation = families.eval_set(family, eval_examples, tokenizer, spec, labels)
+    tokenizer = load_tokenizer(spec.model_location, family=spec.family)
+    model = load_for_training(spec.model_location, spec.family, label_names)
+    train_set = family.train_dataset(train_examples, tokenizer, spec, labels)
+    evaluation = family.eval_set(eval_examples, tokenizer, spec, labels)
     ctx.log.info("%d training inputs from %d examples; %d evaluation examples", len(train_set), len(train_examples), evaluation.num_examples)
 
     score = scorer_for(evaluation, tokenizer, device)
@@ -43,11 +42,11 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     callback = JobCallback(ctx)
     trainer = ScoringTrainer(
         model=model,
-        args=training_arguments(output_dir=output_dir, spec=spec, metric_for_best=MAIN_METRIC[family], device=device),
+        args=training_arguments(output_dir=output_dir, spec=spec, metric_for_best=family.family.main_metric, device=device),
         train_dataset=train_set,
         eval_dataset=evaluation,  # scored by `score`, not by the Trainer's loop
         processing_class=tokenizer,
-        data_collator=families.data_collator(family, tokenizer),
+        data_collator=family.data_collator(tokenizer),
         callbacks=[callback],
         scorer=score,
     )

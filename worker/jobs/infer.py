@@ -23,6 +23,7 @@ from bertq import sharding
 from bertq.db.models import utcnow
 from bertq.bulk import InferSpec
 from bertq.errors import BertqError
+from bertq.infer_tasks import get_infer_task
 from bertq.safety import check_output_folder
 from bertq.worker import faults
 from bertq.worker.loading import best_device
@@ -52,7 +53,7 @@ def choose_precision(spec: InferSpec, location: str, device: str, texts: list[st
     reference = load_predictor(location, spec.task, device=device, precision="fp32", **_predictor_options(spec)).predict(sample)
     candidate = load_predictor(location, spec.task, device=device, precision="bf16", **_predictor_options(spec)).predict(sample)
     score = agreement(spec.task, reference, candidate)
-    needed = REQUIRED_COSINE if spec.task == "embed" else REQUIRED_AGREEMENT
+    needed = REQUIRED_COSINE if get_infer_task(spec.task).vectors else REQUIRED_AGREEMENT
     chosen = "bf16" if score >= needed else "fp32"
     ctx.log.info("precision check on %d records: bf16 agreement %.4f (needs %.3f): %s", len(sample), score, needed, chosen)
     return chosen, {"chosen": chosen, "reason": "accuracy check", "bf16_agreement": score, "sample": len(sample)}

@@ -1,0 +1,60 @@
+"""Sequence classification: one label per text, from TSV, CSV, JSONL files or a hub dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bertq import datafiles
+from bertq.families.family import Family
+from bertq.families.preset import Preset
+
+
+class Classification(Family):
+    """Texts and their class labels; the label set is read from the training data."""
+
+    def check_data(self, path: Path, *, name: str, option: str, problems: list[str], text_column: str | None,
+                   label_column: str) -> tuple[Any, str | None]:
+        try:
+            if text_column is None:
+                columns = datafiles.columns_of(path)
+                text_column = datafiles.guess_text_column(columns)
+                if text_column is None:
+                    problems.append(
+                        f"{option} {name}: cannot tell which column holds the text (columns: "
+                        f"{', '.join(columns) or 'none'}); name it with --text-column"
+                    )
+                    return None, None
+            return datafiles.read_labelled(path, text_column, label_column), text_column
+        except datafiles.DataFileError as error:
+            problems.append(f"{option}: {error}")
+            return None, text_column
+
+    def labels_from(self, path: Path, data: datafiles.LabelledData) -> list[str] | None:
+        return datafiles.check_label_set(path, data.labels)
+
+    def check_eval_labels(self, path: Path, data: datafiles.LabelledData, labels: list[str], option: str,
+                          problems: list[str]) -> None:
+        unseen = sorted(set(data.labels) - set(labels), key=datafiles.label_sort_key)
+        if unseen:
+            problems.append(
+                f"{option}: labels {', '.join(map(repr, unseen[:5]))} never occur in the training data "
+                f"({', '.join(map(repr, labels[:10]))}); the model cannot predict them"
+            )
+
+
+FAMILY = Classification(
+    name="classification",
+    head_suffix="ForSequenceClassification",
+    words="sequence classification",
+    main_metric="accuracy",
+    metrics=("accuracy", "f1"),
+    data_kinds="TSV, CSV or JSONL file (or hub:NAME:SPLIT)",
+    hub_data=True,
+    distillable=True,
+)
+
+PRESETS = (
+    Preset("classification", FAMILY, None, "label"),
+    Preset("sst2", FAMILY, "sentence", "label", {"0": "negative", "1": "positive"}),
+)

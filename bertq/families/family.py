@@ -1,0 +1,84 @@
+"""`Family`: one kind of task bertq trains and evaluates, described once, torch-free.
+
+A family decides the model head, the data format, the labels and the metric. The CLI checks a
+submit through it before anything is enqueued, so this module and every family module stay on the
+standard library (plus bertq's own readers); the worker half lives in `bertq.worker.families`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bertq.datafiles import DataFileError
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    """A data file that passed its submit-time check, and what was read from it."""
+
+    path: str
+    """The absolute path, or `hub:NAME[:SPLIT]` for a hub dataset the worker reads."""
+    data: Any = None
+    """What the family read (its examples), or None when it could not be read here (hub data)."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything about a task family that the CLI needs: names, words for messages, data checks.
+
+    Subclasses (one module each) override the data methods; the defaults suit a family whose file
+    needs no column names and whose examples carry no label set."""
+
+    name: str
+    """The family's name, as stored in specs (`family` field) and given to `get_family`."""
+    head_suffix: str
+    """The end of a transformers architecture name with this family's head (a checkpoint's
+    `architectures` entry ending so carries it)."""
+    words: str
+    """What users call it, for messages ("sequence classification")."""
+    main_metric: str
+    """What picks the best epoch and what the decision report ranks by."""
+    metrics: tuple[str, ...]
+    """The task metrics its evaluation reports."""
+    data_kinds: str
+    """The data files it reads, for the message when a file is missing."""
+    has_labels: bool = True
+    """Whether a model of the family predicts from a label set (classes, tags)."""
+    article_split: bool = False
+    """Whether `--split-by article` applies: one file split into train and eval by article title."""
+    windows: bool = False
+    """Whether long inputs are split into overlapping windows (`--stride` must be below `--max-length`)."""
+    default_max_length: int = 128
+    """The default `--max-length` of its presets."""
+    hub_data: bool = False
+    """Whether data may be a Hugging Face Hub dataset (`hub:NAME[:SPLIT]`) that the worker loads."""
+    distillable: bool = False
+    """Whether `bertq submit distill` supports it (soft labels are per-example class logits)."""
+
+    def check_data(self, path: Path, *, name: str, option: str, problems: list[str], text_column: str | None,
+                   label_column: str) -> tuple[Any, str | None]:
+        """Read a local data file as the worker will; returns what was read (None after recording a
+        problem) and the text column it uses (unchanged for families without columns)."""
+        try:
+            return self.read_file(path), text_column
+        except DataFileError as error:
+            problems.append(f"{option}: {error}")
+            return None, text_column
+
+    def read_file(self, path: Path) -> Any:
+        """The file's examples; raises DataFileError naming what is wrong. Families without their own
+        `check_data` implement this."""
+        raise NotImplementedError(f"the {self.name} family reads no data files")
+
+    def labels_from(self, path: Path, data: Any) -> list[str] | None:
+        """The label set, in class-id order, read from checked training data; None when the family has
+        none. Raises DataFileError when the labels cannot make a task."""
+        return None
+
+    def check_eval_labels(self, path: Path, data: Any, labels: list[str], option: str, problems: list[str]) -> None:
+        """Record a problem when checked evaluation data uses labels the trained model cannot predict."""
+
+    def check_split(self, data: Any, *, eval_fraction: float, seed: int) -> None:
+        """Raise ValueError when checked data cannot be split as `--split-by article` asks."""

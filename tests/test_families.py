@@ -1,0 +1,48 @@
+"""The task-family and inference-task registries: each family listed once, in both halves, torch-free
+where the CLI reads it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bertq.errors import BertqError
+from bertq.families import FAMILIES, PRESETS, get_family, head_family
+from bertq.infer_tasks import INFER_TASKS, get_infer_task
+from bertq.models import ModelRef
+
+
+def test_both_halves_list_the_same_families() -> None:
+    from bertq.worker.families import WORKER_FAMILIES, worker_family
+
+    assert list(WORKER_FAMILIES) == list(FAMILIES) == ["classification", "ner", "qa"]
+    for name, family in FAMILIES.items():
+        assert worker_family(name).family is family
+    assert list(PRESETS) == ["classification", "sst2", "ner", "conll2003", "qa", "squad"]
+    assert all(preset.family is FAMILIES[preset.family.name] for preset in PRESETS.values())
+
+
+def test_unknown_names_are_refused_with_the_choices() -> None:
+    with pytest.raises(BertqError, match="choose one of: classification, ner, qa"):
+        get_family("regression")
+    with pytest.raises(BertqError, match="choose one of: classify, ner, embed, zero-shot, qa"):
+        get_infer_task("summarise")
+
+
+def test_a_checkpoint_head_is_found_by_its_architecture_suffix() -> None:
+    def ref(*architectures: str) -> ModelRef:
+        return ModelRef(name="m", location="/m", source="local", config={"architectures": list(architectures)})
+
+    assert head_family(ref("BertForTokenClassification")) is FAMILIES["ner"]
+    assert head_family(ref("RobertaForQuestionAnswering")) is FAMILIES["qa"]
+    assert head_family(ref("BertModel")) is None
+    assert INFER_TASKS["zero-shot"].head is FAMILIES["classification"]
+
+
+def test_the_registries_import_neither_torch_nor_transformers() -> None:
+    code = ("import sys, bertq.families, bertq.infer_tasks, bertq.specs, bertq.bulk; "
+            "print(sorted(m for m in ('torch', 'transformers', 'celery') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,106 @@
+"""`WorkerFamily`: the worker half of a task family, and `EvalSet`, what every family scores through.
+
+Each family (one module beside this one) says how to read its examples, which transformers head to
+load, how to build training features, and how to score a model's outputs. Both the fine-tune
+(per-epoch evaluation) and the evaluate job score through `EvalSet`, so the numbers they report for
+the same checkpoint and data are the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertq.families import Family
+
+
+@dataclass
+class EvalSet:
+    """Model inputs for every example of an evaluation set, and how to score the outputs."""
+
+    features: dict[str, list]
+    """Token-id lists, one row per model input (a QA example may have several windows)."""
+    num_examples: int
+    outputs: tuple[str, ...]
+    """The model outputs that `score` needs (logits, or start/end logits)."""
+    score: Callable[[list[dict[str, np.ndarray]]], dict[str, float]]
+    """Task metrics from the outputs of every row of `features`, in order."""
+    example_features: Callable[[int], dict[str, list]]
+    """Tokenise example i alone, as a server would for one request (used to time latency)."""
+
+
+class WorkerFamily:
+    """What a worker does differently per family. Subclasses set `family` and `auto_model` and
+    implement the data methods; the defaults suit a family that pads whole sequences."""
+
+    family: Family
+    """The torch-free half: name, metrics, labels or not."""
+    auto_model: str
+    """The transformers Auto class with the family's head."""
+    words_given: bool = False
+    """Whether inputs come already split into words (byte-level BPE tokenizers then need
+    `add_prefix_space`)."""
+
+    @property
+    def name(self) -> str:
+        return self.family.name
+
+    def model_class(self) -> Any:
+        """The transformers Auto class that loads a model with this family's head."""
+        import transformers
+
+        return getattr(transformers, self.auto_model)
+
+    def data_collator(self, tokenizer: Any) -> Any:
+        """Pads each training batch to its longest input (and, per family, its labels)."""
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def read_examples(self, source: str, *, spec: Any, side: str) -> list[Any]:
+        """The examples of one side ('train' or 'eval'), applying the article split when there is one."""
+        raise NotImplementedError
+
+    def labels_for(self, examples: list[Any], spec_labels: list[str] | None) -> list[str] | None:
+        """Label values in class-id order: the spec's (read at submit), else read from the examples."""
+        if not self.family.has_labels:
+            return None
+        if spec_labels:
+            return list(spec_labels)
+        return self.labels_of(examples)
+
+    def labels_of(self, examples: list[Any]) -> list[str]:
+        """The label set of training examples, when the spec did not carry one (hub data)."""
+        raise NotImplementedError
+
+    def trained_labels(self, model_folder: str, config: Any) -> list[str] | None:
+        """Label values in class-id order for a trained checkpoint: bertq's spec beside the weights if
+        it is there, else the names in the model's config."""
+        spec_file = Path(model_folder) / "bertq_spec.json"
+        if spec_file.is_file():
+            labels = json.loads(spec_file.read_text()).get("labels")
+            if labels:
+                return labels
+        if not self.family.has_labels:
+            return None
+        return [config.id2label[i] for i in range(config.num_labels)]
+
+    def train_dataset(self, examples: list[Any], tokenizer: Any, spec: Any, labels: list[str] | None) -> Any:
+        """A `datasets.Dataset` of training features."""
+        from datasets import Dataset
+
+        return Dataset.from_dict(self.train_features(examples, tokenizer, spec, labels))
+
+    def train_features(self, examples: list[Any], tokenizer: Any, spec: Any,
+                       labels: list[str] | None) -> dict[str, list]:
+        """Training feature columns (token ids, labels) of the examples."""
+        raise NotImplementedError
+
+    def eval_set(self, examples: list[Any], tokenizer: Any, spec: Any, labels: list[str] | None) -> EvalSet:
+        """The model inputs of every evaluation example, and how to score the outputs."""
+        raise NotImplementedError
