@@ -47,19 +47,27 @@ def main() -> None:
     parser.add_argument("--loop-lines", type=int, default=600, help="texts for the slow loop (a)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (b) and (c) in turn; medians are reported")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--attention", default=None, choices=["sdpa", "eager"], help="attention kernels for (c) [bertq's choice for the device]")
+    parser.add_argument(
+        "--attention",
+        default=None,
+        choices=["sdpa", "eager"],
+        help="attention kernels for (c) [bertq's choice for the device]",
+    )
     args = parser.parse_args()
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     from bertq.worker.inference import prepare_model
     from bertq.worker.predict import CPU_ATTENTION, Predictor, agreement, serve_model
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     texts = read_texts(Path(args.corpus), args.lines)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSequenceClassification.from_pretrained(args.model).to(args.device).eval()
     device_index = 0 if args.device == "cuda" else -1
     pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device=device_index, truncation=True)
-    print(f"model {args.model}; {len(texts)} texts from {args.corpus}; device {args.device}; torch threads {torch.get_num_threads()}")
+    print(
+        f"model {args.model}; {len(texts)} texts from {args.corpus}; device {args.device}; torch threads {torch.get_num_threads()}"
+    )
 
     pipe(texts[:64], batch_size=32)  # warm-up for every path below
     rate_a, _ = timed(lambda ts: [pipe(t)[0]["label"] for t in ts], texts[: args.loop_lines])
@@ -69,14 +77,23 @@ def main() -> None:
     budget = DEFAULT_TOKEN_BUDGET["cuda" if args.device == "cuda" else "cpu"]  # what an infer job uses
     attention = args.attention or (CPU_ATTENTION if args.device == "cpu" else None)
     options = {"attn_implementation": attention} if attention else {}
-    settings = [("fp32", True), ("fp32", False), *[(p, True) for p in (("bf16", "int8") if args.device == "cpu" else ("bf16", "fp16"))]]
+    settings = [
+        ("fp32", True),
+        ("fp32", False),
+        *[(p, True) for p in (("bf16", "int8") if args.device == "cpu" else ("bf16", "fp16"))],
+    ]
     predictors = {}
     for precision, serving_layers in settings:
         fresh = AutoModelForSequenceClassification.from_pretrained(args.model, **options)
-        served = (serve_model(fresh, task="classify", precision=precision, device=args.device) if serving_layers
-                  else prepare_model(fresh, precision=precision, device=args.device))  # the model's own layers
+        served = (
+            serve_model(fresh, task="classify", precision=precision, device=args.device)
+            if serving_layers
+            else prepare_model(fresh, precision=precision, device=args.device)
+        )  # the model's own layers
         name = f"(c) bertq infer path, {precision}" if serving_layers else f"    same, {precision}, plain layers"
-        predictors[name] = Predictor(task="classify", model=served, tokenizer=tokenizer, device=args.device, precision=precision)
+        predictors[name] = Predictor(
+            task="classify", model=served, tokenizer=tokenizer, device=args.device, precision=precision
+        )
         predictors[name].predict(texts[:256])  # warm-up
 
     # The machine's speed drifts from minute to minute: each round runs (b) and every (c) once, in
@@ -96,7 +113,9 @@ def main() -> None:
     agree_b = sum(r["label"] == b for r, b in zip(reference, answers[b_name])) / len(texts)
     print(f"bertq fp32 labels agree with (b) on {agree_b:.4%} of texts")
     rate_b = statistics.median(rates[b_name])
-    print(f"\n{'path (median of ' + str(args.rounds) + ' rounds)':<38} {'sentences/s':>12} {'vs (b)':>8} {'labels = fp32':>14}")
+    print(
+        f"\n{'path (median of ' + str(args.rounds) + ' rounds)':<38} {'sentences/s':>12} {'vs (b)':>8} {'labels = fp32':>14}"
+    )
     print(f"{'(a) [pipe(t) for t in texts]':<38} {rate_a:>12.1f} {rate_a / rate_b:>7.2f}x")
     for name, values in rates.items():
         rate = statistics.median(values)

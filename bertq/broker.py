@@ -160,9 +160,7 @@ def _command(port: int, password: str, *words: str) -> bytes:
     """Send AUTH and one command over a raw socket (no client library: the CLI stays fast)."""
 
     def encode(*args: str) -> bytes:
-        return f"*{len(args)}\r\n".encode() + b"".join(
-            f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args
-        )
+        return f"*{len(args)}\r\n".encode() + b"".join(f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args)
 
     with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
         conn.sendall(encode("AUTH", password) + encode(*words))

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bertq import sharding
 from bertq.errors import BertqError, SpecError
-from bertq.models import resolve_model
 from bertq.families import head_family
 from bertq.infer_tasks import INFER_TASKS
+from bertq.models import resolve_model
 from bertq.plan import PlannedJob
-from bertq.specs import PRECISIONS, _Spec, path_field
+from bertq.specs import PRECISIONS, _Spec
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 
 FORMATS = ("jsonl", "parquet")
@@ -31,13 +31,13 @@ MARKER = ".bertq-job"
 @dataclass(frozen=True)
 class InferSpec(_Spec):
     model: str
-    model_location: str | None = path_field("model", required=True)
+    model_location: str | None = field(metadata={"path": "model"})
     model_job_id: int | None
     task: str
     """classify, ner, embed, zero-shot or qa."""
-    inputs: list[str] = path_field("data", required=True)
+    inputs: list[str] = field(metadata={"path": "data"})
     """Absolute paths of the input files (globs expanded at submit)."""
-    output: str = path_field("output", required=True)
+    output: str = field(metadata={"path": "output"})
     """The output folder (with `{date}` already filled in)."""
     format: str = "jsonl"
     text_column: str | None = None
@@ -62,7 +62,7 @@ class InferSpec(_Spec):
     """Load pickle weights when a folder has no safetensors; off unless asked for."""
     parent_job_id: int | None = None
     """An infer_shard step: the bulk job it is a shard of."""
-    shard: dict[str, Any] | None = path_field("shard")
+    shard: dict[str, Any] | None = field(default=None, metadata={"path": "shard"})
     """An infer_shard step: its `sharding.Shard` (the file, byte range and records it covers)."""
 
 
@@ -146,7 +146,9 @@ def build_infer_spec(
     if model_job is not None:
         job_id = model_job["id"]
         if model_job["kind"] not in ("finetune", "student"):
-            problems.append(f"--model {job_id}: job {job_id} is a {model_job['kind']} job; give a fine-tune or student job's id")
+            problems.append(
+                f"--model {job_id}: job {job_id} is a {model_job['kind']} job; give a fine-tune or student job's id"
+            )
         elif model_job["status"] in ("FAILED", "CANCELLED"):
             problems.append(f"--model {job_id}: that job {model_job['status'].lower()}; it has no model")
         location = model_job.get("checkpoint")
@@ -163,17 +165,23 @@ def build_infer_spec(
             needed = infer_task.head
             if needed is not None and carried is not needed:
                 architectures = ", ".join(ref.config.get("architectures") or ["a bare encoder"])
-                problems.append(f"--model {model!r} has no trained {needed.name} head ({architectures}); --task {task} needs one")
+                problems.append(
+                    f"--model {model!r} has no trained {needed.name} head ({architectures}); --task {task} needs one"
+                )
             if infer_task.ranks_labels and carried is needed:
                 names = [str(v).lower() for v in (ref.config.get("id2label") or {}).values()]
                 if not any(n.startswith("entail") for n in names):
-                    problems.append(f"--model {model!r} is not an NLI model (labels {names}); zero-shot needs an 'entailment' label")
+                    problems.append(
+                        f"--model {model!r} is not an NLI model (labels {names}); zero-shot needs an 'entailment' label"
+                    )
             max_length = min(max_length or 512, ref.max_length or 512)
 
     plan: list[sharding.Shard] = []
     try:
         paths = sharding.expand_inputs(inputs)
-        plan = sharding.plan_shards(paths, shards=shard_count, text_column=text_column, id_column=id_column, on_bad_line=on_bad_line)
+        plan = sharding.plan_shards(
+            paths, shards=shard_count, text_column=text_column, id_column=id_column, on_bad_line=on_bad_line
+        )
     except BertqError as error:
         problems.append(f"--input: {error}")
     folder = resolve_output(output)
@@ -183,12 +191,28 @@ def build_infer_spec(
     if problems:
         raise SpecError(problems)
     spec = InferSpec(
-        model=model, model_location=location, model_job_id=job_id, task=task,
-        inputs=sorted({s.path for s in plan}), output=str(folder), format=format, text_column=text_column,
-        id_column=id_column, precision=precision, device=device, token_budget=token_budget,
-        max_length=max_length or 512, all_scores=all_scores, normalize=normalize, labels=label_list,
-        question=question, on_bad_line=on_bad_line, shards=len(plan), records=sum(s.records for s in plan),
-        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+        model=model,
+        model_location=location,
+        model_job_id=job_id,
+        task=task,
+        inputs=sorted({s.path for s in plan}),
+        output=str(folder),
+        format=format,
+        text_column=text_column,
+        id_column=id_column,
+        precision=precision,
+        device=device,
+        token_budget=token_budget,
+        max_length=max_length or 512,
+        all_scores=all_scores,
+        normalize=normalize,
+        labels=label_list,
+        question=question,
+        on_bad_line=on_bad_line,
+        shards=len(plan),
+        records=sum(s.records for s in plan),
+        trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle,
     )
     return spec, plan
 
@@ -196,9 +220,14 @@ def build_infer_spec(
 def plan_infer(spec: InferSpec, shards: list[sharding.Shard], *, queue: str, priority: int) -> list[PlannedJob]:
     """Index 0 is the finishing job (manifest, _SUCCESS); it waits for every shard job."""
     shard_jobs = [
-        PlannedJob("infer_shard", lambda ids, s=s: replace(spec, parent_job_id=ids[0], shard=asdict(s)).to_dict(),
-                   queue, priority, parent=0,
-                   after_existing=[spec.model_job_id] if spec.model_job_id and spec.model_location is None else [])
+        PlannedJob(
+            "infer_shard",
+            lambda ids, s=s: replace(spec, parent_job_id=ids[0], shard=asdict(s)).to_dict(),  # type: ignore[misc]
+            queue,
+            priority,
+            parent=0,
+            after_existing=[spec.model_job_id] if spec.model_job_id and spec.model_location is None else [],
+        )
         for s in shards
     ]
     return [PlannedJob("infer", spec.to_dict(), queue, priority, after=list(range(1, len(shards) + 1))), *shard_jobs]
@@ -212,4 +241,3 @@ def shard_rows(ids: list[int], shards: list[sharding.Shard]) -> list[dict[str, A
 def claim_output(folder: Path, job_id: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MARKER).write_text(f"{job_id}\n")
-

@@ -118,7 +118,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_attempts=int(number("BERTQ_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)),
         visibility_timeout=number("BERTQ_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
         allowed_roots=tuple(Path(p).expanduser().resolve() for p in roots.split(os.pathsep) if p)
-        if (roots := env.get("BERTQ_ALLOWED_ROOTS")) else default_allowed_roots(),
+        if (roots := env.get("BERTQ_ALLOWED_ROOTS"))
+        else default_allowed_roots(),
         retry_delay_seconds=number("BERTQ_RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECONDS),
         db_busy_seconds=number("BERTQ_DB_BUSY_SECONDS", DEFAULT_DB_BUSY_SECONDS),
     )

@@ -111,8 +111,7 @@ def _read_jsonl(path: Path) -> list[NerExample]:
             raise DataFileError(f"{path}, line {number}: 'tokens' and {tag_key!r} must be non-empty lists")
         if len(tokens) != len(tags):
             raise DataFileError(
-                f"{path}, line {number}: {len(tokens)} tokens but {len(tags)} tags; every token needs "
-                "exactly one tag"
+                f"{path}, line {number}: {len(tokens)} tokens but {len(tags)} tags; every token needs exactly one tag"
             )
         # An empty token becomes no sub-token at all, and its tag would silently vanish.
         if not all(isinstance(token, str) and token.strip() for token in tokens):

@@ -84,7 +84,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict]]:
     numbered = list(lines)  # decoding errors surface here, with their line number
     if not numbered:
         return
-    reader = csv.reader((text for _, text in numbered), delimiter=delimiter, quoting=quoting)
+    reader = csv.reader((text for _, text in numbered), delimiter=delimiter, quoting=quoting)  # type: ignore[arg-type]
     header = next(reader)
     for row in reader:
         number = numbered[min(reader.line_num - 1, len(numbered) - 1)][0]

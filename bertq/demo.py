@@ -10,14 +10,55 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-SUBJECTS = ["the movie", "this film", "the plot", "the acting", "the soundtrack", "the ending", "the script",
-            "the director's work", "the cast", "this story", "the dialogue", "the camera work"]
-POSITIVE = ["wonderful", "moving", "brilliant", "funny", "charming", "gripping", "beautiful", "clever",
-            "delightful", "superb", "touching", "fresh"]
-NEGATIVE = ["boring", "dull", "awful", "clumsy", "tedious", "flat", "predictable", "messy", "lifeless",
-            "painful", "shallow", "stale"]
-TEMPLATES = ["{s} was {a} .", "{s} is {a} from start to finish .", "i thought {s} was {a} .",
-             "honestly , {s} felt {a} .", "{s} is simply {a} ."]
+SUBJECTS = [
+    "the movie",
+    "this film",
+    "the plot",
+    "the acting",
+    "the soundtrack",
+    "the ending",
+    "the script",
+    "the director's work",
+    "the cast",
+    "this story",
+    "the dialogue",
+    "the camera work",
+]
+POSITIVE = [
+    "wonderful",
+    "moving",
+    "brilliant",
+    "funny",
+    "charming",
+    "gripping",
+    "beautiful",
+    "clever",
+    "delightful",
+    "superb",
+    "touching",
+    "fresh",
+]
+NEGATIVE = [
+    "boring",
+    "dull",
+    "awful",
+    "clumsy",
+    "tedious",
+    "flat",
+    "predictable",
+    "messy",
+    "lifeless",
+    "painful",
+    "shallow",
+    "stale",
+]
+TEMPLATES = [
+    "{s} was {a} .",
+    "{s} is {a} from start to finish .",
+    "i thought {s} was {a} .",
+    "honestly , {s} felt {a} .",
+    "{s} is simply {a} .",
+]
 NEGATED = ["{s} was not {a} .", "{s} is never {a} .", "i would not call {s} {a} ."]
 
 

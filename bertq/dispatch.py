@@ -75,7 +75,10 @@ class Deliverable(Protocol):
 
 
 def dispatch(
-    jobs: Iterable[Deliverable], *, settings: Settings | None = None, app: Celery | None = None,
+    jobs: Iterable[Deliverable],
+    *,
+    settings: Settings | None = None,
+    app: Celery | None = None,
     countdown: float | None = None,
 ) -> None:
     """Send each job's id to its queue, at its priority, now or after `countdown` seconds."""

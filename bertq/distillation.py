@@ -9,16 +9,16 @@ records the summary: retention, speed-up and size ratio. Standard library and th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bertq import datafiles
 from bertq.errors import BertqError, SpecError
-from bertq.models import ModelRef, resolve_model
 from bertq.families import PRESETS, head_family
+from bertq.models import ModelRef, resolve_model
 from bertq.plan import PlannedJob
-from bertq.specs import EvaluateSpec, FinetuneSpec, _Spec, build_finetune_spec, path_field
+from bertq.specs import EvaluateSpec, FinetuneSpec, _Spec, build_finetune_spec
 
 
 @dataclass(frozen=True)
@@ -27,17 +27,17 @@ class DistillSpec(_Spec):
     """The teacher as given: a finished fine-tune's job id, a fine-tuned folder, or a model to fine-tune first."""
     teacher_job_id: int | None
     """The job whose checkpoint is the teacher (an existing fine-tune, or the pipeline's own)."""
-    teacher_location: str | None = path_field("model", required=True)
+    teacher_location: str | None = field(metadata={"path": "model"})
     """A fine-tuned teacher folder used as it is (when no job trains it)."""
     student: str
     """`teacher` (cut from it), or an alias, hub id or folder."""
-    student_location: str | None = path_field("model", required=True)
+    student_location: str | None = field(metadata={"path": "model"})
     student_layers: list[int] | None
     """With `--student teacher`: the teacher layers the student keeps, in order."""
     task: str
     family: str
-    train: str = path_field("data", required=True)
-    eval: str = path_field("data", required=True)
+    train: str = field(metadata={"path": "data"})
+    eval: str = field(metadata={"path": "data"})
     text_column: str
     label_column: str
     labels: list[str]
@@ -46,7 +46,7 @@ class DistillSpec(_Spec):
     """Softmax temperature T of the soft labels; the KD term is scaled by T^2."""
     alpha: float = 0.5
     """Weight of the KD term; 1 - alpha weighs cross-entropy on the gold labels. 0: no teacher."""
-    transfer_data: str | None = path_field("data")
+    transfer_data: str | None = field(default=None, metadata={"path": "data"})
     """Unlabelled text the teacher labels (soft labels only), added to the student's training set."""
     transfer_column: str | None = None
     epochs: float = 3.0
@@ -91,7 +91,9 @@ def _layers(value: str | None, teacher_layers: int | None, problems: list[str]) 
     if len(numbers) == 1 and "," not in value:  # a count: spread evenly, first layer kept (DistilBERT's choice)
         count = numbers[0]
         if not 0 < count <= teacher_layers:
-            problems.append(f"--student-layers {count}: the teacher has {teacher_layers} layers; keep 1 to {teacher_layers}")
+            problems.append(
+                f"--student-layers {count}: the teacher has {teacher_layers} layers; keep 1 to {teacher_layers}"
+            )
             return None
         return [round(i * teacher_layers / count) for i in range(count)]
     outside = [i for i in numbers if not 0 <= i < teacher_layers]
@@ -144,10 +146,13 @@ def build_distill_spec(
         raise SpecError([*problems, f"unknown task {task!r}; distill supports: sst2, classification"])
     family = PRESETS[task].family
     if not family.distillable:
-        raise SpecError([*problems,
-            f"distill supports classification tasks (sst2, classification) only; {task} ({family.name}) is not "
-            "supported yet: fine-tune a smaller model on it directly"
-        ])
+        raise SpecError(
+            [
+                *problems,
+                f"distill supports classification tasks (sst2, classification) only; {task} ({family.name}) is not "
+                "supported yet: fine-tune a smaller model on it directly",
+            ]
+        )
     if not 0 <= alpha <= 1:
         problems.append(f"--alpha must be between 0 and 1 (got {alpha}): the weight of the teacher's soft labels")
     if temperature <= 0:
@@ -184,9 +189,19 @@ def build_distill_spec(
     try:
         data_spec = build_finetune_spec(
             model=teacher_location or (trained or {}).get("model_location") or teacher,
-            task=task, train=train or "", eval=eval, text_column=text_column, label_column=label_column,
-            epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed, evaluate=False,
-            trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+            task=task,
+            train=train or "",
+            eval=eval,
+            text_column=text_column,
+            label_column=label_column,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            max_length=max_length,
+            seed=seed,
+            evaluate=False,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
         )
     except SpecError as error:
         problems.extend(error.problems)
@@ -211,7 +226,10 @@ def build_distill_spec(
         try:
             ref = resolve_model(student)
             student_location = ref.location
-            problems.extend(f"--student: {p}" for p in ref.loading_problems(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle))
+            problems.extend(
+                f"--student: {p}"
+                for p in ref.loading_problems(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+            )
             carried = head_family(ref)
             if carried is family and labels is not None:
                 names = _folder_labels(ref)
@@ -220,8 +238,14 @@ def build_distill_spec(
                         f"--student {student!r} has a {len(names)}-class head but the teacher has {len(labels)} "
                         "classes: teacher and student must have the same label count"
                     )
-                elif not _generic(names) and set(names) != set(labels) and set(names) != set(data_spec.label_names if data_spec else []):
-                    problems.append(f"--student {student!r} predicts {names}, the teacher {labels}: the label sets differ")
+                elif (
+                    not _generic(names)
+                    and set(names) != set(labels)
+                    and set(names) != set((data_spec.label_names if data_spec else None) or [])
+                ):
+                    problems.append(
+                        f"--student {student!r} predicts {names}, the teacher {labels}: the label sets differ"
+                    )
             elif carried is not None and carried is not family:
                 problems.append(f"--student {student!r} has a {carried.name} head; give a bare encoder or a classifier")
         except BertqError as error:
@@ -283,7 +307,9 @@ def _folder_labels(ref: ModelRef) -> list[str]:
 def _check_transfer(path: str, column: str | None, problems: list[str]) -> str | None:
     file = Path(path)
     if not file.is_file():
-        problems.append(f"--transfer-data: no file {path!r}; give unlabelled text (one per line) or a TSV/CSV/JSONL file")
+        problems.append(
+            f"--transfer-data: no file {path!r}; give unlabelled text (one per line) or a TSV/CSV/JSONL file"
+        )
         return None
     if file.suffix.lower() in (".txt", ".raw", ""):
         return None
@@ -294,12 +320,15 @@ def _check_transfer(path: str, column: str | None, problems: list[str]) -> str |
         return None
     column = column or datafiles.guess_text_column(columns)
     if column not in columns:
-        problems.append(f"--transfer-data {path}: no text column {column!r} (columns: {', '.join(columns)}); name it with --transfer-column")
+        problems.append(
+            f"--transfer-data {path}: no text column {column!r} (columns: {', '.join(columns)}); name it with --transfer-column"
+        )
     return column
 
 
-def plan_distill(spec: DistillSpec, teacher_finetune: FinetuneSpec | None, *, queue: str, priority: int,
-                 device: str) -> list[PlannedJob]:
+def plan_distill(
+    spec: DistillSpec, teacher_finetune: FinetuneSpec | None, *, queue: str, priority: int, device: str
+) -> list[PlannedJob]:
     """The pipeline's jobs, parent first. Index 0 is the pipeline (it runs last, as the summary)."""
     plan: list[PlannedJob] = [PlannedJob("distill", {}, queue, priority)]
     existing_teacher = [spec.teacher_job_id] if spec.teacher_job_id else []
@@ -315,40 +344,88 @@ def plan_distill(spec: DistillSpec, teacher_finetune: FinetuneSpec | None, *, qu
     after_teacher = [teacher_step] if teacher_step is not None else []
     outputs_step: int | None = None
     if spec.alpha > 0 or spec.transfer_data:
-        plan.append(PlannedJob(
-            "teacher_outputs", lambda ids: replace(spec, teacher_job_id=teacher_id(ids)).to_dict(),
-            queue, priority, after=after_teacher, after_existing=existing_teacher, parent=0,
-        ))
+        plan.append(
+            PlannedJob(
+                "teacher_outputs",
+                lambda ids: replace(spec, teacher_job_id=teacher_id(ids)).to_dict(),
+                queue,
+                priority,
+                after=after_teacher,
+                after_existing=existing_teacher,
+                parent=0,
+            )
+        )
         outputs_step = len(plan) - 1
-    plan.append(PlannedJob(
-        "student",
-        lambda ids: replace(spec, teacher_job_id=teacher_id(ids),
-                            teacher_outputs_job_id=ids[outputs_step] if outputs_step is not None else None).to_dict(),
-        queue, priority, after=after_teacher + ([outputs_step] if outputs_step is not None else []),
-        after_existing=existing_teacher, parent=0,
-    ))
+    plan.append(
+        PlannedJob(
+            "student",
+            lambda ids: replace(
+                spec,
+                teacher_job_id=teacher_id(ids),
+                teacher_outputs_job_id=ids[outputs_step] if outputs_step is not None else None,
+            ).to_dict(),
+            queue,
+            priority,
+            after=after_teacher + ([outputs_step] if outputs_step is not None else []),
+            after_existing=existing_teacher,
+            parent=0,
+        )
+    )
     student_step = len(plan) - 1
 
     def evaluation(model_job: Any, name: str) -> Any:
         return lambda ids: EvaluateSpec(
-            model=name, model_location=spec.teacher_location if model_job is None else None,
-            model_job_id=model_job(ids) if model_job else None, task=spec.task, family=spec.family, data=spec.eval,
-            text_column=spec.text_column, label_column=spec.label_column, labels=spec.labels,
-            device=device, max_length=spec.max_length, seed=spec.seed,
-            trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle,
+            model=name,
+            model_location=spec.teacher_location if model_job is None else None,
+            model_job_id=model_job(ids) if model_job else None,
+            task=spec.task,
+            family=spec.family,
+            data=spec.eval,
+            text_column=spec.text_column,
+            label_column=spec.label_column,
+            labels=spec.labels,
+            device=device,
+            max_length=spec.max_length,
+            seed=spec.seed,
+            trust_remote_code=spec.trust_remote_code,
+            allow_pickle=spec.allow_pickle,
         ).to_dict()
 
     teacher_model = (lambda ids: teacher_id(ids)) if (teacher_step is not None or spec.teacher_job_id) else None
-    plan.append(PlannedJob("evaluate", evaluation(teacher_model, f"teacher:{spec.teacher}"), queue, priority,
-                           after=after_teacher, after_existing=existing_teacher, parent=0))
+    plan.append(
+        PlannedJob(
+            "evaluate",
+            evaluation(teacher_model, f"teacher:{spec.teacher}"),
+            queue,
+            priority,
+            after=after_teacher,
+            after_existing=existing_teacher,
+            parent=0,
+        )
+    )
     teacher_eval = len(plan) - 1
-    plan.append(PlannedJob("evaluate", evaluation(lambda ids: ids[student_step], f"student:{spec.student}"), queue,
-                           priority, after=[student_step], parent=0))
+    plan.append(
+        PlannedJob(
+            "evaluate",
+            evaluation(lambda ids: ids[student_step], f"student:{spec.student}"),
+            queue,
+            priority,
+            after=[student_step],
+            parent=0,
+        )
+    )
     student_eval = len(plan) - 1
     plan[0] = PlannedJob(
         "distill",
-        lambda ids: replace(spec, teacher_job_id=teacher_id(ids), student_job_id=ids[student_step],
-                            teacher_eval_job_id=ids[teacher_eval], student_eval_job_id=ids[student_eval]).to_dict(),
-        queue, priority, after=[teacher_eval, student_eval],
+        lambda ids: replace(
+            spec,
+            teacher_job_id=teacher_id(ids),
+            student_job_id=ids[student_step],
+            teacher_eval_job_id=ids[teacher_eval],
+            student_eval_job_id=ids[student_eval],
+        ).to_dict(),
+        queue,
+        priority,
+        after=[teacher_eval, student_eval],
     )
     return plan

@@ -14,13 +14,20 @@ from dataclasses import dataclass
 from bertq.errors import BertqError
 from bertq.families import FAMILIES, Family
 
-_FIRST_TOKEN_CLASSIFIERS = frozenset({
-    "BertForSequenceClassification", "ErnieForSequenceClassification", "RobertaForSequenceClassification",
-    "XLMRobertaForSequenceClassification", "CamembertForSequenceClassification", "ElectraForSequenceClassification",
-})
+_FIRST_TOKEN_CLASSIFIERS = frozenset(
+    {
+        "BertForSequenceClassification",
+        "ErnieForSequenceClassification",
+        "RobertaForSequenceClassification",
+        "XLMRobertaForSequenceClassification",
+        "CamembertForSequenceClassification",
+        "ElectraForSequenceClassification",
+    }
+)
 """Classifiers whose head is the [CLS] (<s>) pooler or takes `features[:, 0]`."""
-_FIRST_TOKEN_ENCODERS = frozenset({"BertModel", "ErnieModel", "RobertaModel", "XLMRobertaModel", "CamembertModel",
-                                   "ElectraModel"})
+_FIRST_TOKEN_ENCODERS = frozenset(
+    {"BertModel", "ErnieModel", "RobertaModel", "XLMRobertaModel", "CamembertModel", "ElectraModel"}
+)
 """Bare encoders, whose CLS-pooled embedding is the first token's final state."""
 
 
@@ -51,13 +58,16 @@ class InferTask:
         return model_class_name in self.first_token_models
 
 
-INFER_TASKS: dict[str, InferTask] = {task.name: task for task in (
-    InferTask("classify", FAMILIES["classification"], "label", _FIRST_TOKEN_CLASSIFIERS),
-    InferTask("ner", FAMILIES["ner"], "entities"),
-    InferTask("embed", None, "embedding", _FIRST_TOKEN_ENCODERS, first_token_needs_cls_pooling=True, vectors=True),
-    InferTask("zero-shot", FAMILIES["classification"], "labels", _FIRST_TOKEN_CLASSIFIERS, ranks_labels=True),
-    InferTask("qa", FAMILIES["qa"], "answer", asks_question=True),
-)}
+INFER_TASKS: dict[str, InferTask] = {
+    task.name: task
+    for task in (
+        InferTask("classify", FAMILIES["classification"], "label", _FIRST_TOKEN_CLASSIFIERS),
+        InferTask("ner", FAMILIES["ner"], "entities"),
+        InferTask("embed", None, "embedding", _FIRST_TOKEN_ENCODERS, first_token_needs_cls_pooling=True, vectors=True),
+        InferTask("zero-shot", FAMILIES["classification"], "labels", _FIRST_TOKEN_CLASSIFIERS, ranks_labels=True),
+        InferTask("qa", FAMILIES["qa"], "answer", asks_question=True),
+    )
+}
 """Every bulk-inference task by name, in the order users see them listed."""
 
 

@@ -50,20 +50,58 @@ class JobKind:
 
 _WORKER = "bertq.worker.jobs"
 KINDS: tuple[JobKind, ...] = (
-    JobKind("finetune", FinetuneSpec, f"{_WORKER}.finetune:run_finetune", True,
-            "fine-tune a model on a task; saves the best epoch"),
-    JobKind("evaluate", EvaluateSpec, f"{_WORKER}.evaluate:run_evaluate", True,
-            "task metrics, size, memory, latency and throughput of a trained model"),
-    JobKind("distill", DistillSpec, f"{_WORKER}.distill:run_distill", True,
-            "a distillation pipeline's row; ends with the teacher/student summary", _teacher_to_student),
-    JobKind("teacher_outputs", DistillSpec, f"{_WORKER}.distill:run_teacher_outputs", False,
-            "distillation step: the teacher's logits, computed once", _teacher_to_student),
-    JobKind("student", DistillSpec, f"{_WORKER}.distill:run_student", False,
-            "distillation step: train the student on gold and soft labels", _teacher_to_student),
-    JobKind("infer", InferSpec, f"{_WORKER}.infer:run_infer", True,
-            "bulk inference over corpora; ends by checking and listing every shard's output"),
-    JobKind("infer_shard", InferSpec, f"{_WORKER}.infer:run_infer_shard", False,
-            "bulk inference step: one shard of the input, written exactly once"),
+    JobKind(
+        "finetune",
+        FinetuneSpec,
+        f"{_WORKER}.finetune:run_finetune",
+        True,
+        "fine-tune a model on a task; saves the best epoch",
+    ),
+    JobKind(
+        "evaluate",
+        EvaluateSpec,
+        f"{_WORKER}.evaluate:run_evaluate",
+        True,
+        "task metrics, size, memory, latency and throughput of a trained model",
+    ),
+    JobKind(
+        "distill",
+        DistillSpec,
+        f"{_WORKER}.distill:run_distill",
+        True,
+        "a distillation pipeline's row; ends with the teacher/student summary",
+        _teacher_to_student,
+    ),
+    JobKind(
+        "teacher_outputs",
+        DistillSpec,
+        f"{_WORKER}.distill:run_teacher_outputs",
+        False,
+        "distillation step: the teacher's logits, computed once",
+        _teacher_to_student,
+    ),
+    JobKind(
+        "student",
+        DistillSpec,
+        f"{_WORKER}.distill:run_student",
+        False,
+        "distillation step: train the student on gold and soft labels",
+        _teacher_to_student,
+    ),
+    JobKind(
+        "infer",
+        InferSpec,
+        f"{_WORKER}.infer:run_infer",
+        True,
+        "bulk inference over corpora; ends by checking and listing every shard's output",
+    ),
+    JobKind(
+        "infer_shard",
+        InferSpec,
+        f"{_WORKER}.infer:run_infer_shard",
+        False,
+        "bulk inference step: one shard of the input, written exactly once",
+    ),
 )
 JOB_KINDS: dict[str, JobKind] = {kind.name: kind for kind in KINDS}
 SUBMITTABLE: tuple[str, ...] = tuple(kind.name for kind in KINDS if kind.submittable)

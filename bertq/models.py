@@ -90,8 +90,14 @@ class ModelRef:
         )
 
     def loading_problems(self, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> list[str]:
-        return [p for p in (self.weights_problem(allow_pickle=allow_pickle),
-                            self.remote_code_problem(trust_remote_code=trust_remote_code)) if p]
+        return [
+            p
+            for p in (
+                self.weights_problem(allow_pickle=allow_pickle),
+                self.remote_code_problem(trust_remote_code=trust_remote_code),
+            )
+            if p
+        ]
 
 
 def _flatten(value: object) -> list[object]:
@@ -189,8 +195,7 @@ def _hub_config(name: str, hub_id: str) -> dict:
 def hub_cache_dir() -> Path:
     """Where the Hugging Face Hub client keeps downloaded models (HF_HUB_CACHE, else HF_HOME/hub)."""
     return Path(
-        os.environ.get("HF_HUB_CACHE")
-        or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub"
+        os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub"
     )
 
 

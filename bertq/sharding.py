@@ -48,9 +48,14 @@ READ_CHUNK = 1 << 20
 PARQUET_BATCH_ROWS = 8192
 
 _FORMAT_BY_SUFFIX = {
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
-    ".parquet": "parquet", ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
 }
 _MISSING = object()
 
@@ -116,7 +121,7 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
 
 
 def input_format(path: Path) -> str:
-    """"text", "jsonl", "csv", "tsv" or "parquet", from the file's extension (anything else is text)."""
+    """ "text", "jsonl", "csv", "tsv" or "parquet", from the file's extension (anything else is text)."""
     return _FORMAT_BY_SUFFIX.get(Path(path).suffix.lower(), "text")
 
 
@@ -194,9 +199,7 @@ def read_shard(
         )
 
 
-def shard_ids(
-    shard: Shard, *, text_column: str | None, id_column: str | None, on_bad_line: str = "fail"
-) -> list[str]:
+def shard_ids(shard: Shard, *, text_column: str | None, id_column: str | None, on_bad_line: str = "fail") -> list[str]:
     """The record ids `read_shard` yields for this shard, in order."""
     reader = read_shard(shard, text_column=text_column, id_column=id_column, on_bad_line=on_bad_line)
     return [record_id for record_id, _ in reader]
@@ -282,8 +285,15 @@ def _json_object(line: str) -> dict[str, Any]:
 
 
 def _kind(value: Any) -> str:
-    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", list: "an array",
-             dict: "an object", str: "a string"}
+    names = {
+        type(None): "null",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        list: "an array",
+        dict: "an object",
+        str: "a string",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -466,7 +476,10 @@ class _Scan:
 
 
 def _scan(
-    path: Path, text_column: str | None, id_column: str | None, on_bad_line: str,
+    path: Path,
+    text_column: str | None,
+    id_column: str | None,
+    on_bad_line: str,
     seen_ids: dict[str, tuple[str, int]] | None,
 ) -> _Scan:
     fmt = input_format(path)
@@ -542,8 +555,18 @@ def _cut_text(scan: _Scan, count: int, first_index: int) -> list[Shard]:
             # The same test the first pass made, without parsing again: not blank, not the header, not bad.
             if number != scan.header_line and number not in skipped and not _is_blank(raw, number):
                 if record_index == next_cut:  # a new shard begins at this record's line
-                    shards.append(Shard(first_index + len(shards), str(scan.path), start, offset, first_line,
-                                        in_shard, digest.hexdigest(), scan.size))
+                    shards.append(
+                        Shard(
+                            first_index + len(shards),
+                            str(scan.path),
+                            start,
+                            offset,
+                            first_line,
+                            in_shard,
+                            digest.hexdigest(),
+                            scan.size,
+                        )
+                    )
                     start, first_line, in_shard, digest = offset, number, 0, hashlib.sha256()
                     next_cut = next(cuts, None)
                 record_index += 1
@@ -552,8 +575,18 @@ def _cut_text(scan: _Scan, count: int, first_index: int) -> list[Shard]:
             offset += len(raw)
     if record_index != scan.records or offset != scan.size:
         raise _changed_while_planning(scan.path)
-    shards.append(Shard(first_index + len(shards), str(scan.path), start, offset, first_line, in_shard,
-                        digest.hexdigest(), scan.size))
+    shards.append(
+        Shard(
+            first_index + len(shards),
+            str(scan.path),
+            start,
+            offset,
+            first_line,
+            in_shard,
+            digest.hexdigest(),
+            scan.size,
+        )
+    )
     return shards
 
 
@@ -568,8 +601,16 @@ def _cut_parquet(scan: _Scan, count: int, first_index: int) -> list[Shard]:
     cuts = [0, *(_row_of_record(r, scan.skipped) for r in _even_cuts(scan.records, count)), rows]
     sizes = [0, *_even_cuts(scan.records, count), scan.records]
     return [
-        Shard(first_index + i, str(scan.path), cuts[i], cuts[i + 1], cuts[i] + 1, sizes[i + 1] - sizes[i],
-              digest, scan.size)
+        Shard(
+            first_index + i,
+            str(scan.path),
+            cuts[i],
+            cuts[i + 1],
+            cuts[i] + 1,
+            sizes[i + 1] - sizes[i],
+            digest,
+            scan.size,
+        )
         for i in range(count)
     ]
 

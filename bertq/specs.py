@@ -14,26 +14,20 @@ from typing import Any
 
 from bertq import datafiles
 from bertq.errors import BertqError, SpecError
+from bertq.families import PRESETS, DataCheck, Family, Preset, head_problem
 from bertq.hub import HubNotFound, HubUnreachable, fetch_json
 from bertq.models import ModelRef, resolve_model
-from bertq.families import PRESETS, DataCheck, Family, Preset, head_problem
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEVICES = ("cpu", "cuda")
 SPLITS = ("article",)
 
 
-def path_field(role: str, default: Any = None, *, required: bool = False) -> Any:
-    """A spec field naming a path the job touches: `role` is model (a folder or hub id), data (a
-    file, or a list of files), shard (a dict with a `path`) or output (a folder it writes into).
-    The safety checks find every such field here, so a new spec's paths are checked by declaring them."""
-    if required:
-        return field(metadata={"path": role})
-    return field(default=default, metadata={"path": role})
-
-
 def path_fields(spec_class: type) -> dict[str, str]:
-    """Field name -> path role, for a spec dataclass."""
+    """Field name -> path role, for a spec dataclass. A spec field naming a path the job touches
+    says so in its metadata, `field(metadata={"path": ROLE})`: ROLE is model (a folder or hub id),
+    data (a file, or a list of files), shard (a dict with a `path`) or output (a folder it writes
+    into). The safety checks find every such field here, so declaring the field is enough."""
     return {f.name: f.metadata["path"] for f in fields(spec_class) if "path" in f.metadata}
 
 
@@ -48,8 +42,12 @@ class _Spec:
         known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(values) - known)
         if unknown:
-            raise SpecError([f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; the spec was stored by "
-                             f"another bertq version or edited by hand (known: {', '.join(sorted(known))})"])
+            raise SpecError(
+                [
+                    f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; the spec was stored by "
+                    f"another bertq version or edited by hand (known: {', '.join(sorted(known))})"
+                ]
+            )
         return cls(**values)
 
 
@@ -57,16 +55,16 @@ class _Spec:
 class FinetuneSpec(_Spec):
     model: str
     """The model as the user named it: an alias, a hub id or a folder."""
-    model_location: str = path_field("model", required=True)
+    model_location: str = field(metadata={"path": "model"})
     """What it resolved to: an absolute folder, or a hub id."""
     task: str
     """The task or preset: classification, sst2, ner, conll2003, qa, squad."""
     family: str
     """classification, ner or qa: decides the head, the data format and the metric."""
-    train: str = path_field("data", required=True)
+    train: str = field(metadata={"path": "data"})
     """Training data: an absolute path (TSV/CSV/JSONL; CoNLL or JSONL for ner; SQuAD JSON/JSONL for
     qa) or `hub:NAME[:SPLIT]` for classification."""
-    eval: str = path_field("data", required=True)
+    eval: str = field(metadata={"path": "data"})
     """Evaluation data, in the same forms; evaluated after every epoch. May be the training file when
     `split_by` is set: then each side keeps its part."""
     text_column: str = "text"
@@ -110,13 +108,13 @@ class FinetuneSpec(_Spec):
 class EvaluateSpec(_Spec):
     model: str
     """The model as given: an alias, hub id, folder, or a finished job's id."""
-    model_location: str | None = path_field("model", required=True)
+    model_location: str | None = field(metadata={"path": "model"})
     """The folder or hub id to load; None while it waits for `model_job_id` to finish."""
     model_job_id: int | None
     """The fine-tune or distill job whose checkpoint is evaluated, if the model was a job id."""
     task: str
     family: str
-    data: str = path_field("data", required=True)
+    data: str = field(metadata={"path": "data"})
     """The evaluation data (absolute path)."""
     text_column: str = "text"
     label_column: str = "label"
@@ -161,8 +159,16 @@ def _check_numbers(problems: list[str], **values: float | int | None) -> None:
             problems.append(f"{rules[name][1]} (got {value})")
 
 
-def _resolve(model: str, task: Preset, max_length: int, problems: list[str], *, need_trained_head: bool,
-             trust_remote_code: bool = False, allow_pickle: bool = False) -> ModelRef | None:
+def _resolve(
+    model: str,
+    task: Preset,
+    max_length: int,
+    problems: list[str],
+    *,
+    need_trained_head: bool,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+) -> ModelRef | None:
     try:
         ref = resolve_model(model)
     except BertqError as error:
@@ -209,8 +215,9 @@ def _check_data(
     if not path.is_file():
         problems.append(f"{option}: no file {name!r}; give a {family.data_kinds}")
         return None, text_column
-    data, text_column = family.check_data(path, name=name, option=option, problems=problems,
-                                          text_column=text_column, label_column=label_column)
+    data, text_column = family.check_data(
+        path, name=name, option=option, problems=problems, text_column=text_column, label_column=label_column
+    )
     if data is None:
         return None, text_column
     return DataCheck(path=str(path.resolve()), data=data), text_column
@@ -226,7 +233,9 @@ def _labels_from(train: DataCheck, task: Preset, problems: list[str]) -> list[st
     return None
 
 
-def _check_eval_labels(evaluation: DataCheck, task: Preset, labels: list[str], option: str, problems: list[str]) -> None:
+def _check_eval_labels(
+    evaluation: DataCheck, task: Preset, labels: list[str], option: str, problems: list[str]
+) -> None:
     if evaluation.data is not None:
         task.family.check_eval_labels(Path(evaluation.path), evaluation.data, labels, option, problems)
 
@@ -255,21 +264,36 @@ def build_finetune_spec(
     preset = _task(task)
     problems: list[str] = []
     max_length = max_length or preset.max_length
-    _check_numbers(problems, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, stride=stride)
+    _check_numbers(
+        problems, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, stride=stride
+    )
     if preset.family.windows and stride >= max_length:
         problems.append(f"--stride {stride} must be smaller than --max-length {max_length}")
     _check_split(split_by, eval_fraction, problems, preset.family)
     if eval is None and split_by is None:
         problems.append("--eval is missing: give evaluation data, or --split-by article --eval-fraction F for qa")
-    ref = _resolve(model, preset, max_length, problems, need_trained_head=False,
-                   trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    ref = _resolve(
+        model,
+        preset,
+        max_length,
+        problems,
+        need_trained_head=False,
+        trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle,
+    )
 
     label_column = label_column or preset.label_column or "label"
     text_column = text_column or preset.text_column
-    train_check, text_column = _check_data(train, "--train", preset, problems, text_column=text_column, label_column=label_column)
+    train_check, text_column = _check_data(
+        train, "--train", preset, problems, text_column=text_column, label_column=label_column
+    )
     eval_check = train_check
-    if eval is not None and (split_by is None or Path(eval).expanduser().resolve() != Path(train).expanduser().resolve()):
-        eval_check, text_column = _check_data(eval, "--eval", preset, problems, text_column=text_column, label_column=label_column)
+    if eval is not None and (
+        split_by is None or Path(eval).expanduser().resolve() != Path(train).expanduser().resolve()
+    ):
+        eval_check, text_column = _check_data(
+            eval, "--eval", preset, problems, text_column=text_column, label_column=label_column
+        )
     if split_by and train_check is not None and preset.family.article_split:
         try:
             preset.family.check_split(train_check.data, eval_fraction=eval_fraction or 0.2, seed=seed)
@@ -338,7 +362,9 @@ def build_evaluate_spec(
         raise SpecError([f"--task is missing ({', '.join(PRESETS)})"])
     preset = _task(task)
     if trained and PRESETS.get(trained.get("task", ""), preset).family is not preset.family:
-        problems.append(f"job {source_job['id']} trained a {trained.get('family')} model; it cannot be evaluated as {task}")
+        problems.append(
+            f"job {(source_job or {}).get('id')} trained a {trained.get('family')} model; it cannot be evaluated as {task}"
+        )
     max_length = max_length or trained.get("max_length") or preset.max_length
     _check_numbers(problems, batch_size=batch_size, max_length=max_length, latency_samples=latency_samples)
     if precision not in PRECISIONS:
@@ -356,17 +382,35 @@ def build_evaluate_spec(
     if source_job is not None:
         job_id = int(source_job["id"])
         if source_job["kind"] not in ("finetune", "student"):
-            problems.append(f"job {job_id} is a {source_job['kind']} job; evaluate a finetune or student job's id "
-                            "(a distill pipeline's student is in its `summary.student_job`)")
+            problems.append(
+                f"job {job_id} is a {source_job['kind']} job; evaluate a finetune or student job's id "
+                "(a distill pipeline's student is in its `summary.student_job`)"
+            )
         elif source_job["status"] in ("FAILED", "CANCELLED"):
-            problems.append(f"job {job_id} {source_job['status'].lower()}, so it has no model to evaluate; resubmit it first")
+            problems.append(
+                f"job {job_id} {source_job['status'].lower()}, so it has no model to evaluate; resubmit it first"
+            )
         location = source_job.get("checkpoint")
         if location:
-            _resolve(location, preset, max_length, problems, need_trained_head=True,
-                     trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+            _resolve(
+                location,
+                preset,
+                max_length,
+                problems,
+                need_trained_head=True,
+                trust_remote_code=trust_remote_code,
+                allow_pickle=allow_pickle,
+            )
     else:
-        ref = _resolve(model, preset, max_length, problems, need_trained_head=True,
-                       trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        ref = _resolve(
+            model,
+            preset,
+            max_length,
+            problems,
+            need_trained_head=True,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+        )
         location = ref.location if ref else None
 
     data = data or trained.get("eval")
@@ -376,7 +420,9 @@ def build_evaluate_spec(
     if data is None:
         problems.append("--data is missing: the evaluation data file")
     else:
-        checked, text_column = _check_data(data, "--data", preset, problems, text_column=text_column, label_column=label_column)
+        checked, text_column = _check_data(
+            data, "--data", preset, problems, text_column=text_column, label_column=label_column
+        )
     labels = trained.get("labels")
     if checked is not None and labels:
         _check_eval_labels(checked, preset, labels, "--data", problems)

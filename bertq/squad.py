@@ -101,16 +101,16 @@ def _squad_json_examples(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise DataFileError(f"{path}: not valid JSON ({error}); check the file is complete") from error
     layout = 'the SQuAD layout is {"data": [{"title", "paragraphs": [{"context", "qas": [...]}]}]}'
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
-        raise DataFileError(f"{path}: no list under the key \"data\"; {layout}")
+        raise DataFileError(f'{path}: no list under the key "data"; {layout}')
     for a, article in enumerate(document["data"]):
         where = f"{path}, data[{a}]"
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
-            raise DataFileError(f"{where}: an article needs a list under \"paragraphs\"; {layout}")
+            raise DataFileError(f'{where}: an article needs a list under "paragraphs"; {layout}')
         title = article.get("title", "")
         for p, paragraph in enumerate(article["paragraphs"]):
             where = f"{path}, data[{a}].paragraphs[{p}]"
             if not isinstance(paragraph, dict) or not isinstance(paragraph.get("qas"), list):
-                raise DataFileError(f"{where}: a paragraph needs a list of questions under \"qas\"; {layout}")
+                raise DataFileError(f'{where}: a paragraph needs a list of questions under "qas"; {layout}')
             for q, qa in enumerate(paragraph["qas"]):
                 if not isinstance(qa, dict):
                     raise DataFileError(f"{where}.qas[{q}]: a question must be a JSON object; {layout}")
@@ -128,7 +128,7 @@ def _jsonl_examples(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 def _checked_example(where: str, fields: dict[str, Any], *, require_answers: bool) -> QAExample:
     name = fields.get("id")
     if isinstance(name, bool) or not isinstance(name, (str, int)) or not str(name).strip():
-        raise DataFileError(f"{where}: no \"id\"; give every question a unique id")
+        raise DataFileError(f'{where}: no "id"; give every question a unique id')
     title = _string(where, fields, "title", default="")
     context = _string(where, fields, "context")
     question = _string(where, fields, "question")
@@ -146,8 +146,11 @@ def _checked_example(where: str, fields: dict[str, Any], *, require_answers: boo
         found = context[start : start + len(text)]
         if found != text:
             elsewhere = context.find(text)
-            hint = (f"the text occurs at offset {elsewhere}" if elsewhere >= 0
-                    else "the text does not occur in the context at all")
+            hint = (
+                f"the text occurs at offset {elsewhere}"
+                if elsewhere >= 0
+                else "the text does not occur in the context at all"
+            )
             raise DataFileError(
                 f"{where}: answer {text!r} for example {name} is not at offset {start} of its context "
                 f"(found {found!r}); {hint}: fix answer_start (offsets count characters, not bytes)"
@@ -160,9 +163,9 @@ def _string(where: str, fields: dict[str, Any], key: str, *, default: str | None
     if value is None and default is not None:
         return default
     if value is None:
-        raise DataFileError(f"{where}: no \"{key}\"; every question needs its {key}")
+        raise DataFileError(f'{where}: no "{key}"; every question needs its {key}')
     if not isinstance(value, str):
-        raise DataFileError(f"{where}: \"{key}\" must be a string, not {type(value).__name__}")
+        raise DataFileError(f'{where}: "{key}" must be a string, not {type(value).__name__}')
     return value
 
 
@@ -173,21 +176,21 @@ def _answers(where: str, raw: Any) -> list[tuple[str, int]]:
         texts, starts = raw.get("text"), raw.get("answer_start")
         if not isinstance(texts, list) or not isinstance(starts, list) or len(texts) != len(starts):
             raise DataFileError(
-                f"{where}: \"answers\" as an object needs two lists of the same length, "
-                "{\"text\": [...], \"answer_start\": [...]}"
+                f'{where}: "answers" as an object needs two lists of the same length, '
+                '{"text": [...], "answer_start": [...]}'
             )
         pairs = list(zip(texts, starts, strict=True))
     elif isinstance(raw, list) and all(isinstance(answer, dict) for answer in raw):
         pairs = [(answer.get("text"), answer.get("answer_start")) for answer in raw]
     else:
         raise DataFileError(
-            f"{where}: \"answers\" must be a list of {{\"text\", \"answer_start\"}} objects "
-            "or {\"text\": [...], \"answer_start\": [...]}"
+            f'{where}: "answers" must be a list of {{"text", "answer_start"}} objects '
+            'or {"text": [...], "answer_start": [...]}'
         )
     answers: list[tuple[str, int]] = []
     for text, start in pairs:
         if not isinstance(text, str) or not text:
-            raise DataFileError(f"{where}: an answer has no \"text\"; every answer needs its text")
+            raise DataFileError(f'{where}: an answer has no "text"; every answer needs its text')
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             raise DataFileError(
                 f"{where}: answer {text!r} has answer_start {start!r}; it must be the character offset "

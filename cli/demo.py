@@ -18,24 +18,36 @@ def run_demo(*, epochs: float = 2.0, echo: Callable[[str], Any] = print) -> int:
 
     from bertq.broker import broker_url
     from bertq.config import load_settings
-    from bertq.specs import build_finetune_spec
     from bertq.db.submit import submit
+    from bertq.specs import build_finetune_spec
 
     settings = load_settings()
     train, dev = write_demo_data(settings.home / "demo-data")
     echo(f"1. data: {train} and {dev} (synthetic movie-review sentences, made by bertq)")
     broker_url(settings)
-    echo(f"2. broker: {'embedded Redis in ' + str(settings.home / 'redis') if settings.uses_embedded_redis else 'BERTQ_BROKER_URL'}")
+    echo(
+        f"2. broker: {'embedded Redis in ' + str(settings.home / 'redis') if settings.uses_embedded_redis else 'BERTQ_BROKER_URL'}"
+    )
     log_path = settings.home / "demo-worker.log"
     with open(log_path, "w") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "bertq.cli", "worker", "--queues", "demo", "--loglevel", "WARNING"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     echo(f"3. worker: pid {worker.pid}, consuming queue `demo` (log: {log_path})")
     try:
-        spec = build_finetune_spec(model="minilm", task="sst2", train=str(train), eval=str(dev), epochs=epochs,
-                                   batch_size=16, max_length=64, evaluate=False)
+        spec = build_finetune_spec(
+            model="minilm",
+            task="sst2",
+            train=str(train),
+            eval=str(dev),
+            epochs=epochs,
+            batch_size=16,
+            max_length=64,
+            evaluate=False,
+        )
         job_id = submit("finetune", spec.to_dict(), queue="demo", priority=5, settings=settings)
         echo(f"4. submitted job {job_id}: fine-tune minilm (all-MiniLM-L6-v2) for {epochs:g} epochs\n")
         status = subprocess.call([sys.executable, "-m", "bertq.cli", "wait", str(job_id)])

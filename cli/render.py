@@ -10,7 +10,9 @@ from bertq.db.models import Job, utcnow
 from bertq.families import FAMILIES
 from bertq.jobkinds import model_of
 
-MAIN_METRICS = tuple(name for family in FAMILIES.values() for name in (f"eval_{family.main_metric}", family.main_metric))
+MAIN_METRICS = tuple(
+    name for family in FAMILIES.values() for name in (f"eval_{family.main_metric}", family.main_metric)
+)
 """The MAIN METRIC column: each family's metric, as a fine-tune (eval_) or an evaluate job records it."""
 
 

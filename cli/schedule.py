@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-from typing import Any
-
 import click
 
-from bertq.cli.group import BertqError, cli, emit_json, get_job
+from bertq.cli.group import BertqError, cli, emit_json
 from bertq.config import load_settings
+
 
 @cli.group()
 def schedule() -> None:
@@ -44,19 +40,40 @@ def schedule_list(as_json: bool) -> None:
         rows = []
         for item in schedule_queries.enabled(session=session):
             last = schedule_queries.last_fire(session=session, schedule_id=item.id)
-            rows.append({"name": item.name, "cron": item.cron, "timezone": item.timezone, "command": item.argv["args"],
-                         "folder": item.argv.get("cwd"),
-                         "last_slot": last.slot.isoformat() + "Z" if last else None,
-                         "last_job": last.job_id if last else None, "last_error": last.error if last else None})
+            rows.append(
+                {
+                    "name": item.name,
+                    "cron": item.cron,
+                    "timezone": item.timezone,
+                    "command": item.argv["args"],
+                    "folder": item.argv.get("cwd"),
+                    "last_slot": last.slot.isoformat() + "Z" if last else None,
+                    "last_job": last.job_id if last else None,
+                    "last_error": last.error if last else None,
+                }
+            )
     if as_json:
         emit_json(rows)
         return
     if not rows:
         click.echo("no schedules; add one with `bertq schedule add NAME --cron ... -- submit ...`")
         return
-    click.echo(table([[r["name"], r["cron"], r["timezone"], r["last_slot"] or "-", str(r["last_job"] or "-"),
-                       " ".join(r["command"])[:60]] for r in rows],
-                     ["NAME", "CRON", "TZ", "LAST SLOT", "LAST JOB", "COMMAND"]))
+    click.echo(
+        table(
+            [
+                [
+                    r["name"],
+                    r["cron"],
+                    r["timezone"],
+                    r["last_slot"] or "-",
+                    str(r["last_job"] or "-"),
+                    " ".join(r["command"])[:60],
+                ]
+                for r in rows
+            ],
+            ["NAME", "CRON", "TZ", "LAST SLOT", "LAST JOB", "COMMAND"],
+        )
+    )
 
 
 @schedule.command("remove")

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from typing import Any
 
 import click
 
-from bertq.cli.group import BertqError, cli, emit_json, get_job
+from bertq.cli.group import BertqError, cli, emit_json
 from bertq.config import load_settings
 
 # Configuration and services
@@ -36,7 +34,9 @@ def up() -> None:
     settings = load_settings()
     if settings.uses_embedded_redis:
         state = ensure_embedded_redis(settings)
-        click.echo(f"redis: embedded, 127.0.0.1:{state['port']} (pid {state['pid']}, password in {settings.home}/redis)")
+        click.echo(
+            f"redis: embedded, 127.0.0.1:{state['port']} (pid {state['pid']}, password in {settings.home}/redis)"
+        )
     else:
         click.echo("redis: external, BERTQ_BROKER_URL is set (nothing started)")
     sessions(settings)
@@ -89,8 +89,23 @@ def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     node = name or f"bertq-{queues.replace(',', '-')}-{os.getpid()}@%h"
     argv = [
-        sys.executable, "-m", "celery", "-A", "bertq.worker.celery_app:app", "worker",
-        "-Q", queues, "-c", str(concurrency), "--pool", pool, "-n", node, "-E", "--loglevel", loglevel,
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "bertq.worker.celery_app:app",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "--pool",
+        pool,
+        "-n",
+        node,
+        "-E",
+        "--loglevel",
+        loglevel,
     ]
     os.execv(sys.executable, argv)
 
@@ -98,10 +113,20 @@ def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel:
 @cli.command()
 @click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between rounds.")
 @click.option("--once", is_flag=True, help="Run one round and exit.")
-@click.option("--reconcile-every", type=float, default=30.0, show_default=True,
-              help="Seconds between scans of the broker for QUEUED jobs whose message is gone.")
-@click.option("--reconcile-older-than", type=float, default=60.0, show_default=True,
-              help="Only resend jobs queued at least this many seconds ago.")
+@click.option(
+    "--reconcile-every",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds between scans of the broker for QUEUED jobs whose message is gone.",
+)
+@click.option(
+    "--reconcile-older-than",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Only resend jobs queued at least this many seconds ago.",
+)
 def beat(interval: float, once: bool, reconcile_every: float, reconcile_older_than: float) -> None:
     """Periodic duties (run one per deployment): fire due schedules, requeue jobs whose worker was lost."""
     import logging
@@ -110,13 +135,20 @@ def beat(interval: float, once: bool, reconcile_every: float, reconcile_older_th
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     click.echo(f"bertq beat: every {interval:g}s, schedules and leases; lost messages every {reconcile_every:g}s")
-    done = run_beat(load_settings(), interval=interval, reconcile_every=reconcile_every,
-                    reconcile_older_than=reconcile_older_than, once=once)
+    done = run_beat(
+        load_settings(),
+        interval=interval,
+        reconcile_every=reconcile_every,
+        reconcile_older_than=reconcile_older_than,
+        once=once,
+    )
     click.echo(done.describe())
 
 
 @cli.command("reconcile")
-@click.option("--older-than", type=float, default=60.0, show_default=True, help="Only jobs queued at least this many seconds ago.")
+@click.option(
+    "--older-than", type=float, default=60.0, show_default=True, help="Only jobs queued at least this many seconds ago."
+)
 def reconcile_command(older_than: float) -> None:
     """Send again the QUEUED jobs whose message the broker lost (also done by `bertq beat`)."""
     from bertq.scheduler.reaper import reconcile
@@ -128,9 +160,19 @@ def reconcile_command(older_than: float) -> None:
 @cli.command()
 @click.option("--task", default=None, help="Only evaluations of this task (sst2, conll2003, ...).")
 @click.option("--data", default=None, help="Only evaluations on this data file.")
-@click.option("--scenarios", "scenarios_file", type=click.Path(dir_okay=False), default=None, help="TOML file of [[scenario]] tables [bertq's defaults].")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "html", "json"]), default="table", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to this file instead of the terminal.")
+@click.option(
+    "--scenarios",
+    "scenarios_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML file of [[scenario]] tables [bertq's defaults].",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "markdown", "html", "json"]), default="table", show_default=True
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None, help="Write to this file instead of the terminal."
+)
 def report(task: str | None, data: str | None, scenarios_file: str | None, fmt: str, out: str | None) -> None:
     """Which model to deploy for which scenario, from the numbers evaluate jobs measured."""
     from pathlib import Path
@@ -144,8 +186,11 @@ def report(task: str | None, data: str | None, scenarios_file: str | None, fmt: 
     with sessions()() as session:
         candidates = load_candidates(session, task=task, data=data)
     if not candidates:
-        raise BertqError("no successful evaluate jobs to compare" + (f" for task {task}" if task else "")
-                         + "; run `bertq submit evaluate --model JOB_ID` first")
+        raise BertqError(
+            "no successful evaluate jobs to compare"
+            + (f" for task {task}" if task else "")
+            + "; run `bertq submit evaluate --model JOB_ID` first"
+        )
     decisions = [decision for scenario in scenarios for decision in decide(scenario, candidates)]
     text = RENDERERS[fmt](decisions, candidates)
     if out:
@@ -165,8 +210,16 @@ def flower(address: str, port: int, unauthenticated: bool) -> None:
 
     user = os.environ.get("BERTQ_FLOWER_USER")
     password = os.environ.get("BERTQ_FLOWER_PASSWORD")
-    argv = [sys.executable, "-m", "celery", "-A", "bertq.worker.celery_app:app", "flower",
-            f"--address={address}", f"--port={port}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "bertq.worker.celery_app:app",
+        "flower",
+        f"--address={address}",
+        f"--port={port}",
+    ]
     if user and password:
         argv.append(f"--basic-auth={user}:{password}")
     elif not unauthenticated:
@@ -175,7 +228,9 @@ def flower(address: str, port: int, unauthenticated: bool) -> None:
             "(or pass --unauthenticated to listen on 127.0.0.1 without a login)"
         )
     elif address not in ("127.0.0.1", "localhost", "::1"):
-        raise BertqError(f"--unauthenticated listens on 127.0.0.1 only, not {address}; set BERTQ_FLOWER_USER/PASSWORD to open it wider")
+        raise BertqError(
+            f"--unauthenticated listens on 127.0.0.1 only, not {address}; set BERTQ_FLOWER_USER/PASSWORD to open it wider"
+        )
     else:
         os.environ["FLOWER_UNAUTHENTICATED_API"] = "true"  # loopback only, by the user's explicit choice
     broker_url(load_settings())  # the embedded Redis must be up before Flower connects

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any
 
 import click
 
-from bertq.cli.group import BertqError, cli, emit_json, get_job
-from bertq.config import load_settings
+from bertq.cli.group import cli, emit_json, get_job
 from bertq.cli.watch import wait_for
-from bertq.jobkinds import JOB_KINDS
 from bertq.infer_tasks import INFER_TASKS
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 
@@ -26,17 +23,29 @@ def submit() -> None:
 
 def _queue_options(command: Any) -> Any:
     command = click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} as JSON.')(command)
-    command = click.option("--wait", is_flag=True, help="Show progress until the job ends; exit non-zero unless it SUCCEEDED.")(command)
-    command = click.option("--priority", type=int, default=5, show_default=True, help="0 (lowest) to 9 (most urgent).")(command)
-    command = click.option("--queue", default=None, help="Queue to run on: cpu or gpu [default: BERTQ_DEFAULT_QUEUE or cpu].")(command)
+    command = click.option(
+        "--wait", is_flag=True, help="Show progress until the job ends; exit non-zero unless it SUCCEEDED."
+    )(command)
+    command = click.option("--priority", type=int, default=5, show_default=True, help="0 (lowest) to 9 (most urgent).")(
+        command
+    )
+    command = click.option(
+        "--queue", default=None, help="Queue to run on: cpu or gpu [default: BERTQ_DEFAULT_QUEUE or cpu]."
+    )(command)
     return command
 
 
 def _loading_options(command: Any) -> Any:
-    command = click.option("--allow-pickle", is_flag=True,
-                           help="Load pickle weights (pytorch_model.bin) for this job; they can run code. Off: safetensors only.")(command)
-    command = click.option("--trust-remote-code", is_flag=True,
-                           help="Let the model run its own Python code (auto_map) for this job. Off by default.")(command)
+    command = click.option(
+        "--allow-pickle",
+        is_flag=True,
+        help="Load pickle weights (pytorch_model.bin) for this job; they can run code. Off: safetensors only.",
+    )(command)
+    command = click.option(
+        "--trust-remote-code",
+        is_flag=True,
+        help="Let the model run its own Python code (auto_map) for this job. Off by default.",
+    )(command)
     return command
 
 
@@ -73,47 +82,109 @@ def _default_queue(device: str = "cpu") -> str:
 @submit.command("finetune")
 @click.option("--model", required=True, help="Alias (bertq models), hub id or local folder.")
 @click.option("--task", required=True, help="classification, sst2, ner, conll2003, qa or squad.")
-@click.option("--train", required=True, help="Training data: TSV/CSV/JSONL (classification), CoNLL/JSONL (ner), SQuAD JSON/JSONL (qa).")
+@click.option(
+    "--train",
+    required=True,
+    help="Training data: TSV/CSV/JSONL (classification), CoNLL/JSONL (ner), SQuAD JSON/JSONL (qa).",
+)
 @click.option("--eval", "eval_", default=None, help="Evaluation data, same format; evaluated every epoch.")
-@click.option("--text-column", default=None, help="Classification: column with the text [sst2: sentence; else text/sentence].")
+@click.option(
+    "--text-column", default=None, help="Classification: column with the text [sst2: sentence; else text/sentence]."
+)
 @click.option("--label-column", default=None, help="Classification: column with the label [default: label].")
 @click.option("--epochs", type=float, default=3.0, show_default=True)
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (overrides --epochs).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=5e-5, show_default=True)
-@click.option("--max-length", type=int, default=None, help="Truncate (qa: window) inputs at this many tokens [128; qa 384].")
+@click.option(
+    "--max-length", type=int, default=None, help="Truncate (qa: window) inputs at this many tokens [128; qa 384]."
+)
 @click.option("--stride", type=int, default=128, show_default=True, help="qa: tokens shared by consecutive windows.")
-@click.option("--split-by", type=click.Choice(["article"]), default=None, help="qa: take --train and --eval from one file, split by article.")
-@click.option("--eval-fraction", type=float, default=None, help="With --split-by: share of articles held out (e.g. 0.2).")
+@click.option(
+    "--split-by",
+    type=click.Choice(["article"]),
+    default=None,
+    help="qa: take --train and --eval from one file, split by article.",
+)
+@click.option(
+    "--eval-fraction", type=float, default=None, help="With --split-by: share of articles held out (e.g. 0.2)."
+)
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--evaluate/--no-evaluate", default=True, show_default=True, help="Enqueue an evaluate job of the best checkpoint when done.")
+@click.option(
+    "--evaluate/--no-evaluate",
+    default=True,
+    show_default=True,
+    help="Enqueue an evaluate job of the best checkpoint when done.",
+)
 @_loading_options
 @_queue_options
 def submit_finetune(
-    model: str, task: str, train: str, eval_: str | None, text_column: str | None, label_column: str | None,
-    epochs: float, max_steps: int | None, batch_size: int, lr: float, max_length: int | None, stride: int,
-    split_by: str | None, eval_fraction: float | None, seed: int, evaluate: bool,
-    trust_remote_code: bool, allow_pickle: bool, queue: str | None, priority: int, wait: bool, as_json: bool,
+    model: str,
+    task: str,
+    train: str,
+    eval_: str | None,
+    text_column: str | None,
+    label_column: str | None,
+    epochs: float,
+    max_steps: int | None,
+    batch_size: int,
+    lr: float,
+    max_length: int | None,
+    stride: int,
+    split_by: str | None,
+    eval_fraction: float | None,
+    seed: int,
+    evaluate: bool,
+    trust_remote_code: bool,
+    allow_pickle: bool,
+    queue: str | None,
+    priority: int,
+    wait: bool,
+    as_json: bool,
 ) -> None:
     """Fine-tune MODEL on a task; saves the best epoch's model with its metrics, then evaluates it."""
-    from bertq.specs import build_finetune_spec, evaluate_after_finetune
     from bertq.db.submit import submit_plan
     from bertq.plan import PlannedJob
+    from bertq.specs import build_finetune_spec, evaluate_after_finetune
 
     queue = queue or _default_queue()
-    spec = _validated(queue, priority, lambda: build_finetune_spec(
-        model=model, task=task, train=train, eval=eval_, text_column=text_column, label_column=label_column,
-        epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, stride=stride,
-        split_by=split_by, eval_fraction=eval_fraction, seed=seed, evaluate=evaluate,
-        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-    ))
+    spec = _validated(
+        queue,
+        priority,
+        lambda: build_finetune_spec(
+            model=model,
+            task=task,
+            train=train,
+            eval=eval_,
+            text_column=text_column,
+            label_column=label_column,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            max_length=max_length,
+            stride=stride,
+            split_by=split_by,
+            eval_fraction=eval_fraction,
+            seed=seed,
+            evaluate=evaluate,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+        ),
+    )
     plan = [PlannedJob("finetune", spec.to_dict(), queue, priority)]
     if evaluate:
         device = "cuda" if queue == "gpu" else "cpu"
-        plan.append(PlannedJob(
-            "evaluate", lambda ids: evaluate_after_finetune(spec, job_id=ids[0], device=device).to_dict(),
-            queue, priority, after=[0], parent=0,
-        ))
+        plan.append(
+            PlannedJob(
+                "evaluate",
+                lambda ids: evaluate_after_finetune(spec, job_id=ids[0], device=device).to_dict(),
+                queue,
+                priority,
+                after=[0],
+                parent=0,
+            )
+        )
     ids = submit_plan(plan)
     extra = f"; job {ids[1]} will evaluate its checkpoint" if evaluate else ""
     _report_submitted(ids[0], "finetune", queue, wait, as_json, extra)
@@ -131,13 +202,24 @@ def _model_job(model: str) -> dict[str, Any] | None:
         return None
     with sessions()() as session:
         job = get_job(session, int(reference))
-        return {"id": job.id, "kind": job.kind, "status": job.status, "spec": job.spec,
-                "checkpoint": checkpoint_path(session=session, job_id=job.id)}
+        return {
+            "id": job.id,
+            "kind": job.kind,
+            "status": job.status,
+            "spec": job.spec,
+            "checkpoint": checkpoint_path(session=session, job_id=job.id),
+        }
 
 
 @submit.command("evaluate")
-@click.option("--model", required=True, help="A finished (or running) fine-tune/distill job id, or an alias, hub id or folder with a trained head.")
-@click.option("--task", default=None, help="classification, sst2, ner, conll2003, qa or squad [default: the job's task].")
+@click.option(
+    "--model",
+    required=True,
+    help="A finished (or running) fine-tune/distill job id, or an alias, hub id or folder with a trained head.",
+)
+@click.option(
+    "--task", default=None, help="classification, sst2, ner, conll2003, qa or squad [default: the job's task]."
+)
 @click.option("--data", default=None, help="Evaluation data [default: the job's eval data].")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default="fp32", show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
@@ -152,25 +234,56 @@ def _model_job(model: str) -> dict[str, Any] | None:
 @_loading_options
 @_queue_options
 def submit_evaluate(
-    model: str, task: str | None, data: str | None, precision: str, device: str, text_column: str | None,
-    label_column: str | None, max_length: int | None, batch_size: int, latency_samples: int,
-    split_by: str | None, eval_fraction: float | None, seed: int,
-    trust_remote_code: bool, allow_pickle: bool, queue: str | None, priority: int, wait: bool, as_json: bool,
+    model: str,
+    task: str | None,
+    data: str | None,
+    precision: str,
+    device: str,
+    text_column: str | None,
+    label_column: str | None,
+    max_length: int | None,
+    batch_size: int,
+    latency_samples: int,
+    split_by: str | None,
+    eval_fraction: float | None,
+    seed: int,
+    trust_remote_code: bool,
+    allow_pickle: bool,
+    queue: str | None,
+    priority: int,
+    wait: bool,
+    as_json: bool,
 ) -> None:
     """Measure a trained model: task metrics, size, peak memory, p50/p95 latency, throughput."""
     from bertq.db.models import JobStatus
-    from bertq.specs import build_evaluate_spec
     from bertq.db.submit import submit_plan
     from bertq.plan import PlannedJob
+    from bertq.specs import build_evaluate_spec
 
     queue = queue or _default_queue(device)
     source = _model_job(model)
-    spec = _validated(queue, priority, lambda: build_evaluate_spec(
-        model=model, task=task, data=data, source_job=source, text_column=text_column, label_column=label_column,
-        precision=precision, device=device, max_length=max_length, batch_size=batch_size,
-        latency_samples=latency_samples, split_by=split_by, eval_fraction=eval_fraction, seed=seed,
-        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-    ))
+    spec = _validated(
+        queue,
+        priority,
+        lambda: build_evaluate_spec(
+            model=model,
+            task=task,
+            data=data,
+            source_job=source,
+            text_column=text_column,
+            label_column=label_column,
+            precision=precision,
+            device=device,
+            max_length=max_length,
+            batch_size=batch_size,
+            latency_samples=latency_samples,
+            split_by=split_by,
+            eval_fraction=eval_fraction,
+            seed=seed,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+        ),
+    )
     waits_for = [source["id"]] if source and source["status"] != JobStatus.SUCCEEDED else []
     [job_id] = submit_plan([PlannedJob("evaluate", spec.to_dict(), queue, priority, after_existing=waits_for)])
     extra = f", after job {waits_for[0]} succeeds" if waits_for else ""
@@ -178,17 +291,37 @@ def submit_evaluate(
 
 
 @submit.command("distill")
-@click.option("--teacher", required=True, help="A fine-tune job id, a fine-tuned folder, or a model to fine-tune first (alias, hub id, folder).")
-@click.option("--student", required=True, help="`teacher` (cut from it with --student-layers), or an alias, hub id or folder.")
-@click.option("--student-layers", default=None, help="With --student teacher: a count (6: evenly spaced) or indices (0,2,4).")
+@click.option(
+    "--teacher",
+    required=True,
+    help="A fine-tune job id, a fine-tuned folder, or a model to fine-tune first (alias, hub id, folder).",
+)
+@click.option(
+    "--student", required=True, help="`teacher` (cut from it with --student-layers), or an alias, hub id or folder."
+)
+@click.option(
+    "--student-layers", default=None, help="With --student teacher: a count (6: evenly spaced) or indices (0,2,4)."
+)
 @click.option("--task", default=None, help="sst2 or classification [default: the teacher job's task].")
 @click.option("--train", default=None, help="Training data [default: the teacher job's].")
 @click.option("--eval", "eval_", default=None, help="Evaluation data [default: the teacher job's].")
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
-@click.option("--temperature", type=float, default=4.0, show_default=True, help="Softmax temperature of the soft labels.")
-@click.option("--alpha", type=float, default=0.5, show_default=True, help="Weight of the soft (KD) term; 0 trains on gold labels alone.")
-@click.option("--transfer-data", default=None, help="Unlabelled text the teacher labels (soft labels only), added to the student's data.")
+@click.option(
+    "--temperature", type=float, default=4.0, show_default=True, help="Softmax temperature of the soft labels."
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Weight of the soft (KD) term; 0 trains on gold labels alone.",
+)
+@click.option(
+    "--transfer-data",
+    default=None,
+    help="Unlabelled text the teacher labels (soft labels only), added to the student's data.",
+)
 @click.option("--transfer-column", default=None, help="Text column of --transfer-data when it is TSV/CSV/JSONL.")
 @click.option("--epochs", type=float, default=3.0, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
@@ -198,43 +331,111 @@ def submit_evaluate(
 @_loading_options
 @_queue_options
 def submit_distill(
-    teacher: str, student: str, student_layers: str | None, task: str | None, train: str | None, eval_: str | None,
-    text_column: str | None, label_column: str | None, temperature: float, alpha: float, transfer_data: str | None,
-    transfer_column: str | None, epochs: float, batch_size: int, lr: float, max_length: int, seed: int,
-    trust_remote_code: bool, allow_pickle: bool, queue: str | None, priority: int, wait: bool, as_json: bool,
+    teacher: str,
+    student: str,
+    student_layers: str | None,
+    task: str | None,
+    train: str | None,
+    eval_: str | None,
+    text_column: str | None,
+    label_column: str | None,
+    temperature: float,
+    alpha: float,
+    transfer_data: str | None,
+    transfer_column: str | None,
+    epochs: float,
+    batch_size: int,
+    lr: float,
+    max_length: int,
+    seed: int,
+    trust_remote_code: bool,
+    allow_pickle: bool,
+    queue: str | None,
+    priority: int,
+    wait: bool,
+    as_json: bool,
 ) -> None:
     """Distil TEACHER into STUDENT: a pipeline of jobs (teacher, its cached outputs, student, evaluations)."""
-    from bertq.distillation import build_distill_spec, plan_distill
     from bertq.db.submit import submit_plan
+    from bertq.distillation import build_distill_spec, plan_distill
 
     queue = queue or _default_queue()
     teacher_job = _model_job(teacher)
-    built = _validated(queue, priority, lambda: build_distill_spec(
-        teacher=teacher, teacher_job=teacher_job, student=student, student_layers=student_layers, task=task,
-        train=train, eval=eval_, text_column=text_column, label_column=label_column, temperature=temperature,
-        alpha=alpha, transfer_data=transfer_data, transfer_column=transfer_column, epochs=epochs,
-        batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
-        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-    ))
+    built = _validated(
+        queue,
+        priority,
+        lambda: build_distill_spec(
+            teacher=teacher,
+            teacher_job=teacher_job,
+            student=student,
+            student_layers=student_layers,
+            task=task,
+            train=train,
+            eval=eval_,
+            text_column=text_column,
+            label_column=label_column,
+            temperature=temperature,
+            alpha=alpha,
+            transfer_data=transfer_data,
+            transfer_column=transfer_column,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            max_length=max_length,
+            seed=seed,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+        ),
+    )
     spec, teacher_finetune = built
-    ids = submit_plan(plan_distill(spec, teacher_finetune, queue=queue, priority=priority,
-                                   device="cuda" if queue == "gpu" else "cpu"))
+    ids = submit_plan(
+        plan_distill(spec, teacher_finetune, queue=queue, priority=priority, device="cuda" if queue == "gpu" else "cpu")
+    )
     _report_submitted(ids[0], "distill", queue, wait, as_json, f"; steps {', '.join(map(str, ids[1:]))}")
 
 
 @submit.command("infer")
-@click.option("--model", required=True, help="A fine-tune/student job id, or an alias, hub id or folder (with a trained head, except for embed).")
+@click.option(
+    "--model",
+    required=True,
+    help="A fine-tune/student job id, or an alias, hub id or folder (with a trained head, except for embed).",
+)
 @click.option("--task", required=True, type=click.Choice(list(INFER_TASKS)))
-@click.option("--input", "inputs", required=True, multiple=True, help="Text (one record per line), JSONL, CSV/TSV or Parquet; files or globs; repeatable.")
-@click.option("--output", required=True, help="Output folder; {date} becomes the run's date (nightly runs never overwrite each other).")
+@click.option(
+    "--input",
+    "inputs",
+    required=True,
+    multiple=True,
+    help="Text (one record per line), JSONL, CSV/TSV or Parquet; files or globs; repeatable.",
+)
+@click.option(
+    "--output",
+    required=True,
+    help="Output folder; {date} becomes the run's date (nightly runs never overwrite each other).",
+)
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
-@click.option("--text-column", default=None, help="Text column of JSONL/CSV/TSV/Parquet input [text, sentence or content].")
-@click.option("--id-column", default=None, help="Column whose value is each record's id [default: <file name>:<line number>].")
-@click.option("--shards", default="auto", show_default=True, help="Number of shards (each its own task on any worker), or auto.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto", show_default=True)
+@click.option(
+    "--text-column", default=None, help="Text column of JSONL/CSV/TSV/Parquet input [text, sentence or content]."
+)
+@click.option(
+    "--id-column", default=None, help="Column whose value is each record's id [default: <file name>:<line number>]."
+)
+@click.option(
+    "--shards", default="auto", show_default=True, help="Number of shards (each its own task on any worker), or auto."
+)
+@click.option(
+    "--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto", show_default=True
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--token-budget", type=int, default=None, help=f"Tokens per batch [cpu {DEFAULT_TOKEN_BUDGET['cpu']}, cuda {DEFAULT_TOKEN_BUDGET['cuda']}]; halved on CUDA out-of-memory.")
-@click.option("--max-length", type=int, default=None, help="Truncate inputs at this many tokens [the model's limit, at most 512].")
+@click.option(
+    "--token-budget",
+    type=int,
+    default=None,
+    help=f"Tokens per batch [cpu {DEFAULT_TOKEN_BUDGET['cpu']}, cuda {DEFAULT_TOKEN_BUDGET['cuda']}]; halved on CUDA out-of-memory.",
+)
+@click.option(
+    "--max-length", type=int, default=None, help="Truncate inputs at this many tokens [the model's limit, at most 512]."
+)
 @click.option("--all-scores", is_flag=True, help="classify: every label's score.")
 @click.option("--normalize", is_flag=True, help="embed: unit-length vectors.")
 @click.option("--labels", default=None, help="zero-shot: candidate labels, comma-separated.")
@@ -243,10 +444,29 @@ def submit_distill(
 @_loading_options
 @_queue_options
 def submit_infer(
-    model: str, task: str, inputs: tuple[str, ...], output: str, fmt: str, text_column: str | None,
-    id_column: str | None, shards: str, precision: str, device: str, token_budget: int | None, max_length: int | None,
-    all_scores: bool, normalize: bool, labels: str | None, question: str | None, on_bad_line: str,
-    trust_remote_code: bool, allow_pickle: bool, queue: str | None, priority: int, wait: bool, as_json: bool,
+    model: str,
+    task: str,
+    inputs: tuple[str, ...],
+    output: str,
+    fmt: str,
+    text_column: str | None,
+    id_column: str | None,
+    shards: str,
+    precision: str,
+    device: str,
+    token_budget: int | None,
+    max_length: int | None,
+    all_scores: bool,
+    normalize: bool,
+    labels: str | None,
+    question: str | None,
+    on_bad_line: str,
+    trust_remote_code: bool,
+    allow_pickle: bool,
+    queue: str | None,
+    priority: int,
+    wait: bool,
+    as_json: bool,
 ) -> None:
     """Run MODEL over corpora: sharded across workers, exactly one output record per input record."""
     from bertq.bulk import build_infer_spec, claim_output, plan_infer, shard_rows
@@ -255,17 +475,39 @@ def submit_infer(
 
     queue = queue or _default_queue(device)
     model_job = _model_job(model)
-    spec, planned = _validated(queue, priority, lambda: build_infer_spec(
-        model=model, model_job=model_job, task=task, inputs=list(inputs), output=output, format=fmt,
-        text_column=text_column, id_column=id_column, shards=shards, precision=precision, device=device,
-        token_budget=token_budget, max_length=max_length, all_scores=all_scores, normalize=normalize,
-        labels=labels, question=question, on_bad_line=on_bad_line,
-        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-    ))
-    ids = submit_plan(plan_infer(spec, planned, queue=queue, priority=priority),
-                      extra_rows=lambda ids: [ShardRow(**row) for row in shard_rows(ids, planned)])
+    spec, planned = _validated(
+        queue,
+        priority,
+        lambda: build_infer_spec(
+            model=model,
+            model_job=model_job,
+            task=task,
+            inputs=list(inputs),
+            output=output,
+            format=fmt,
+            text_column=text_column,
+            id_column=id_column,
+            shards=shards,
+            precision=precision,
+            device=device,
+            token_budget=token_budget,
+            max_length=max_length,
+            all_scores=all_scores,
+            normalize=normalize,
+            labels=labels,
+            question=question,
+            on_bad_line=on_bad_line,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+        ),
+    )
+    ids = submit_plan(
+        plan_infer(spec, planned, queue=queue, priority=priority),
+        extra_rows=lambda ids: [ShardRow(**row) for row in shard_rows(ids, planned)],
+    )
     from pathlib import Path
 
     claim_output(Path(spec.output), ids[0])
-    _report_submitted(ids[0], "infer", queue, wait, as_json,
-                      f"; {spec.records} records in {len(planned)} shards -> {spec.output}")
+    _report_submitted(
+        ids[0], "infer", queue, wait, as_json, f"; {spec.records} records in {len(planned)} shards -> {spec.output}"
+    )

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from typing import Any
 
 import click
 
@@ -21,12 +19,21 @@ JOB_SORTS = ("newest", "oldest", "priority", "status")
 
 
 @cli.command()
-@click.option("--status", type=click.Choice(["WAITING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"], case_sensitive=False))
+@click.option(
+    "--status",
+    type=click.Choice(["WAITING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"], case_sensitive=False),
+)
 @click.option("--kind", type=click.Choice(list(JOB_KINDS)), default=None, help="Only jobs of this kind.")
-@click.option("--sort", type=click.Choice(list(JOB_SORTS)), default="newest", show_default=True, help="Order of the list.")
+@click.option(
+    "--sort", type=click.Choice(list(JOB_SORTS)), default="newest", show_default=True, help="Order of the list."
+)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--orphans", "only_orphans", is_flag=True,
-              help="Only WAITING jobs that can never run (a job they wait for failed or was cancelled).")
+@click.option(
+    "--orphans",
+    "only_orphans",
+    is_flag=True,
+    help="Only WAITING jobs that can never run (a job they wait for failed or was cancelled).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orphans: bool, as_json: bool) -> None:
     """List jobs, newest first (or --sort oldest, priority, status)."""
@@ -44,13 +51,20 @@ def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orpha
             click.echo("\n".join(f"job {j} waits for job {b}, which {how}" for j, b, how in stuck) or "no orphans")
         return
     for job_id, blocker, how in stuck:  # should never happen: every path to FAILED ends the dependants
-        click.echo(f"warning: job {job_id} waits for job {blocker}, which {how}; it can never run "
-                   f"(`bertq cancel {job_id}`)", err=True)
+        click.echo(
+            f"warning: job {job_id} waits for job {blocker}, which {how}; it can never run (`bertq cancel {job_id}`)",
+            err=True,
+        )
 
     with sessions()() as session:
         rows = list_jobs(session=session, status=status.upper() if status else None, kind=kind, sort=sort, limit=limit)
         if as_json:
-            emit_json([{k: job_view(j)[k] for k in ("id", "kind", "status", "progress", "model", "metrics", "created_at")} for j in rows])
+            emit_json(
+                [
+                    {k: job_view(j)[k] for k in ("id", "kind", "status", "progress", "model", "metrics", "created_at")}
+                    for j in rows
+                ]
+            )
             return
         if not rows:
             click.echo("no jobs yet; submit one with `bertq submit finetune ...`")
@@ -58,7 +72,15 @@ def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orpha
         click.echo(
             table(
                 [
-                    [str(j.id), j.kind, j.status, f"{j.progress * 100:.0f}%", model_of(j.kind, j.spec) or "-", age(j.created_at), main_metric(latest_metrics(j))]
+                    [
+                        str(j.id),
+                        j.kind,
+                        j.status,
+                        f"{j.progress * 100:.0f}%",
+                        model_of(j.kind, j.spec) or "-",
+                        age(j.created_at),
+                        main_metric(latest_metrics(j)),
+                    ]
                     for j in rows
                 ],
                 ["ID", "KIND", "STATUS", "PROGRESS", "MODEL", "AGE", "MAIN METRIC"],
@@ -81,7 +103,9 @@ def show(job_id: int, as_json: bool) -> None:
         emit_json(view)
         return
     click.echo(line)
-    click.echo(f"kind {view['kind']}, model {view['model']}, queue {view['queue']}, attempts {view['attempts']}/{view['max_attempts']}")
+    click.echo(
+        f"kind {view['kind']}, model {view['model']}, queue {view['queue']}, attempts {view['attempts']}/{view['max_attempts']}"
+    )
     for key in ("created_at", "started_at", "finished_at"):
         if view[key]:
             click.echo(f"{key.replace('_at', ''):<9} {view[key]}")
@@ -90,7 +114,9 @@ def show(job_id: int, as_json: bool) -> None:
         for name, value in view["metrics"].items():
             click.echo(f"  {name:<28} {value:.6g}")
     for artifact in view["artifacts"]:
-        click.echo(f"artifact {artifact['kind']}: {artifact['path']} ({artifact['size_bytes'] / 1e6:.1f} MB, sha256 {artifact['sha256'][:12]})")
+        click.echo(
+            f"artifact {artifact['kind']}: {artifact['path']} ({artifact['size_bytes'] / 1e6:.1f} MB, sha256 {artifact['sha256'][:12]})"
+        )
     if view["error"]:
         click.echo(f"error: {view['error']}")
 

@@ -58,15 +58,15 @@ def create_job(
     return job
 
 
-def claim(*, session: Session, job_id: int, worker: str, lease_seconds: float, now: datetime | None = None) -> Claim | None:
+def claim(
+    *, session: Session, job_id: int, worker: str, lease_seconds: float, now: datetime | None = None
+) -> Claim | None:
     """Take the job for a new attempt, or return None if it is not ours to run.
 
     A job can be claimed when it is QUEUED, or RUNNING with an expired lease (its worker died).
     """
     now = now or utcnow()
-    claimable = (Job.status == JobStatus.QUEUED) | (
-        (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now)
-    )
+    claimable = (Job.status == JobStatus.QUEUED) | ((Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now))
     taken = session.execute(
         update(Job)
         .where(Job.id == job_id, claimable, Job.attempts < Job.max_attempts)
@@ -111,7 +111,9 @@ def _lost_message(session: Session, job_id: int) -> str:
     )
 
 
-def _close_open_attempts(*, session: Session, job_id: int, outcome: str, now: datetime, error: str | None = None) -> None:
+def _close_open_attempts(
+    *, session: Session, job_id: int, outcome: str, now: datetime, error: str | None = None
+) -> None:
     session.execute(
         update(Attempt)
         .where(Attempt.job_id == job_id, Attempt.ended_at.is_(None))
@@ -184,14 +186,21 @@ def finish(
     current = [Job.attempts == attempt, Job.status == JobStatus.RUNNING]
     if status != JobStatus.SUCCEEDED:
         ended = end_unsuccessfully(
-            session=session, job_id=job_id, status=status, error=error or str(status), only_if=current,
-            traceback=traceback, attempt_outcome=str(status), now=now,
+            session=session,
+            job_id=job_id,
+            status=status,
+            error=error or str(status),
+            only_if=current,
+            traceback=traceback,
+            attempt_outcome=str(status),
+            now=now,
         )
         if ended is None:
             raise AttemptSuperseded(f"job {job_id}: attempt {attempt} is no longer current")
         return
-    values: dict[str, Any] = dict(status=status, finished_at=now, lease_owner=None, error=error, traceback=traceback,
-                                  progress=1.0)
+    values: dict[str, Any] = dict(
+        status=status, finished_at=now, lease_owner=None, error=error, traceback=traceback, progress=1.0
+    )
     if result is not None:
         values["result"] = result
     done = session.execute(
@@ -227,14 +236,25 @@ def end_unsuccessfully(
     ended = session.execute(
         update(Job)
         .where(Job.id == job_id, *conditions)
-        .values(status=status, finished_at=now, lease_owner=None, error=error, traceback=traceback,
-                cancel_requested=status == JobStatus.CANCELLED)
+        .values(
+            status=status,
+            finished_at=now,
+            lease_owner=None,
+            error=error,
+            traceback=traceback,
+            cancel_requested=status == JobStatus.CANCELLED,
+        )
         .execution_options(synchronize_session=False)
     )
     if ended.rowcount != 1:
         return None
-    _close_open_attempts(session=session, job_id=job_id, outcome=attempt_outcome or str(status), now=now,
-                         error=error if status == JobStatus.FAILED else None)
+    _close_open_attempts(
+        session=session,
+        job_id=job_id,
+        outcome=attempt_outcome or str(status),
+        now=now,
+        error=error if status == JobStatus.FAILED else None,
+    )
     job = session.get(Job, job_id, populate_existing=True)
     assert job is not None
     if status == JobStatus.CANCELLED:
@@ -259,8 +279,9 @@ def cancel(*, session: Session, job_id: int) -> list[int] | None:
     and the jobs waiting on it; a running attempt notices at its next heartbeat and stops.
 
     Returns the other jobs ended with it, or None when the job had already ended."""
-    ended = end_unsuccessfully(session=session, job_id=job_id, status=JobStatus.CANCELLED, error="cancelled",
-                               attempt_outcome="CANCELLED")
+    ended = end_unsuccessfully(
+        session=session, job_id=job_id, status=JobStatus.CANCELLED, error="cancelled", attempt_outcome="CANCELLED"
+    )
     if ended is None:
         return None
     for child in session.scalars(select(Job.id).where(Job.parent_id == job_id)).all():
@@ -271,9 +292,7 @@ def cancel(*, session: Session, job_id: int) -> list[int] | None:
 
 def expired_leases(*, session: Session, now: datetime | None = None) -> list[int]:
     now = now or utcnow()
-    return list(
-        session.scalars(select(Job.id).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now))
-    )
+    return list(session.scalars(select(Job.id).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)))
 
 
 def queued_since(*, session: Session, seconds: float, now: datetime | None = None) -> list[Job]:
@@ -303,7 +322,7 @@ def requeue_lost(*, session: Session, job_id: int, now: datetime | None = None) 
     return False
 
 
-JOB_SORTS = {
+JOB_SORTS: dict[str, list[Any]] = {
     "newest": [Job.id.desc()],
     "oldest": [Job.id],
     "priority": [Job.priority.desc(), Job.id],
@@ -332,9 +351,7 @@ def latest_metrics(job: Job) -> dict[str, float]:
 def release_dependants(*, session: Session, job_id: int) -> list[Job]:
     """Called when `job_id` succeeded: its WAITING dependants whose every dependency has now
     SUCCEEDED become QUEUED; returns them (to be sent to the broker)."""
-    waiting = session.scalars(
-        select(JobDependency.job_id).where(JobDependency.depends_on_id == job_id)
-    ).all()
+    waiting = session.scalars(select(JobDependency.job_id).where(JobDependency.depends_on_id == job_id)).all()
     return release_ready(session=session, job_ids=list(waiting))
 
 
@@ -358,9 +375,12 @@ def release_ready(*, session: Session, job_ids: list[int], now: datetime | None 
         dead = sorted(i for i, status in statuses.items() if status in (JobStatus.FAILED, JobStatus.CANCELLED))
         if dead:
             end_unsuccessfully(
-                session=session, job_id=job.id, status=JobStatus.CANCELLED,
+                session=session,
+                job_id=job.id,
+                status=JobStatus.CANCELLED,
                 error=f"not run: job {dead[0]}, which it waits for, ended {statuses[dead[0]]}",
-                only_if=[Job.status == JobStatus.WAITING], now=now,
+                only_if=[Job.status == JobStatus.WAITING],
+                now=now,
             )
             continue
         if all(status == JobStatus.SUCCEEDED for status in statuses.values()):
@@ -428,8 +448,10 @@ def orphans(*, session: Session) -> list[tuple[int, int, str]]:
 def record_resume(*, session: Session, job_id: int, attempt: int, checkpoint: str) -> None:
     """The attempt resumes from an earlier attempt's checkpoint (shown by `bertq show`)."""
     session.execute(
-        update(Attempt).where(Attempt.job_id == job_id, Attempt.number == attempt)
-        .values(resumed_from=checkpoint).execution_options(synchronize_session=False)
+        update(Attempt)
+        .where(Attempt.job_id == job_id, Attempt.number == attempt)
+        .values(resumed_from=checkpoint)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -457,12 +479,18 @@ def artifact_path(*, session: Session, job_id: int, kind: str) -> str | None:
 
 def request_preemption(*, session: Session, worker_prefix: str) -> list[int]:
     """Ask every job running on this worker (lease owner `host/pid...`) to checkpoint and requeue."""
-    ids = list(session.scalars(
-        select(Job.id).where(Job.status == JobStatus.RUNNING, Job.lease_owner.startswith(worker_prefix))
-    ))
+    ids = list(
+        session.scalars(
+            select(Job.id).where(Job.status == JobStatus.RUNNING, Job.lease_owner.startswith(worker_prefix))
+        )
+    )
     if ids:
-        session.execute(update(Job).where(Job.id.in_(ids)).values(preempt_requested=True)
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(ids))
+            .values(preempt_requested=True)
+            .execution_options(synchronize_session=False)
+        )
     return ids
 
 
@@ -488,13 +516,20 @@ def retry_later(*, session: Session, job_id: int, attempt: int, reason: str) -> 
     another attempt, or FAILED with the reason once its attempts are used up. True when requeued."""
     moved = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.RUNNING, Job.attempts < Job.max_attempts)
+        .where(
+            Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.RUNNING, Job.attempts < Job.max_attempts
+        )
         .values(status=JobStatus.QUEUED, lease_owner=None, error=f"attempt {attempt}: {reason}; retrying")
         .execution_options(synchronize_session=False)
     )
     if moved.rowcount:
         end_attempt(session=session, job_id=job_id, attempt=attempt, outcome="RETRY", error=reason)
         return True
-    finish(session=session, job_id=job_id, attempt=attempt, status=JobStatus.FAILED,
-           error=f"{reason} (on attempt {attempt}, the last one allowed)")
+    finish(
+        session=session,
+        job_id=job_id,
+        attempt=attempt,
+        status=JobStatus.FAILED,
+        error=f"{reason} (on attempt {attempt}, the last one allowed)",
+    )
     return False

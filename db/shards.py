@@ -12,7 +12,9 @@ from bertq.db.models import Job, ShardRow, utcnow
 def report_rows(*, session: Session, parent: int, index: int, done: int) -> None:
     """This shard's rows done, and the whole job's progress on its own row."""
     session.execute(
-        update(ShardRow).where(ShardRow.job_id == parent, ShardRow.index == index).values(rows_done=done)
+        update(ShardRow)
+        .where(ShardRow.job_id == parent, ShardRow.index == index)
+        .values(rows_done=done)
         .execution_options(synchronize_session=False)
     )
     sums = session.execute(
@@ -20,24 +22,33 @@ def report_rows(*, session: Session, parent: int, index: int, done: int) -> None
     ).one()
     rows_done, total = (int(value or 0) for value in sums)  # PostgreSQL sums integers as NUMERIC (Decimal)
     first_start = session.scalar(
-        select(func.min(Job.started_at)).join(ShardRow, ShardRow.shard_job_id == Job.id).where(ShardRow.job_id == parent)
+        select(func.min(Job.started_at))
+        .join(ShardRow, ShardRow.shard_job_id == Job.id)
+        .where(ShardRow.job_id == parent)
     )
     elapsed = max((utcnow() - first_start).total_seconds(), 1e-3) if first_start else None
     rate = rows_done / elapsed if elapsed else None
     session.execute(
-        update(Job).where(Job.id == parent).values(
+        update(Job)
+        .where(Job.id == parent)
+        .values(
             progress=rows_done / max(total, 1),
-            progress_detail={"rows": rows_done, "total": total,
-                             "rate_per_s": round(rate, 1) if rate else None,
-                             "eta_seconds": round((total - rows_done) / rate) if rate else None},
-        ).execution_options(synchronize_session=False)
+            progress_detail={
+                "rows": rows_done,
+                "total": total,
+                "rate_per_s": round(rate, 1) if rate else None,
+                "eta_seconds": round((total - rows_done) / rate) if rate else None,
+            },
+        )
+        .execution_options(synchronize_session=False)
     )
 
 
 def commit_output(*, session: Session, parent: int, index: int, path: str, sha256: str, rows: int) -> None:
     """Offer this attempt's file as the shard's output (fenced by the caller: one attempt wins)."""
     session.execute(
-        update(ShardRow).where(ShardRow.job_id == parent, ShardRow.index == index)
+        update(ShardRow)
+        .where(ShardRow.job_id == parent, ShardRow.index == index)
         .values(output_path=path, output_sha256=sha256, rows_done=rows)
         .execution_options(synchronize_session=False)
     )

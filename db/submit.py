@@ -38,7 +38,10 @@ def submit(kind: str, spec: dict[str, Any], *, queue: str, priority: int, settin
 
 
 def submit_plan(
-    plan: list[PlannedJob], *, settings: Settings | None = None, extra_rows: Callable[[list[int]], list[Any]] | None = None
+    plan: list[PlannedJob],
+    *,
+    settings: Settings | None = None,
+    extra_rows: Callable[[list[int]], list[Any]] | None = None,
 ) -> list[int]:
     """Record every job of the plan in one transaction, then enqueue those that are ready.
 
@@ -52,8 +55,13 @@ def submit_plan(
         # Rows first (their ids are needed by specs and dependencies), then specs and dependencies.
         jobs = [
             job_queries.create_job(
-                session=session, kind=p.kind, spec={}, queue=p.queue, priority=p.priority,
-                max_attempts=settings.max_attempts, waiting=bool(p.after or p.after_existing),
+                session=session,
+                kind=p.kind,
+                spec={},
+                queue=p.queue,
+                priority=p.priority,
+                max_attempts=settings.max_attempts,
+                waiting=bool(p.after or p.after_existing),
             )
             for p in plan
         ]
@@ -73,8 +81,12 @@ def submit_plan(
         # WAITING jobs whose dependencies already ended (before this plan's rows existed) are
         # released or abandoned by the same rule a finishing job applies.
         job_queries.release_ready(session=session, job_ids=ids)
-        ready = [Delivery(j.id, j.kind, j.queue, j.priority)
-                 for j in session.scalars(select(Job).where(Job.id.in_(ids), Job.status == JobStatus.QUEUED).order_by(Job.id))]
+        ready = [
+            Delivery(j.id, j.kind, j.queue, j.priority)
+            for j in session.scalars(
+                select(Job).where(Job.id.in_(ids), Job.status == JobStatus.QUEUED).order_by(Job.id)
+            )
+        ]
     try:
         dispatch(ready, app=app)
     except Exception as error:

@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from bertq.db.jobs import latest_metrics
 from bertq.db.models import Job, JobStatus
-from bertq.report.scenarios import Candidate
 from bertq.families import PRESETS
+from bertq.report.scenarios import Candidate
 
 DEPLOYMENT_METRICS = ("params", "size_mb", "peak_memory_mb", "latency_p50_ms", "latency_p95_ms", "throughput_per_s")
 
@@ -28,8 +28,13 @@ def _model_name(session: Session, spec: dict[str, Any]) -> tuple[str, dict[str, 
         layers = source.spec.get("student_layers")
         student = "cut " + ",".join(map(str, layers)) if layers else source.spec.get("student")
         name = f"student {source_id} ({student} of teacher {teacher}, alpha {source.spec.get('alpha')})"
-        return name, {"kind": "student", "job": source_id, "distilled_from_job": teacher,
-                      "alpha": source.spec.get("alpha"), "transfer_data": source.spec.get("transfer_data")}
+        return name, {
+            "kind": "student",
+            "job": source_id,
+            "distilled_from_job": teacher,
+            "alpha": source.spec.get("alpha"),
+            "transfer_data": source.spec.get("transfer_data"),
+        }
     name = f"{source.spec.get('model')} fine-tuned (job {source_id})"
     return name, {"kind": source.kind, "job": source_id, "fine_tuned_from": source.spec.get("model")}
 
@@ -38,8 +43,10 @@ def load_candidates(session: Session, *, task: str | None = None, data: str | No
     """One candidate per evaluated (model, precision, device, data): the newest evaluation of it, so a
     model measured again (after a driver update, on a quiet machine) is represented by its last numbers."""
     query = (
-        select(Job).options(selectinload(Job.metrics))
-        .where(Job.kind == "evaluate", Job.status == JobStatus.SUCCEEDED).order_by(Job.id)
+        select(Job)
+        .options(selectinload(Job.metrics))
+        .where(Job.kind == "evaluate", Job.status == JobStatus.SUCCEEDED)
+        .order_by(Job.id)
     )
     latest: dict[tuple, Candidate] = {}
     for job in session.scalars(query):
@@ -55,10 +62,14 @@ def load_candidates(session: Session, *, task: str | None = None, data: str | No
             metrics["task_metric"] = metrics[main]
         name, lineage = _model_name(session, spec)
         candidate = Candidate(
-            job_id=job.id, model=name, precision=result.get("precision", spec.get("precision", "?")),
+            job_id=job.id,
+            model=name,
+            precision=result.get("precision", spec.get("precision", "?")),
             device=result.get("device", spec.get("device", "?")),
             device_name=result.get("device_name", result.get("device", "?")),
-            task=spec.get("task", "?"), metrics=metrics, lineage=lineage,
+            task=spec.get("task", "?"),
+            metrics=metrics,
+            lineage=lineage,
         )
         model_key = spec.get("model_job_id") or result.get("model_location") or spec.get("model")
         latest[(model_key, candidate.precision, candidate.device_name, candidate.task, spec.get("data"))] = candidate

@@ -13,9 +13,19 @@ from typing import Any
 
 from bertq.report.scenarios import Candidate, Decision
 
-COLUMNS = [("job", "job_id"), ("model", "model"), ("precision", "precision"), ("device", "device"),
-           ("task metric", "task_metric"), ("p50 ms", "latency_p50_ms"), ("p95 ms", "latency_p95_ms"),
-           ("per s", "throughput_per_s"), ("MB", "size_mb"), ("peak MB", "peak_memory_mb"), ("params", "params")]
+COLUMNS = [
+    ("job", "job_id"),
+    ("model", "model"),
+    ("precision", "precision"),
+    ("device", "device"),
+    ("task metric", "task_metric"),
+    ("p50 ms", "latency_p50_ms"),
+    ("p95 ms", "latency_p95_ms"),
+    ("per s", "throughput_per_s"),
+    ("MB", "size_mb"),
+    ("peak MB", "peak_memory_mb"),
+    ("params", "params"),
+]
 
 
 def _cell(candidate: Candidate, key: str) -> str:
@@ -37,8 +47,9 @@ def _winner_line(decision: Decision) -> tuple[str, str]:
 
 
 def as_json(decisions: list[Decision], candidates: list[Candidate]) -> str:
-    return json.dumps({"scenarios": [d.as_dict() for d in decisions], "candidates": [c.as_dict() for c in candidates]},
-                      indent=2)
+    return json.dumps(
+        {"scenarios": [d.as_dict() for d in decisions], "candidates": [c.as_dict() for c in candidates]}, indent=2
+    )
 
 
 def as_table(decisions: list[Decision], candidates: list[Candidate]) -> str:
@@ -47,7 +58,9 @@ def as_table(decisions: list[Decision], candidates: list[Candidate]) -> str:
         choice, reason = _winner_line(decision)
         lines += [f"* {decision.scenario.name}  [{decision.device}]", f"    winner: {choice}", f"    why:    {reason}"]
         if decision.runner_up is not None:
-            lines.append(f"    runner-up: {decision.runner_up.model} [{decision.runner_up.precision}, job {decision.runner_up.job_id}]")
+            lines.append(
+                f"    runner-up: {decision.runner_up.model} [{decision.runner_up.precision}, job {decision.runner_up.job_id}]"
+            )
     lines += ["", f"Candidates ({len(candidates)} evaluations)", ""]
     rows = [[h for h, _ in COLUMNS]] + [[_cell(c, key) for _, key in COLUMNS] for c in candidates]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
@@ -56,8 +69,14 @@ def as_table(decisions: list[Decision], candidates: list[Candidate]) -> str:
 
 
 def as_markdown(decisions: list[Decision], candidates: list[Candidate]) -> str:
-    lines = ["# bertq decision report", "", "## Scenarios", "",
-             "| scenario | device | winner | runner-up | why |", "|---|---|---|---|---|"]
+    lines = [
+        "# bertq decision report",
+        "",
+        "## Scenarios",
+        "",
+        "| scenario | device | winner | runner-up | why |",
+        "|---|---|---|---|---|",
+    ]
     for decision in decisions:
         choice, reason = _winner_line(decision)
         runner = f"{decision.runner_up.model} [{decision.runner_up.precision}]" if decision.runner_up else "-"
@@ -74,7 +93,7 @@ def pareto_front(candidates: list[Candidate], cost: str) -> set[int]:
     points = [(j, q, k) for j, q, k in points if q is not None and k is not None]
     front = set()
     for job, quality, value in points:
-        dominated = any(q >= quality and k <= value and (q > quality or k < value) for _, q, k in points)
+        dominated = any(q >= quality and k <= value and (q > quality or k < value) for _, q, k in points)  # type: ignore[operator]
         if not dominated:
             front.add(job)
     return front
@@ -98,48 +117,72 @@ def _scatter(candidates: list[Candidate], cost: str, label: str) -> str:
 
     front = pareto_front(points, cost)
     where = {c.job_id: (sx(x), sy(y)) for c, x, y in zip(points, xs, ys)}
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="task metric against {html.escape(label)}">',
-             f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<line x1="{margin}" y1="{height - margin}" x2="{width - margin}" y2="{height - margin}" stroke="#333"/>',
-             f'<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{height - margin}" stroke="#333"/>',
-             f'<text x="{width / 2}" y="{height - 14}" text-anchor="middle" font-size="12">{html.escape(label)} (log scale)</text>',
-             f'<text x="16" y="{height / 2}" transform="rotate(-90 16 {height / 2})" text-anchor="middle" font-size="12">task metric</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="task metric against {html.escape(label)}">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<line x1="{margin}" y1="{height - margin}" x2="{width - margin}" y2="{height - margin}" stroke="#333"/>',
+        f'<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{height - margin}" stroke="#333"/>',
+        f'<text x="{width / 2}" y="{height - 14}" text-anchor="middle" font-size="12">{html.escape(label)} (log scale)</text>',
+        f'<text x="16" y="{height / 2}" transform="rotate(-90 16 {height / 2})" text-anchor="middle" font-size="12">task metric</text>',
+    ]
     for tick in range(5):
         y = y0 + (y1 - y0) * tick / 4
         parts.append(f'<text x="{margin - 6}" y="{sy(y) + 4:.1f}" text-anchor="end" font-size="10">{y:.3f}</text>')
         x = x0 + (x1 - x0) * tick / 4
-        parts.append(f'<text x="{sx(x):.1f}" y="{height - margin + 16}" text-anchor="middle" font-size="10">{10 ** x:.3g}</text>')
+        parts.append(
+            f'<text x="{sx(x):.1f}" y="{height - margin + 16}" text-anchor="middle" font-size="10">{10**x:.3g}</text>'
+        )
     ordered = sorted((c for c in points if c.job_id in front), key=lambda c: c.metrics[cost])
     if len(ordered) > 1:
         path = " ".join(f"{where[c.job_id][0]:.1f},{where[c.job_id][1]:.1f}" for c in ordered)
         parts.append(f'<polyline points="{path}" fill="none" stroke="#d62728" stroke-dasharray="5,3"/>')
     for candidate in points:  # distillation lineage: teacher -> student
         teacher = candidate.lineage.get("distilled_from_job")
-        sources = [c for c in points if c.lineage.get("job") == teacher and c.precision == candidate.precision
-                   and c.device_name == candidate.device_name]
+        sources = [
+            c
+            for c in points
+            if c.lineage.get("job") == teacher
+            and c.precision == candidate.precision
+            and c.device_name == candidate.device_name
+        ]
         for source in sources:
             (ax, ay), (bx, by) = where[source.job_id], where[candidate.job_id]
-            parts.append(f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}" stroke="#2ca02c" '
-                         f'stroke-width="1.5" marker-end="url(#arrow)"/>')
-    parts.insert(1, '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
-                    '<path d="M0,0 L8,4 L0,8 z" fill="#2ca02c"/></marker></defs>')
+            parts.append(
+                f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}" stroke="#2ca02c" '
+                f'stroke-width="1.5" marker-end="url(#arrow)"/>'
+            )
+    parts.insert(
+        1,
+        '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
+        '<path d="M0,0 L8,4 L0,8 z" fill="#2ca02c"/></marker></defs>',
+    )
     for candidate in points:
         x, y = where[candidate.job_id]
         colour = "#d62728" if candidate.job_id in front else "#1f77b4"
         title = html.escape(f"job {candidate.job_id}: {candidate.model} [{candidate.precision}]")
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="{colour}"><title>{title}</title></circle>')
-        parts.append(f'<text x="{x + 8:.1f}" y="{y - 8:.1f}" font-size="10">{candidate.job_id} {candidate.precision}</text>')
+        parts.append(
+            f'<text x="{x + 8:.1f}" y="{y - 8:.1f}" font-size="10">{candidate.job_id} {candidate.precision}</text>'
+        )
     parts.append("</svg>")
     return "\n".join(parts)
 
 
 def as_html(decisions: list[Decision], candidates: list[Candidate]) -> str:
     rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in
-                         [d.scenario.name, d.device, _winner_line(d)[0],
-                          f"{d.runner_up.model} [{d.runner_up.precision}]" if d.runner_up else "-",
-                          d.reason]) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(cell)}</td>"
+            for cell in [
+                d.scenario.name,
+                d.device,
+                _winner_line(d)[0],
+                f"{d.runner_up.model} [{d.runner_up.precision}]" if d.runner_up else "-",
+                d.reason,
+            ]
+        )
+        + "</tr>"
         for d in decisions
     )
     table = "".join(
@@ -149,11 +192,13 @@ def as_html(decisions: list[Decision], candidates: list[Candidate]) -> str:
     plots = ""
     for device in devices:
         group = [c for c in candidates if c.device_name == device]
-        plots += (f"<h3>Measured on {html.escape(device)}</h3><div class='plots'>"
-                  f"<figure>{_scatter(group, 'latency_p95_ms', 'p95 latency, ms (batch 1)')}"
-                  "<figcaption>Task metric against p95 latency</figcaption></figure>"
-                  f"<figure>{_scatter(group, 'size_mb', 'size of the weights, MB')}"
-                  "<figcaption>Task metric against size</figcaption></figure></div>")
+        plots += (
+            f"<h3>Measured on {html.escape(device)}</h3><div class='plots'>"
+            f"<figure>{_scatter(group, 'latency_p95_ms', 'p95 latency, ms (batch 1)')}"
+            "<figcaption>Task metric against p95 latency</figcaption></figure>"
+            f"<figure>{_scatter(group, 'size_mb', 'size of the weights, MB')}"
+            "<figcaption>Task metric against size</figcaption></figure></div>"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>bertq decision report</title>
 <style>

@@ -39,8 +39,16 @@ class Candidate:
         return self.metrics.get(metric)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "model": self.model, "precision": self.precision, "device": self.device,
-                "device_name": self.device_name, "task": self.task, **self.metrics, "lineage": self.lineage}
+        return {
+            "job_id": self.job_id,
+            "model": self.model,
+            "precision": self.precision,
+            "device": self.device,
+            "device_name": self.device_name,
+            "task": self.task,
+            **self.metrics,
+            "lineage": self.lineage,
+        }
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ def load_scenarios(path: Path | None = None) -> list[Scenario]:
         name = table.get("name") or f"scenario {number}"
         objective = table.get("objective")
         if not isinstance(objective, str) or not objective.strip("-"):
-            problems.append(f"{where}: [[scenario]] {name!r} needs objective = \"metric\" or \"-metric\"")
+            problems.append(f'{where}: [[scenario]] {name!r} needs objective = "metric" or "-metric"')
             continue
         limits, filters, within = {}, {}, None
         for key, value in table.items():
@@ -94,8 +102,10 @@ def load_scenarios(path: Path | None = None) -> list[Scenario]:
             elif key.startswith(("max_", "min_")) and isinstance(value, (int, float)) and not isinstance(value, bool):
                 limits[key] = float(value)
             else:
-                problems.append(f"{where}: [[scenario]] {name!r}: unknown key {key!r} (use max_<metric>, min_<metric>, "
-                                f"within_best_task_metric, {', '.join(FILTERS)})")
+                problems.append(
+                    f"{where}: [[scenario]] {name!r}: unknown key {key!r} (use max_<metric>, min_<metric>, "
+                    f"within_best_task_metric, {', '.join(FILTERS)})"
+                )
         scenarios.append(Scenario(name=name, objective=objective, limits=limits, within_best=within, filters=filters))
     if problems:
         raise SpecError(problems)
@@ -122,10 +132,17 @@ class Decision:
         def candidate(c: Candidate | None) -> dict[str, Any] | None:
             return c.as_dict() if c else None
 
-        return {"name": self.scenario.name, "device": self.device, "constraints": self.scenario.constraints(),
-                "objective": self.scenario.objective, "winner": candidate(self.winner),
-                "runner_up": candidate(self.runner_up), "nearest_miss": candidate(self.nearest_miss),
-                "miss_by": self.miss_by or None, "reason": self.reason}
+        return {
+            "name": self.scenario.name,
+            "device": self.device,
+            "constraints": self.scenario.constraints(),
+            "objective": self.scenario.objective,
+            "winner": candidate(self.winner),
+            "runner_up": candidate(self.runner_up),
+            "nearest_miss": candidate(self.nearest_miss),
+            "miss_by": self.miss_by or None,
+            "reason": self.reason,
+        }
 
 
 def _violations(candidate: Candidate, scenario: Scenario, best_task: float | None) -> dict[str, float] | None:
@@ -150,8 +167,12 @@ def _rank_key(candidate: Candidate, scenario: Scenario) -> tuple:
     value = candidate.value(scenario.metric) or 0.0
     latency = candidate.value("latency_p95_ms")
     size = candidate.value("size_mb")
-    return (-value if scenario.maximise else value, latency if latency is not None else float("inf"),
-            size if size is not None else float("inf"), candidate.job_id)
+    return (
+        -value if scenario.maximise else value,
+        latency if latency is not None else float("inf"),
+        size if size is not None else float("inf"),
+        candidate.job_id,
+    )
 
 
 def decide(scenario: Scenario, candidates: list[Candidate]) -> list[Decision]:
@@ -167,9 +188,10 @@ def _fmt(value: float | None) -> str:
 
 def _decide_on(scenario: Scenario, pool: list[Candidate], device: str) -> Decision:
     measured = [c for c in pool if c.value(scenario.metric) is not None]
-    tasks = [c.value("task_metric") for c in measured if c.value("task_metric") is not None]
+    tasks = [value for c in measured if (value := c.value("task_metric")) is not None]
     best_task = max(tasks) if tasks else None
-    qualified, missed = [], []
+    qualified: list[tuple[Candidate, dict[str, Any]]] = []
+    missed: list[tuple[Candidate, dict[str, Any]]] = []
     for candidate in measured:
         excess = _violations(candidate, scenario, best_task)
         if excess is None:
@@ -178,7 +200,7 @@ def _decide_on(scenario: Scenario, pool: list[Candidate], device: str) -> Decisi
     ranked = sorted((c for c, _ in qualified), key=lambda c: _rank_key(c, scenario))
     winner = ranked[0] if ranked else None
     runner_up = ranked[1] if len(ranked) > 1 else None
-    nearest, miss_by = None, {}
+    nearest, miss_by = None, dict[str, Any]()
     if missed:
         nearest, excess = min(missed, key=lambda pair: (sum(pair[1].values()), _rank_key(pair[0], scenario)))
         miss_by = {}
@@ -188,18 +210,28 @@ def _decide_on(scenario: Scenario, pool: list[Candidate], device: str) -> Decisi
             elif relative > 0:
                 miss_by[key] = round(relative, 6)
     verb = "highest" if scenario.maximise else "lowest"
-    constraints = ", ".join(f"{k.replace('max_', '').replace('min_', '')} {'<=' if k.startswith('max_') else '>='} {_fmt(v)}"
-                            for k, v in scenario.limits.items())
+    constraints = ", ".join(
+        f"{k.replace('max_', '').replace('min_', '')} {'<=' if k.startswith('max_') else '>='} {_fmt(v)}"
+        for k, v in scenario.limits.items()
+    )
     if scenario.within_best is not None:
-        constraints = ", ".join(filter(None, [constraints, f"task metric within {scenario.within_best:g} of the best ({_fmt(best_task)})"]))
+        constraints = ", ".join(
+            filter(None, [constraints, f"task metric within {scenario.within_best:g} of the best ({_fmt(best_task)})"])
+        )
     if winner is not None:
-        reason = (f"{verb} {scenario.metric} ({_fmt(winner.value(scenario.metric))}) among {len(ranked)} of {len(pool)} "
-                  f"candidates{' meeting ' + constraints if constraints else ''}")
+        reason = (
+            f"{verb} {scenario.metric} ({_fmt(winner.value(scenario.metric))}) among {len(ranked)} of {len(pool)} "
+            f"candidates{' meeting ' + constraints if constraints else ''}"
+        )
         if runner_up is not None:
-            reason += f"; runner-up {runner_up.model} ({runner_up.precision}) at {_fmt(runner_up.value(scenario.metric))}"
+            reason += (
+                f"; runner-up {runner_up.model} ({runner_up.precision}) at {_fmt(runner_up.value(scenario.metric))}"
+            )
     elif nearest is not None:
-        reason = (f"no candidate meets {constraints}; nearest miss {nearest.model} ({nearest.precision}) by "
-                  + ", ".join(f"{k} {v:g}" for k, v in miss_by.items()))
+        reason = (
+            f"no candidate meets {constraints}; nearest miss {nearest.model} ({nearest.precision}) by "
+            + ", ".join(f"{k} {v:g}" for k, v in miss_by.items())
+        )
     else:
         reason = f"no candidate has measured {scenario.metric}" + (f" and {constraints}" if constraints else "")
     return Decision(scenario, device, winner, runner_up, nearest, miss_by, len(ranked), len(pool), reason)

@@ -8,6 +8,7 @@ several processes at once is harmless: each requeue is a conditional UPDATE.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from bertq.config import Settings
 from bertq.db import jobs as job_queries
@@ -26,9 +27,9 @@ def reap_expired_leases(settings: Settings) -> list[int]:
     with factory() as session, session.begin():
         for job_id in job_queries.expired_leases(session=session):
             if job_queries.requeue_lost(session=session, job_id=job_id):
-                job = session.get(Job, job_id)
-                assert job is not None
-                requeued.append(Delivery(job.id, job.kind, job.queue, job.priority))
+                row = session.get(Job, job_id)
+                assert row is not None
+                requeued.append(Delivery(row.id, row.kind, row.queue, row.priority))
     for job in requeued:
         log.warning("job %s lost its worker (lease expired); requeued", job.id)
     if requeued:
@@ -45,13 +46,14 @@ def _ids_in_broker(settings: Settings) -> set[int]:
     from bertq.broker import broker_url
 
     client = redis.Redis.from_url(broker_url(settings))
-    payloads: list[bytes] = []
+    payloads: list[Any] = []
     for key in client.scan_iter(count=500):
         kind = client.type(key)
         if kind == b"list":
             payloads += client.lrange(key, 0, -1)
         elif kind == b"hash" and key == b"unacked":
-            payloads += [json.loads(v)[0] if v.startswith(b"[") else v for v in client.hvals(key)]
+            values: list[bytes] = list(client.hvals(key))  # type: ignore[arg-type]
+            payloads += [json.loads(v)[0] if v.startswith(b"[") else v for v in values]
     ids: set[int] = set()
     for payload in payloads:
         try:

@@ -21,14 +21,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bertq.config import Settings
-from bertq.db.engine import sessions
 from bertq.db import schedules as schedule_queries
+from bertq.db.engine import sessions
 from bertq.db.models import Schedule, utcnow
 from bertq.errors import SpecError
 from bertq.jobkinds import SUBMITTABLE
 
 log = logging.getLogger("bertq.schedules")
-
 
 
 def check_schedule(name: str, cron: str, timezone: str, args: list[str]) -> None:
@@ -38,19 +37,24 @@ def check_schedule(name: str, cron: str, timezone: str, args: list[str]) -> None
     if not name or len(name) > 128 or not all(c.isalnum() or c in "-_." for c in name):
         problems.append(f"schedule name {name!r}: use letters, digits, '-', '_' or '.' (at most 128)")
     if not croniter.is_valid(cron):
-        problems.append(f"--cron {cron!r} does not parse; five fields: minute hour day-of-month month day-of-week, e.g. \"0 2 * * *\"")
+        problems.append(
+            f'--cron {cron!r} does not parse; five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *"'
+        )
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(f"--timezone {timezone!r} is not a known time zone (e.g. UTC, Europe/Paris)")
     if len(args) < 2 or args[0] != "submit" or args[1] not in SUBMITTABLE:
-        problems.append(f"after `--` give the submit command to run, e.g. `-- submit infer --model 7 ...` (got {' '.join(args) or 'nothing'})")
+        problems.append(
+            f"after `--` give the submit command to run, e.g. `-- submit infer --model 7 ...` (got {' '.join(args) or 'nothing'})"
+        )
     if problems:
         raise SpecError(problems)
 
 
-def add_schedule(*, session: Session, name: str, cron: str, timezone: str, args: list[str],
-                 cwd: str | None = None) -> Schedule:
+def add_schedule(
+    *, session: Session, name: str, cron: str, timezone: str, args: list[str], cwd: str | None = None
+) -> Schedule:
     """Store the schedule; its command runs later from `cwd` (default: the folder it is added from),
     so relative paths in it (`--input corpus.txt`, `--output out/{date}`) mean what they meant here."""
     check_schedule(name, cron, timezone, args)
@@ -113,11 +117,14 @@ def fire(settings: Settings, schedule: Schedule, slot: datetime) -> Fired | None
     cwd = schedule.argv.get("cwd")  # schedules stored before the folder was kept run from beat's own
     job_id, error = None, None
     if cwd and not os.path.isdir(cwd):
-        error = (f"the folder this schedule was added from, {cwd}, is gone; relative paths in its command "
-                 "cannot be found. Remove the schedule and add it again (with absolute paths, from any folder)")
+        error = (
+            f"the folder this schedule was added from, {cwd}, is gone; relative paths in its command "
+            "cannot be found. Remove the schedule and add it again (with absolute paths, from any folder)"
+        )
     else:
-        result = subprocess.run([sys.executable, "-m", "bertq.cli", *args], env=env, capture_output=True, text=True,
-                                cwd=cwd)
+        result = subprocess.run(
+            [sys.executable, "-m", "bertq.cli", *args], env=env, capture_output=True, text=True, cwd=cwd
+        )
         if result.returncode == 0:
             job_id = int(json.loads(result.stdout)["id"])
         else:

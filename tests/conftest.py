@@ -44,9 +44,20 @@ def _start_postgres(folder: Path) -> str | None:
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
     port = 20000 + secrets.randbelow(20000)
-    subprocess.run([*as_postgres, initdb, "-D", str(folder / "data"), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    pg_ctl = [*as_postgres, shutil.which("pg_ctl") or "pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "log"), "-w"]
+    subprocess.run(
+        [*as_postgres, initdb, "-D", str(folder / "data"), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    pg_ctl = [
+        *as_postgres,
+        shutil.which("pg_ctl") or "pg_ctl",
+        "-D",
+        str(folder / "data"),
+        "-l",
+        str(folder / "log"),
+        "-w",
+    ]
     start = [*pg_ctl, "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start"]
     subprocess.run(start, check=True, capture_output=True)
     _PG_CTL[:] = [[*pg_ctl, "-m", "fast", "stop"], start]
@@ -60,12 +71,20 @@ def _database_outage(instance: Bertq, seconds: float) -> None:
     url = instance.env.get("BERTQ_DATABASE_URL")
     if url is None:
         database = instance.home / "bertq.db"
-        holder = subprocess.Popen([sys.executable, "-c", (
-            "import sqlite3, sys, time\n"
-            f"c = sqlite3.connect({str(database)!r}, isolation_level=None)\n"
-            "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True)\n"
-            f"time.sleep({seconds}); c.rollback()\n"
-        )], stdout=subprocess.PIPE, text=True)
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                (
+                    "import sqlite3, sys, time\n"
+                    f"c = sqlite3.connect({str(database)!r}, isolation_level=None)\n"
+                    "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True)\n"
+                    f"time.sleep({seconds}); c.rollback()\n"
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         holder.wait()
         return
@@ -98,7 +117,9 @@ def postgres_admin_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.
     yield url
     if folder is not None:
         as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*as_postgres, "pg_ctl", "-D", str(folder / "data"), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*as_postgres, "pg_ctl", "-D", str(folder / "data"), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -125,10 +146,14 @@ class Bertq:
     env: dict[str, str]
     workers: list[subprocess.Popen] = field(default_factory=list)
 
-    def run(self, *args: str, check: bool = False, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, check: bool = False, timeout: float = 600, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
         result = subprocess.run([*BERTQ, *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
         if check and result.returncode != 0:
-            raise AssertionError(f"bertq {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"bertq {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def json(self, *args: str) -> object:
@@ -138,7 +163,7 @@ class Bertq:
 
     def start_worker(self, *extra: str, name: str | None = None) -> subprocess.Popen:
         log = self.home / f"worker-{len(self.workers)}.log"
-        handle = open(log, "w")
+        handle = open(log, "w")  # noqa: SIM115 - the worker writes to it for as long as it runs
         argv = [*BERTQ, "worker", "--loglevel", "INFO", *extra]
         if name:
             argv += ["--name", name]
@@ -239,8 +264,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = BertTokenizerFast.from_pretrained(folder, do_lower_case=True)
     assert tokenizer.convert_tokens_to_ids("movie") != tokenizer.unk_token_id
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
     )
     import torch
 

@@ -10,8 +10,13 @@ import time
 
 
 def beat(bertq, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bertq.cli", "beat", "--interval", "1", *extra], env=bertq.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bertq.cli", "beat", "--interval", "1", *extra],
+        env=bertq.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def stop(process: subprocess.Popen) -> None:

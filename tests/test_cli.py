@@ -25,18 +25,47 @@ def _heavy_modules(bertq, *args: str) -> str:
 
 def test_cli_commands_never_import_torch_or_transformers(bertq, tiny_model, tiny_data):
     train, dev = tiny_data
-    submit = ["submit", "finetune", "--model", str(tiny_model), "--task", "sst2", "--train", str(train), "--eval", str(dev)]
-    commands = (["--help"], ["config"], ["up"], submit, ["jobs"], ["show", "1"], ["models"], ["cancel", "1"],
-                ["report"], ["schedule", "list"], ["reconcile"], ["submit", "infer", "--help"],
-                ["submit", "distill", "--help"], ["submit", "evaluate", "--help"])
+    submit = [
+        "submit",
+        "finetune",
+        "--model",
+        str(tiny_model),
+        "--task",
+        "sst2",
+        "--train",
+        str(train),
+        "--eval",
+        str(dev),
+    ]
+    commands = (
+        ["--help"],
+        ["config"],
+        ["up"],
+        submit,
+        ["jobs"],
+        ["show", "1"],
+        ["models"],
+        ["cancel", "1"],
+        ["report"],
+        ["schedule", "list"],
+        ["reconcile"],
+        ["submit", "infer", "--help"],
+        ["submit", "distill", "--help"],
+        ["submit", "evaluate", "--help"],
+    )
     for args in commands:
         assert _heavy_modules(bertq, *args) == "", args
 
 
 def test_config_json_masks_passwords(bertq):
-    env = dict(bertq.env, BERTQ_BROKER_URL="redis://:s3cret@redis.example:6379/0",
-               BERTQ_DATABASE_URL="postgresql+psycopg://bertq:hunter2@db.example/bertq")
-    result = subprocess.run([sys.executable, "-m", "bertq.cli", "config", "--json"], env=env, capture_output=True, text=True, check=True)
+    env = dict(
+        bertq.env,
+        BERTQ_BROKER_URL="redis://:s3cret@redis.example:6379/0",
+        BERTQ_DATABASE_URL="postgresql+psycopg://bertq:hunter2@db.example/bertq",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "bertq.cli", "config", "--json"], env=env, capture_output=True, text=True, check=True
+    )
     values = json.loads(result.stdout)
     assert {"home", "database_url", "broker_url", "artifacts"} <= set(values)
     assert "s3cret" not in result.stdout and "hunter2" not in result.stdout

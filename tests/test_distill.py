@@ -35,13 +35,23 @@ def test_cutting_layers_keeps_the_teachers_weights():
     from bertq.worker.students import cut_from_teacher
 
     torch.manual_seed(0)
-    teacher = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=4,
-                                                       num_attention_heads=2, intermediate_size=32, num_labels=3))
+    teacher = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            intermediate_size=32,
+            num_labels=3,
+        )
+    )
     student = cut_from_teacher(teacher, [0, 3])
     assert student.config.num_hidden_layers == 2 and student.config.num_labels == 3
     t, s = teacher.state_dict(), student.state_dict()
     assert torch.equal(s["bert.embeddings.word_embeddings.weight"], t["bert.embeddings.word_embeddings.weight"])
-    assert torch.equal(s["bert.encoder.layer.0.attention.self.query.weight"], t["bert.encoder.layer.0.attention.self.query.weight"])
+    assert torch.equal(
+        s["bert.encoder.layer.0.attention.self.query.weight"], t["bert.encoder.layer.0.attention.self.query.weight"]
+    )
     assert torch.equal(s["bert.encoder.layer.1.output.dense.weight"], t["bert.encoder.layer.3.output.dense.weight"])
     assert torch.equal(s["classifier.weight"], t["classifier.weight"])
     assert not any(".layer.2." in key or ".layer.3." in key for key in s)
@@ -64,9 +74,25 @@ def _steps(view: dict) -> dict[str, list[int]]:
 def test_distill_pipeline_trains_the_teacher_caches_outputs_and_summarises(bertq, tiny_model, tiny_data):
     train, dev = tiny_data
     bertq.start_worker()
-    common = ["--task", "sst2", "--train", str(train), "--eval", str(dev), "--max-length", "32", "--epochs", "1",
-              "--batch-size", "16", "--lr", "1e-3"]
-    parent = _submit(bertq, "distill", "--teacher", str(tiny_model), "--student", "teacher", "--student-layers", "1", *common)
+    common = [
+        "--task",
+        "sst2",
+        "--train",
+        str(train),
+        "--eval",
+        str(dev),
+        "--max-length",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-3",
+    ]
+    parent = _submit(
+        bertq, "distill", "--teacher", str(tiny_model), "--student", "teacher", "--student-layers", "1", *common
+    )
     assert bertq.run("wait", str(parent), "--timeout", "400").returncode == 0
     view = bertq.json("show", str(parent))
     steps = _steps(view)
@@ -76,8 +102,12 @@ def test_distill_pipeline_trains_the_teacher_caches_outputs_and_summarises(bertq
     assert summary["teacher_job"] == steps["finetune"][0] and summary["student_job"] == steps["student"][0]
     student_eval = bertq.json("show", str(summary["student_eval_job"]))
     teacher_eval = bertq.json("show", str(summary["teacher_eval_job"]))
-    assert summary["retention"] == pytest.approx(student_eval["metrics"]["accuracy"] / teacher_eval["metrics"]["accuracy"])
-    assert summary["speedup"] == pytest.approx(student_eval["metrics"]["throughput_per_s"] / teacher_eval["metrics"]["throughput_per_s"])
+    assert summary["retention"] == pytest.approx(
+        student_eval["metrics"]["accuracy"] / teacher_eval["metrics"]["accuracy"]
+    )
+    assert summary["speedup"] == pytest.approx(
+        student_eval["metrics"]["throughput_per_s"] / teacher_eval["metrics"]["throughput_per_s"]
+    )
     assert summary["size_ratio"] < 1  # one layer of two: a smaller model
 
     from transformers import AutoConfig
@@ -87,8 +117,20 @@ def test_distill_pipeline_trains_the_teacher_caches_outputs_and_summarises(bertq
 
     # Distilling again from the same (now finished) teacher and data reuses the cached outputs.
     first_outputs = bertq.json("show", str(steps["teacher_outputs"][0]))
-    again = _submit(bertq, "distill", "--teacher", str(summary["teacher_job"]), "--student", "teacher",
-                    "--student-layers", "1", "--epochs", "1", "--max-length", "32")
+    again = _submit(
+        bertq,
+        "distill",
+        "--teacher",
+        str(summary["teacher_job"]),
+        "--student",
+        "teacher",
+        "--student-layers",
+        "1",
+        "--epochs",
+        "1",
+        "--max-length",
+        "32",
+    )
     assert bertq.run("wait", str(again), "--timeout", "400").returncode == 0
     again_steps = _steps(bertq.json("show", str(again)))
     assert "finetune" not in again_steps  # the teacher job was used as it is
@@ -109,8 +151,16 @@ def other_vocab_model(tmp_path_factory) -> Path:
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizerFast.from_pretrained(folder, do_lower_case=True).save_pretrained(folder)
     torch.manual_seed(1)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
+    BertModel(
+        BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(folder)
     return folder
 
 
@@ -120,9 +170,28 @@ def test_teacher_and_student_with_different_vocabularies(bertq, tiny_model, othe
 
     train, dev = tiny_data
     bertq.start_worker()
-    parent = _submit(bertq, "distill", "--teacher", str(tiny_model), "--student", str(other_vocab_model),
-                     "--task", "sst2", "--train", str(train), "--eval", str(dev), "--max-length", "32",
-                     "--epochs", "1", "--batch-size", "16", "--lr", "2e-3")
+    parent = _submit(
+        bertq,
+        "distill",
+        "--teacher",
+        str(tiny_model),
+        "--student",
+        str(other_vocab_model),
+        "--task",
+        "sst2",
+        "--train",
+        str(train),
+        "--eval",
+        str(dev),
+        "--max-length",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--lr",
+        "2e-3",
+    )
     assert bertq.run("wait", str(parent), "--timeout", "400").returncode == 0
     steps = _steps(bertq.json("show", str(parent)))
     teacher_folder = bertq.json("show", str(steps["finetune"][0]))["artifacts"][0]["path"]
@@ -150,7 +219,10 @@ def test_teacher_and_student_with_different_vocabularies(bertq, tiny_model, othe
     assert foreign_error > 1000 * max(own_error, 1e-9)
     student_view = bertq.json("show", str(steps["student"][0]))
     assert student_view["status"] == "SUCCEEDED"
-    assert AutoTokenizer.from_pretrained(student_view["artifacts"][0]["path"]).vocab == AutoTokenizer.from_pretrained(other_vocab_model).vocab
+    assert (
+        AutoTokenizer.from_pretrained(student_view["artifacts"][0]["path"]).vocab
+        == AutoTokenizer.from_pretrained(other_vocab_model).vocab
+    )
 
 
 @pytest.mark.slow
@@ -158,8 +230,24 @@ def test_a_failed_step_marks_the_rest_not_run_and_the_pipeline_says_why(bertq, t
     train, dev = tiny_data
     doomed = tmp_path / "train.tsv"
     doomed.write_text(train.read_text())
-    parent = _submit(bertq, "distill", "--teacher", str(tiny_model), "--student", "teacher", "--student-layers", "1",
-                     "--task", "sst2", "--train", str(doomed), "--eval", str(dev), "--max-length", "32")
+    parent = _submit(
+        bertq,
+        "distill",
+        "--teacher",
+        str(tiny_model),
+        "--student",
+        "teacher",
+        "--student-layers",
+        "1",
+        "--task",
+        "sst2",
+        "--train",
+        str(doomed),
+        "--eval",
+        str(dev),
+        "--max-length",
+        "32",
+    )
     doomed.unlink()
     bertq.start_worker()
     assert bertq.run("wait", str(parent), "--timeout", "300").returncode == 1
@@ -175,7 +263,20 @@ def test_a_failed_step_marks_the_rest_not_run_and_the_pipeline_says_why(bertq, t
 
 def test_distill_bad_inputs_are_refused(bertq, tiny_model, tiny_data, tmp_path):
     train, dev = tiny_data
-    base = ["submit", "distill", "--teacher", str(tiny_model), "--task", "sst2", "--train", str(train), "--eval", str(dev), "--max-length", "32"]
+    base = [
+        "submit",
+        "distill",
+        "--teacher",
+        str(tiny_model),
+        "--task",
+        "sst2",
+        "--train",
+        str(train),
+        "--eval",
+        str(dev),
+        "--max-length",
+        "32",
+    ]
     cases = [
         (["--student", "teacher", "--student-layers", "0,7"], "within the teacher's layers 0..1"),
         (["--student", "teacher", "--student-layers", "1", "--alpha", "1.5"], "--alpha must be between 0 and 1"),
@@ -187,8 +288,22 @@ def test_distill_bad_inputs_are_refused(bertq, tiny_model, tiny_data, tmp_path):
         assert result.returncode == 2 and words in result.stderr, (extra, result.stderr)
     ner = tmp_path / "ner.txt"
     ner.write_text("EU NNP B-ORG\n")
-    result = bertq.run("submit", "distill", "--teacher", str(tiny_model), "--student", "teacher", "--student-layers", "1",
-                       "--task", "conll2003", "--train", str(ner), "--eval", str(ner))
+    result = bertq.run(
+        "submit",
+        "distill",
+        "--teacher",
+        str(tiny_model),
+        "--student",
+        "teacher",
+        "--student-layers",
+        "1",
+        "--task",
+        "conll2003",
+        "--train",
+        str(ner),
+        "--eval",
+        str(ner),
+    )
     assert result.returncode == 2 and "classification tasks" in result.stderr
 
     # A student whose head has another label count than the teacher's.
@@ -206,7 +321,9 @@ def test_distill_bad_inputs_are_refused(bertq, tiny_model, tiny_data, tmp_path):
     from bertq.db import jobs as q
 
     with bertq.sessions()() as session, session.begin():
-        job = q.create_job(session=session, kind="finetune", spec={"task": "sst2"}, queue="cpu", priority=5, max_attempts=1)
+        job = q.create_job(
+            session=session, kind="finetune", spec={"task": "sst2"}, queue="cpu", priority=5, max_attempts=1
+        )
         job.status = "FAILED"
         failed = job.id
     result = bertq.run("submit", "distill", "--teacher", str(failed), "--student", "teacher", "--student-layers", "1")

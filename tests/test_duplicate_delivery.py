@@ -70,8 +70,24 @@ def test_the_same_message_delivered_twice_runs_the_job_once(bertq_any_db, tiny_m
     train, dev = tiny_data
     bertq.start_worker("--concurrency", "2")
     job_id = json.loads(
-        bertq.run("submit", "finetune", "--model", str(tiny_model), "--task", "sst2", "--train", str(train),
-                  "--eval", str(dev), "--epochs", "1", "--max-length", "32", "--json", check=True).stdout
+        bertq.run(
+            "submit",
+            "finetune",
+            "--model",
+            str(tiny_model),
+            "--task",
+            "sst2",
+            "--train",
+            str(train),
+            "--eval",
+            str(dev),
+            "--epochs",
+            "1",
+            "--max-length",
+            "32",
+            "--json",
+            check=True,
+        ).stdout
     )["id"]
     # A manual resend of the same job id (as a broker redelivery would do), while it runs and after.
     from bertq.worker.app import make_app, send_job

@@ -13,8 +13,26 @@ pytestmark = pytest.mark.slow
 def submit_tiny_finetune(bertq, tiny_model: Path, tiny_data: tuple[Path, Path], *extra: str) -> int:
     train, dev = tiny_data
     result = bertq.run(
-        "submit", "finetune", "--model", str(tiny_model), "--task", "sst2", "--train", str(train), "--eval", str(dev),
-        "--epochs", "2", "--batch-size", "16", "--lr", "1e-3", "--max-length", "32", "--json", *extra,
+        "submit",
+        "finetune",
+        "--model",
+        str(tiny_model),
+        "--task",
+        "sst2",
+        "--train",
+        str(train),
+        "--eval",
+        str(dev),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-3",
+        "--max-length",
+        "32",
+        "--json",
+        *extra,
         check=True,
     )
     return json.loads(result.stdout)["id"]
@@ -59,7 +77,9 @@ def test_finetune_reaches_succeeded_with_metrics_and_a_loadable_checkpoint(bertq
 
     with bertq.sessions()() as session:
         epochs = session.scalars(
-            select(Metric.epoch).where(Metric.job_id == job_id, Metric.name == "eval_accuracy", Metric.epoch.is_not(None))
+            select(Metric.epoch).where(
+                Metric.job_id == job_id, Metric.name == "eval_accuracy", Metric.epoch.is_not(None)
+            )
         ).all()
     assert sorted(round(e) for e in epochs) == [1, 2]
 
@@ -74,8 +94,22 @@ def test_a_failing_job_records_why_and_wait_exits_non_zero(bertq, tiny_model, ti
     doomed.write_text(train.read_text())
     bertq.start_worker()
     job_id = json.loads(
-        bertq.run("submit", "finetune", "--model", str(tiny_model), "--task", "sst2", "--train", str(doomed),
-                  "--eval", str(dev), "--max-length", "32", "--json", check=True).stdout
+        bertq.run(
+            "submit",
+            "finetune",
+            "--model",
+            str(tiny_model),
+            "--task",
+            "sst2",
+            "--train",
+            str(doomed),
+            "--eval",
+            str(dev),
+            "--max-length",
+            "32",
+            "--json",
+            check=True,
+        ).stdout
     )["id"]
     doomed.unlink()  # the data disappears after the submit-time checks
     assert bertq.run("wait", str(job_id), "--timeout", "120").returncode == 1

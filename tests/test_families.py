@@ -42,7 +42,9 @@ def test_a_checkpoint_head_is_found_by_its_architecture_suffix() -> None:
 
 
 def test_the_registries_import_neither_torch_nor_transformers() -> None:
-    code = ("import sys, bertq.families, bertq.infer_tasks, bertq.specs, bertq.bulk; "
-            "print(sorted(m for m in ('torch', 'transformers', 'celery') if m in sys.modules))")
+    code = (
+        "import sys, bertq.families, bertq.infer_tasks, bertq.specs, bertq.bulk; "
+        "print(sorted(m for m in ('torch', 'transformers', 'celery') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

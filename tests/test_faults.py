@@ -12,17 +12,37 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import beat as _beat, stop as _stop, wait_for as _wait_for
+from helpers import beat as _beat
+from helpers import stop as _stop
+from helpers import wait_for as _wait_for
 
 pytestmark = pytest.mark.slow
 
 
 def _submit_finetune(bertq, tiny_model, tiny_data, *extra: str) -> int:
     train, dev = tiny_data
-    return json.loads(bertq.run(
-        "submit", "finetune", "--model", str(tiny_model), "--task", "sst2", "--train", str(train), "--eval", str(dev),
-        "--max-length", "32", "--batch-size", "8", "--no-evaluate", "--json", *extra, check=True,
-    ).stdout)["id"]
+    return json.loads(
+        bertq.run(
+            "submit",
+            "finetune",
+            "--model",
+            str(tiny_model),
+            "--task",
+            "sst2",
+            "--train",
+            str(train),
+            "--eval",
+            str(dev),
+            "--max-length",
+            "32",
+            "--batch-size",
+            "8",
+            "--no-evaluate",
+            "--json",
+            *extra,
+            check=True,
+        ).stdout
+    )["id"]
 
 
 SLOW_STEPS = {"BERTQ_FAULT_STEP_SECONDS": "0.05"}
@@ -63,14 +83,17 @@ def test_a_worker_killed_mid_finetune_resumes_from_its_last_complete_checkpoint(
     from bertq.db.models import Metric
 
     with bertq.sessions()() as session:
-        epochs = session.scalars(select(Metric.epoch).where(Metric.job_id == job, Metric.name == "eval_accuracy",
-                                                            Metric.epoch.is_not(None))).all()
+        epochs = session.scalars(
+            select(Metric.epoch).where(Metric.job_id == job, Metric.name == "eval_accuracy", Metric.epoch.is_not(None))
+        ).all()
         loss_steps = session.scalars(select(Metric.step).where(Metric.job_id == job, Metric.name == "train_loss")).all()
     assert sorted(round(e) for e in epochs) == [1, 2, 3, 4]  # each epoch's evaluation once
     assert len(loss_steps) == len(set(loss_steps))  # no step logged twice
 
 
-def test_a_job_that_kills_its_worker_every_time_fails_after_its_attempts_and_the_queue_goes_on(bertq_any_db, tiny_model, tiny_data):
+def test_a_job_that_kills_its_worker_every_time_fails_after_its_attempts_and_the_queue_goes_on(
+    bertq_any_db, tiny_model, tiny_data
+):
     bertq = bertq_any_db
     bertq.env["BERTQ_MAX_ATTEMPTS"] = "2"
     job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "1")
@@ -80,7 +103,9 @@ def test_a_job_that_kills_its_worker_every_time_fails_after_its_attempts_and_the
     try:
         assert bertq.run("wait", str(job), "--timeout", "180").returncode == 1
         view = bertq.json("show", str(job))
-        assert view["status"] == "FAILED" and view["attempts"] == 2 and "lost on each of its 2 attempts" in view["error"]
+        assert (
+            view["status"] == "FAILED" and view["attempts"] == 2 and "lost on each of its 2 attempts" in view["error"]
+        )
         survivor = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "1")
         assert bertq.run("wait", str(survivor), "--timeout", "180").returncode == 0
     finally:
@@ -107,16 +132,19 @@ def test_a_frozen_stale_attempt_cannot_write_once_another_took_over(bertq_any_db
     view = bertq.json("show", str(job))
     assert view["status"] == "SUCCEEDED" and view["attempts"] == 2
     assert view["metrics"] == taken_over["metrics"] and view["artifacts"] == taken_over["artifacts"]
+    from datetime import datetime
+
     from sqlalchemy import func, select
 
     from bertq.db.models import Metric
 
-    from datetime import datetime
-
     second_started = datetime.fromisoformat(view["attempt_history"][1]["started_at"].rstrip("Z"))
     with bertq.sessions()() as session:
-        late_writes = session.scalar(select(func.count()).select_from(Metric).where(
-            Metric.job_id == job, Metric.attempt == 1, Metric.created_at > second_started))
+        late_writes = session.scalar(
+            select(func.count())
+            .select_from(Metric)
+            .where(Metric.job_id == job, Metric.attempt == 1, Metric.created_at > second_started)
+        )
     assert late_writes == 0
     assert "superseded" in stale_worker.log_path.read_text()
 
@@ -150,7 +178,9 @@ def test_a_pickled_message_is_refused_and_nothing_runs(bertq_any_db, tiny_model,
     time.sleep(1)
     view = bertq.json("show", str(job))
     assert view["status"] == "QUEUED" and view["attempts"] == 0
-    assert "Refusing to deserialize" in worker.log_path.read_text() or "ContentDisallowed" in worker.log_path.read_text()
+    assert (
+        "Refusing to deserialize" in worker.log_path.read_text() or "ContentDisallowed" in worker.log_path.read_text()
+    )
 
 
 def test_messages_lost_by_redis_are_sent_again_by_reconcile_and_run_once(bertq_any_db, tiny_model, tiny_data):
@@ -216,15 +246,19 @@ def test_sigterm_to_a_worker_checkpoints_the_job_requeues_it_and_it_resumes(bert
     assert int(resumed.rsplit("-", 1)[1]) >= saved  # the step it had reached, saved at the shutdown
 
 
-def test_a_checkpoint_save_cut_short_is_never_resumed_and_the_last_complete_one_survives(bertq_any_db, tiny_model, tiny_data):
+def test_a_checkpoint_save_cut_short_is_never_resumed_and_the_last_complete_one_survives(
+    bertq_any_db, tiny_model, tiny_data
+):
     bertq = bertq_any_db
     job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "4")  # 20 steps an epoch, a save each
     bertq.env["BERTQ_FAULT_KILL_IN_SAVE"] = f"{job}:2"  # attempt 1 dies while saving epoch 2
     first = bertq.start_worker(name="first@%h")
     attempt_1 = bertq.home / "artifacts" / "jobs" / str(job) / "attempts" / "1"
     child = _wait_for(lambda: bertq.json("show", str(job)).get("lease_owner") and _worker_child_pid(bertq, job))
-    _wait_for(lambda: not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/status").read_text().find("zombie") > 0,
-              timeout=180)
+    _wait_for(
+        lambda: not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/status").read_text().find("zombie") > 0,
+        timeout=180,
+    )
     os.killpg(first.pid, signal.SIGKILL)
     assert (attempt_1 / "checkpoint-20" / "BERTQ_COMPLETE").is_file()
     assert (attempt_1 / "checkpoint-40" / "model.safetensors").is_file()  # written...
@@ -241,7 +275,9 @@ def test_a_checkpoint_save_cut_short_is_never_resumed_and_the_last_complete_one_
     assert history[1]["resumed_from"] == str(attempt_1 / "checkpoint-20")
 
 
-def test_out_of_memory_backs_off_in_training_and_inference_and_fails_clearly_at_batch_one(bertq_any_db, tiny_model, tiny_data, tmp_path):
+def test_out_of_memory_backs_off_in_training_and_inference_and_fails_clearly_at_batch_one(
+    bertq_any_db, tiny_model, tiny_data, tmp_path
+):
     bertq = bertq_any_db
     bertq.env["BERTQ_FAULT_OOM_ABOVE_BATCH"] = "4"  # CUDA's out-of-memory error for any batch over 4
     worker = bertq.start_worker()
@@ -255,8 +291,24 @@ def test_out_of_memory_backs_off_in_training_and_inference_and_fails_clearly_at_
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"a fine film number {i}\n" for i in range(300)))
-    infer = json.loads(bertq.run("submit", "infer", "--model", str(job), "--task", "classify", "--input", str(corpus),
-                                 "--output", str(tmp_path / "out"), "--shards", "1", "--json", check=True).stdout)["id"]
+    infer = json.loads(
+        bertq.run(
+            "submit",
+            "infer",
+            "--model",
+            str(job),
+            "--task",
+            "classify",
+            "--input",
+            str(corpus),
+            "--output",
+            str(tmp_path / "out"),
+            "--shards",
+            "1",
+            "--json",
+            check=True,
+        ).stdout
+    )["id"]
     assert bertq.run("wait", str(infer), "--timeout", "300").returncode == 0
     [part] = (tmp_path / "out").glob("part-*.jsonl")
     assert len(part.read_text().splitlines()) == 300
@@ -271,8 +323,9 @@ def test_out_of_memory_backs_off_in_training_and_inference_and_fails_clearly_at_
     assert "out of memory while training with a batch of 1" in view["error"] and "--max-length" in view["error"]
 
 
-def test_the_database_away_mid_job_stops_the_attempt_and_the_job_completes_once_it_is_back(bertq_any_db, tiny_model, tiny_data,
-                                                                                            database_outage):
+def test_the_database_away_mid_job_stops_the_attempt_and_the_job_completes_once_it_is_back(
+    bertq_any_db, tiny_model, tiny_data, database_outage
+):
     bertq = bertq_any_db
     bertq.env["BERTQ_DB_BUSY_SECONDS"] = "2"  # SQLite: a locked write fails after 2 s, not 30
     bertq.env.update(SLOW_STEPS)
@@ -297,8 +350,9 @@ def test_the_database_away_mid_job_stops_the_attempt_and_the_job_completes_once_
     from bertq.db.models import Metric
 
     with bertq.sessions()() as session:
-        epochs = session.scalars(select(Metric.epoch).where(Metric.job_id == job, Metric.name == "eval_accuracy",
-                                                            Metric.epoch.is_not(None))).all()
+        epochs = session.scalars(
+            select(Metric.epoch).where(Metric.job_id == job, Metric.name == "eval_accuracy", Metric.epoch.is_not(None))
+        ).all()
         loss_steps = session.scalars(select(Metric.step).where(Metric.job_id == job, Metric.name == "train_loss")).all()
     assert sorted(round(e) for e in epochs) == list(range(1, 11))  # each epoch's evaluation once
     assert len(loss_steps) == len(set(loss_steps))
@@ -309,7 +363,9 @@ def small_disk(tmp_path):  # type: ignore[no-untyped-def]
     """A real 1 MiB file system (tmpfs), nearly full, to write outputs onto."""
     mount_point = tmp_path / "small-disk"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}); the disk-full test needs root")
     try:
@@ -318,7 +374,9 @@ def small_disk(tmp_path):  # type: ignore[no-untyped-def]
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
-def test_disk_full_while_writing_outputs_is_a_retryable_error_and_leaves_no_truncated_file(bertq_any_db, tiny_classifier, tmp_path, small_disk):
+def test_disk_full_while_writing_outputs_is_a_retryable_error_and_leaves_no_truncated_file(
+    bertq_any_db, tiny_classifier, tmp_path, small_disk
+):
     bertq = bertq_any_db
     bertq.env["BERTQ_RETRY_DELAY_SECONDS"] = "3"
     filler = small_disk / "filler"
@@ -326,14 +384,31 @@ def test_disk_full_while_writing_outputs_is_a_retryable_error_and_leaves_no_trun
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"a long enough sentence about film number {i}\n" for i in range(4000)))
     output = small_disk / "out"
-    parent = json.loads(bertq.run("submit", "infer", "--model", str(tiny_classifier), "--task", "classify", "--input",
-                                  str(corpus), "--output", str(output), "--shards", "1", "--json", check=True).stdout)["id"]
+    parent = json.loads(
+        bertq.run(
+            "submit",
+            "infer",
+            "--model",
+            str(tiny_classifier),
+            "--task",
+            "classify",
+            "--input",
+            str(corpus),
+            "--output",
+            str(output),
+            "--shards",
+            "1",
+            "--json",
+            check=True,
+        ).stdout
+    )["id"]
     shard = parent + 1
     bertq.start_worker()
 
     def first_attempt_ended():  # type: ignore[no-untyped-def]
         history = bertq.json("show", str(shard))["attempt_history"]
         return history and history[0]["outcome"] and history[0]
+
     first = _wait_for(first_attempt_ended, timeout=180)
     assert first["outcome"] == "RETRY"
     assert "disk full" in first["error"] and "No space left on device" in first["error"]

@@ -44,8 +44,13 @@ def test_flower_refuses_to_start_open_to_the_network(bertq):
 def test_flower_answers_401_without_credentials_and_lists_a_running_bertq_task(bertq, tiny_model, tiny_data):
     port = _free_port()
     env = dict(bertq.env, BERTQ_FLOWER_USER="ops", BERTQ_FLOWER_PASSWORD="s3cret-pw")
-    flower = subprocess.Popen([sys.executable, "-m", "bertq.cli", "flower", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "bertq.cli", "flower", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -65,9 +70,27 @@ def test_flower_answers_401_without_credentials_and_lists_a_running_bertq_task(b
 
         bertq.start_worker()
         train, dev = tiny_data
-        job = json.loads(bertq.run("submit", "finetune", "--model", str(tiny_model), "--task", "sst2", "--train", str(train),
-                                   "--eval", str(dev), "--max-length", "32", "--epochs", "3", "--no-evaluate", "--json",
-                                   check=True).stdout)["id"]
+        job = json.loads(
+            bertq.run(
+                "submit",
+                "finetune",
+                "--model",
+                str(tiny_model),
+                "--task",
+                "sst2",
+                "--train",
+                str(train),
+                "--eval",
+                str(dev),
+                "--max-length",
+                "32",
+                "--epochs",
+                "3",
+                "--no-evaluate",
+                "--json",
+                check=True,
+            ).stdout
+        )["id"]
         seen = None
         deadline = time.monotonic() + 120
         while seen is None and time.monotonic() < deadline:

@@ -53,8 +53,22 @@ def _submit(bertq, *args: str) -> int:
 def test_classify_a_corpus_in_shards_exactly_one_record_per_line(bertq, tiny_classifier, corpus, tmp_path):
     bertq.start_worker()
     out = tmp_path / "labels-{date}"
-    job = _submit(bertq, "--model", str(tiny_classifier), "--task", "classify", "--input", str(corpus),
-                  "--output", str(out), "--shards", "4", "--all-scores", "--precision", "fp32")
+    job = _submit(
+        bertq,
+        "--model",
+        str(tiny_classifier),
+        "--task",
+        "classify",
+        "--input",
+        str(corpus),
+        "--output",
+        str(out),
+        "--shards",
+        "4",
+        "--all-scores",
+        "--precision",
+        "fp32",
+    )
     assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
     folder = Path(str(out).replace("{date}", datetime.now().date().isoformat()))
     assert (folder / "_SUCCESS").exists()
@@ -69,8 +83,18 @@ def test_classify_a_corpus_in_shards_exactly_one_record_per_line(bertq, tiny_cla
     assert len([c for c in view["children"] if c["kind"] == "infer_shard"]) == 4
 
     # The same command again would overwrite nothing: the folder belongs to that job now.
-    again = bertq.run("submit", "infer", "--model", str(tiny_classifier), "--task", "classify", "--input", str(corpus),
-                      "--output", str(out))
+    again = bertq.run(
+        "submit",
+        "infer",
+        "--model",
+        str(tiny_classifier),
+        "--task",
+        "classify",
+        "--input",
+        str(corpus),
+        "--output",
+        str(out),
+    )
     assert again.returncode == 2 and f"the output of job {job}" in again.stderr
 
 
@@ -82,11 +106,31 @@ def test_a_worker_killed_midway_loses_nothing_and_duplicates_nothing(bertq_any_d
     bertq.env["BERTQ_FAULT_STEP_SECONDS"] = "0.03"  # ~60 batches a shard: w1 is still mid-shard when killed
     first = bertq.start_worker(name="w1@%h")
     bertq.start_worker(name="w2@%h")
-    beat = subprocess.Popen([sys.executable, "-m", "bertq.cli", "beat", "--interval", "1"], env=bertq.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "bertq.cli", "beat", "--interval", "1"],
+        env=bertq.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
-        job = _submit(bertq, "--model", str(tiny_classifier), "--task", "classify", "--input", str(corpus),
-                      "--output", str(tmp_path / "out"), "--shards", "8", "--precision", "fp32", "--token-budget", "2048")
+        job = _submit(
+            bertq,
+            "--model",
+            str(tiny_classifier),
+            "--task",
+            "classify",
+            "--input",
+            str(corpus),
+            "--output",
+            str(tmp_path / "out"),
+            "--shards",
+            "8",
+            "--precision",
+            "fp32",
+            "--token-budget",
+            "2048",
+        )
         # Wait until w1 is in the middle of a shard, then kill it (and its child) outright.
         from sqlalchemy import select
 
@@ -98,7 +142,11 @@ def test_a_worker_killed_midway_loses_nothing_and_duplicates_nothing(bertq_any_d
             with bertq.sessions()() as session:
                 for shard in session.scalars(select(ShardRow).where(ShardRow.job_id == job)):
                     running = session.get(Job, shard.shard_job_id)
-                    if running.status == "RUNNING" and "w1@" in (running.lease_owner or "") and 0 < shard.rows_done < shard.records:
+                    if (
+                        running.status == "RUNNING"
+                        and "w1@" in (running.lease_owner or "")
+                        and 0 < shard.rows_done < shard.records
+                    ):
                         victim = running.id
             time.sleep(0.05)
         assert victim is not None, "never caught w1 mid-shard"
@@ -111,7 +159,9 @@ def test_a_worker_killed_midway_loses_nothing_and_duplicates_nothing(bertq_any_d
         assert killed["status"] == "SUCCEEDED" and killed["attempts"] == 2
         assert [a["outcome"] for a in killed["attempt_history"]] == ["LOST", "SUCCEEDED"]
         leftovers = sorted(p.name for p in (tmp_path / "out").glob("part-*"))
-        assert leftovers == sorted(f["path"] for f in json.loads((tmp_path / "out" / "manifest.json").read_text())["files"])
+        assert leftovers == sorted(
+            f["path"] for f in json.loads((tmp_path / "out" / "manifest.json").read_text())["files"]
+        )
     finally:
         os.killpg(beat.pid, signal.SIGTERM)
         beat.wait()
@@ -126,15 +176,44 @@ def test_jsonl_ids_parquet_output_embed_and_ner(bertq, tiny_model, tmp_path):
     texts = [text for text, _ in make_examples(200, seed=4)]
     records.write_text("".join(json.dumps({"doc": f"d{i}", "body": t}) + "\n" for i, t in enumerate(texts)))
     bertq.start_worker()
-    embed = _submit(bertq, "--model", str(tiny_model), "--task", "embed", "--input", str(records), "--text-column", "body",
-                    "--id-column", "doc", "--output", str(tmp_path / "vectors"), "--format", "parquet", "--normalize")
+    embed = _submit(
+        bertq,
+        "--model",
+        str(tiny_model),
+        "--task",
+        "embed",
+        "--input",
+        str(records),
+        "--text-column",
+        "body",
+        "--id-column",
+        "doc",
+        "--output",
+        str(tmp_path / "vectors"),
+        "--format",
+        "parquet",
+        "--normalize",
+    )
     ner_model = tmp_path / "tiny-ner"
     AutoModelForTokenClassification.from_pretrained(
         tiny_model, num_labels=3, id2label={0: "O", 1: "B-X", 2: "I-X"}, label2id={"O": 0, "B-X": 1, "I-X": 2}
     ).save_pretrained(ner_model)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(ner_model)
-    ner = _submit(bertq, "--model", str(ner_model), "--task", "ner", "--input", str(records), "--text-column", "body",
-                  "--id-column", "doc", "--output", str(tmp_path / "entities"))
+    ner = _submit(
+        bertq,
+        "--model",
+        str(ner_model),
+        "--task",
+        "ner",
+        "--input",
+        str(records),
+        "--text-column",
+        "body",
+        "--id-column",
+        "doc",
+        "--output",
+        str(tmp_path / "entities"),
+    )
     for job in (embed, ner):
         assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
 
@@ -148,7 +227,7 @@ def test_jsonl_ids_parquet_output_embed_and_ner(bertq, tiny_model, tmp_path):
     by_id = dict(zip((f"d{i}" for i in range(200)), texts))
     for row in rows:
         for entity in row["entities"]:
-            assert by_id[row["id"]][entity["start"]:entity["end"]] == entity["text"] and entity["label"] == "X"
+            assert by_id[row["id"]][entity["start"] : entity["end"]] == entity["text"] and entity["label"] == "X"
 
 
 def test_bad_infer_input_is_refused_with_nothing_enqueued(bertq, tiny_classifier, corpus, tmp_path):
@@ -177,12 +256,16 @@ def test_bad_infer_input_is_refused_with_nothing_enqueued(bertq, tiny_classifier
     assert bertq.json("jobs") == []
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))  # nothing half-written
     # --on-bad-line skip takes the undecodable line out and keeps the others' ids.
-    result = bertq.run(*base, "--input", str(latin), "--output", str(tmp_path / "o6"), "--on-bad-line", "skip", "--json")
+    result = bertq.run(
+        *base, "--input", str(latin), "--output", str(tmp_path / "o6"), "--on-bad-line", "skip", "--json"
+    )
     assert result.returncode == 0, result.stderr
     assert bertq.json("show", str(json.loads(result.stdout)["id"]))["spec"]["records"] == 2
     # A path through ".." (what the README's D=../shared/data gives) is fine, and stored normalised.
     detour = tmp_path / "taken" / ".." / "table.tsv"
-    result = bertq.run(*base, "--input", str(detour), "--text-column", "body", "--output", str(tmp_path / "o7"), "--json")
+    result = bertq.run(
+        *base, "--input", str(detour), "--text-column", "body", "--output", str(tmp_path / "o7"), "--json"
+    )
     assert result.returncode == 0, result.stderr
     assert bertq.json("show", str(json.loads(result.stdout)["id"]))["spec"]["inputs"] == [str(table)]
 
@@ -191,8 +274,17 @@ def test_bad_infer_input_is_refused_with_nothing_enqueued(bertq, tiny_classifier
 def test_an_input_changed_after_planning_fails_the_job_loudly(bertq, tiny_classifier, tmp_path):
     corpus = tmp_path / "changing.txt"
     corpus.write_text("one good line\nanother line\n")
-    job = _submit(bertq, "--model", str(tiny_classifier), "--task", "classify", "--input", str(corpus),
-                  "--output", str(tmp_path / "out"))
+    job = _submit(
+        bertq,
+        "--model",
+        str(tiny_classifier),
+        "--task",
+        "classify",
+        "--input",
+        str(corpus),
+        "--output",
+        str(tmp_path / "out"),
+    )
     corpus.write_text("one good line\nanother line, edited\n")
     bertq.start_worker()
     assert bertq.run("wait", str(job), "--timeout", "120").returncode == 1
@@ -221,9 +313,26 @@ def test_each_schedule_slot_fires_once_even_with_two_beats(bertq_any_db, tiny_cl
     from bertq.scheduler.schedules import fire_due
 
     out = tmp_path / "nightly-{date}"
-    added = bertq.run("schedule", "add", "nightly", "--cron", "0 2 * * *", "--timezone", "Europe/Paris", "--",
-                      "submit", "infer", "--model", str(tiny_classifier), "--task", "classify", "--input", str(corpus),
-                      "--output", str(out))
+    added = bertq.run(
+        "schedule",
+        "add",
+        "nightly",
+        "--cron",
+        "0 2 * * *",
+        "--timezone",
+        "Europe/Paris",
+        "--",
+        "submit",
+        "infer",
+        "--model",
+        str(tiny_classifier),
+        "--task",
+        "classify",
+        "--input",
+        str(corpus),
+        "--output",
+        str(out),
+    )
     assert added.returncode == 0, added.stderr
     bad = bertq.run("schedule", "add", "broken", "--cron", "61 2 * * *", "--", "submit", "infer")
     assert bad.returncode == 2 and "does not parse" in bad.stderr
@@ -254,9 +363,25 @@ def test_a_schedules_relative_paths_mean_the_folder_it_was_added_from(bertq, tin
     project = tmp_path / "project"
     project.mkdir()
     (project / "corpus.txt").write_text(corpus.read_text())
-    added = bertq.run("schedule", "add", "relative", "--cron", "0 2 * * *", "--", "submit", "infer", "--model",
-                      str(tiny_classifier), "--task", "classify", "--input", "corpus.txt", "--output", "labels-{date}",
-                      cwd=project)
+    added = bertq.run(
+        "schedule",
+        "add",
+        "relative",
+        "--cron",
+        "0 2 * * *",
+        "--",
+        "submit",
+        "infer",
+        "--model",
+        str(tiny_classifier),
+        "--task",
+        "classify",
+        "--input",
+        "corpus.txt",
+        "--output",
+        "labels-{date}",
+        cwd=project,
+    )
     assert added.returncode == 0, added.stderr
     assert bertq.json("schedule", "list")[0]["folder"] == str(project)
     fired = bertq.run("schedule", "run-now", "relative", cwd=tmp_path)  # beat runs from elsewhere
@@ -284,18 +409,29 @@ def test_serving_layers_give_the_models_own_outputs(family, attention):
     from bertq.worker.inference import ServingLayer, autocast, prepare_model
     from bertq.worker.predict import serve_model
 
-    config = AutoConfig.for_model(family, vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=64, max_position_embeddings=64, num_labels=3,
-                                  attn_implementation=attention, **({"embedding_size": 32} if family == "electra" else {}))
+    config = AutoConfig.for_model(
+        family,
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=3,
+        attn_implementation=attention,
+        **({"embedding_size": 32} if family == "electra" else {}),
+    )
     lengths = [17, 9, 3, 12]  # padded to 17: the mask matters
     torch.manual_seed(0)
     ids = torch.randint(5, 120, (4, 17))
     mask = (torch.arange(17)[None, :] < torch.tensor(lengths)[:, None]).long()
     real = mask[..., None].bool()
-    cases = ((AutoModelForSequenceClassification, "classify", "mean", True, lambda out: out.logits),
-             (AutoModelForTokenClassification, "ner", "mean", False, lambda out: out.logits.masked_select(real)),
-             (AutoModel, "embed", "mean", False, lambda out: out.last_hidden_state.masked_select(real)),
-             (AutoModel, "embed", "cls", True, lambda out: out.last_hidden_state[:, 0]))
+    cases = (
+        (AutoModelForSequenceClassification, "classify", "mean", True, lambda out: out.logits),
+        (AutoModelForTokenClassification, "ner", "mean", False, lambda out: out.logits.masked_select(real)),
+        (AutoModel, "embed", "mean", False, lambda out: out.last_hidden_state.masked_select(real)),
+        (AutoModel, "embed", "cls", True, lambda out: out.last_hidden_state[:, 0]),
+    )
     # int8 quantises activations per product, so computing fewer rows changes its rounding a little
     for precision, tolerance in (("fp32", 1e-5), ("bf16", 0.05), ("fp16", 5e-3), ("int8", 5e-3)):
         for build, task, pooling, first_only, read in cases:
@@ -313,7 +449,12 @@ def test_serving_layers_give_the_models_own_outputs(family, attention):
                 expected = read(reference(input_ids=ids, attention_mask=mask)).float()
                 got = read(served(input_ids=ids, attention_mask=mask)).float()
             assert got.shape == expected.shape
-            assert torch.allclose(expected, got, atol=tolerance), (precision, task, pooling, (expected - got).abs().max())
+            assert torch.allclose(expected, got, atol=tolerance), (
+                precision,
+                task,
+                pooling,
+                (expected - got).abs().max(),
+            )
 
 
 def test_models_of_other_layouts_are_served_as_they_are():
@@ -325,6 +466,14 @@ def test_models_of_other_layouts_are_served_as_they_are():
     model = AutoModelForSequenceClassification.from_config(distil).eval()
     assert serve_encoder(model, task="classify") == 0
     assert type(model.distilbert.transformer.layer[-1]).__name__ == "TransformerBlock"
-    decoder = AutoConfig.for_model("bert", vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                   intermediate_size=64, attn_implementation="sdpa", is_decoder=True)
+    decoder = AutoConfig.for_model(
+        "bert",
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        attn_implementation="sdpa",
+        is_decoder=True,
+    )
     assert serve_encoder(AutoModelForSequenceClassification.from_config(decoder).eval(), task="classify") == 0

@@ -14,8 +14,10 @@ from bertq.worker import runner
 def test_two_jobs_running_at_once_in_one_process_keep_their_own_logs(bertq, monkeypatch):
     factory = bertq.sessions()
     with factory() as s, s.begin():
-        ids = [q.create_job(session=s, kind="evaluate", spec={}, queue="cpu", priority=5, max_attempts=1).id
-               for _ in range(2)]
+        ids = [
+            q.create_job(session=s, kind="evaluate", spec={}, queue="cpu", priority=5, max_attempts=1).id
+            for _ in range(2)
+        ]
     both_running = threading.Barrier(2)
 
     def job_function(spec_values, ctx):  # what any job does: log through its own and the shared loggers
@@ -28,9 +30,12 @@ def test_two_jobs_running_at_once_in_one_process_keep_their_own_logs(bertq, monk
 
     monkeypatch.setattr(runner, "load_job_function", lambda kind: job_function)
     outcomes: dict[int, str] = {}
-    threads = [threading.Thread(target=lambda i=i: outcomes.__setitem__(i, runner.run_job(i, hostname="h",
-                                                                                      settings=bertq.settings())))
-               for i in ids]
+    threads = [
+        threading.Thread(
+            target=lambda i=i: outcomes.__setitem__(i, runner.run_job(i, hostname="h", settings=bertq.settings()))
+        )
+        for i in ids
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

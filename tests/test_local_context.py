@@ -11,8 +11,9 @@ from bertq.worker.context import LocalContext, call_local
 
 def test_finetune_then_evaluate_run_locally_and_report_what_a_worker_would(tiny_model, tiny_data, tmp_path):
     train, dev = tiny_data
-    spec = build_finetune_spec(model=str(tiny_model), task="sst2", train=str(train), eval=str(dev), epochs=1,
-                               max_length=32, batch_size=16)
+    spec = build_finetune_spec(
+        model=str(tiny_model), task="sst2", train=str(train), eval=str(dev), epochs=1, max_length=32, batch_size=16
+    )
     trained = LocalContext(workdir=tmp_path / "finetune", job_id=1)
     result = call_local("finetune", spec.to_dict(), trained)
 

@@ -135,7 +135,10 @@ def test_entity_metrics_count_whole_entities():
 
 def test_entity_metrics_edge_cases():
     assert entity_metrics([["B-PER", "O"]], [["B-PER", "O"]]) == {
-        "entity_precision": 1.0, "entity_recall": 1.0, "entity_f1": 1.0, "token_accuracy": 1.0
+        "entity_precision": 1.0,
+        "entity_recall": 1.0,
+        "entity_f1": 1.0,
+        "token_accuracy": 1.0,
     }
     # As in conlleval, a predicted I- after O starts an entity (the argmax may produce one).
     assert entity_metrics([["O", "B-LOC", "I-LOC"]], [["O", "I-LOC", "I-LOC"]])["entity_f1"] == 1.0
@@ -175,8 +178,10 @@ def test_read_ner_column_file_and_jsonl(tmp_path):
     ]
     jsonl = _write(
         tmp_path / "train.jsonl",
-        json.dumps({"tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]}) + "\n\n"
-        + json.dumps({"tokens": ["Peter"], "ner_tags": ["B-PER"]}) + "\n",
+        json.dumps({"tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]})
+        + "\n\n"
+        + json.dumps({"tokens": ["Peter"], "ner_tags": ["B-PER"]})
+        + "\n",
     )
     assert read_ner(jsonl) == [NerExample(["EU", "rejects"], ["B-ORG", "O"], 1), NerExample(["Peter"], ["B-PER"], 3)]
 
@@ -198,7 +203,7 @@ def _bad_files(tmp: Path) -> list[tuple[Path, list[str]]]:
         (_write(tmp / "nokey.jsonl", '{"words": ["a"], "tags": ["O"]}\n'), ["line 1", "'tokens'"]),
         (_write(tmp / "ids.jsonl", '{"tokens": ["a"], "ner_tags": [3]}\n'), ["line 1", "3"]),
         (
-            _write(tmp / "latin1.txt", "EU B-ORG\n\n".encode() + "caf\xe9 O\n".encode("latin-1")),
+            _write(tmp / "latin1.txt", b"EU B-ORG\n\n" + "caf\xe9 O\n".encode("latin-1")),
             ["latin1.txt", "line 3", "UTF-8"],
         ),
         (_write(tmp / "empty.txt", ""), ["empty.txt", "no sentences"]),

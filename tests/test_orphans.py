@@ -27,9 +27,18 @@ class Pipeline:
 
 def _pipeline(factory, max_attempts: int = 2) -> Pipeline:  # type: ignore[no-untyped-def]
     with factory() as s, s.begin():
+
         def new(kind: str, after: tuple[int, ...] = (), waiting: bool = False) -> int:
-            return q.create_job(session=s, kind=kind, spec={}, queue="cpu", priority=5, max_attempts=max_attempts,
-                                depends_on=after, waiting=waiting).id
+            return q.create_job(
+                session=s,
+                kind=kind,
+                spec={},
+                queue="cpu",
+                priority=5,
+                max_attempts=max_attempts,
+                depends_on=after,
+                waiting=waiting,
+            ).id
 
         parent = new("distill", waiting=True)
         a = new("finetune")
@@ -119,8 +128,9 @@ def test_a_job_submitted_after_its_dependency_failed_is_not_left_waiting(bertq_a
     p = _pipeline(factory)
     _the_job_function_raised(factory, p)
     with factory() as s, s.begin():
-        late = q.create_job(session=s, kind="evaluate", spec={}, queue="cpu", priority=5, max_attempts=2,
-                            depends_on=(p.a,)).id
+        late = q.create_job(
+            session=s, kind="evaluate", spec={}, queue="cpu", priority=5, max_attempts=2, depends_on=(p.a,)
+        ).id
         s.flush()
         assert q.orphans(session=s) == [(late, p.a, "FAILED")]  # what the check reports before the rule runs
         assert q.release_ready(session=s, job_ids=[late]) == []

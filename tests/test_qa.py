@@ -27,11 +27,17 @@ SQUAD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad" / 
 CONTEXT = "The quick fox jumped over the lazy dog. Later, the Unbelievable cat slept on the mat."
 ANSWER = "Unbelievable cat"
 LONG = QAExample(
-    id="long", title="Cats", context=CONTEXT, question="Who slept on the mat?",
+    id="long",
+    title="Cats",
+    context=CONTEXT,
+    question="Who slept on the mat?",
     answers=[(ANSWER, CONTEXT.index(ANSWER))],
 )
 SHORT = QAExample(
-    id="short", title="Dogs", context="The lazy dog slept.", question="Who slept?",
+    id="short",
+    title="Dogs",
+    context="The lazy dog slept.",
+    question="Who slept?",
     answers=[("lazy dog", 4)],
 )
 # 9 tokens of question and special tokens leave 8 context tokens per window, 3 of them overlapping.
@@ -134,9 +140,7 @@ def test_postprocess_picks_the_best_valid_span_across_windows(tokenizer) -> None
 
     max_answer_length = len(windows[last]) - windows[last].index("[SEP]") - 3
     assert len(answer_tokens) <= max_answer_length
-    predictions = postprocess_predictions(
-        [LONG, SHORT], features, starts, ends, max_answer_length=max_answer_length
-    )
+    predictions = postprocess_predictions([LONG, SHORT], features, starts, ends, max_answer_length=max_answer_length)
 
     assert predictions == {"long": ANSWER, "short": "lazy dog"}
 
@@ -176,11 +180,11 @@ def test_squad_metrics_by_hand() -> None:
         _example("unanswered", "red"),
     ]
     predictions = {
-        "same": "The Eiffel Tower!",        # equal once articles, punctuation and case are gone
+        "same": "The Eiffel Tower!",  # equal once articles, punctuation and case are gone
         "partial": "in the city of Paris",  # 1 shared of 4 predicted, 2 gold: P 1/4, R 1/2, F1 1/3
-        "several": "blue whale",            # equals the second gold answer
-        "best f1": "red big ball",          # vs "ball": P 1/3, R 1 → 1/2; vs "big ball": P 2/3, R 1 → 4/5
-        "not asked": "anything",            # ignored
+        "several": "blue whale",  # equals the second gold answer
+        "best f1": "red big ball",  # vs "ball": P 1/3, R 1 → 1/2; vs "big ball": P 2/3, R 1 → 4/5
+        "not asked": "anything",  # ignored
     }
     metrics = squad_metrics(predictions, examples)
     assert metrics["exact_match"] == pytest.approx(2 / 5)
@@ -192,23 +196,35 @@ def test_squad_metrics_by_hand() -> None:
 
 
 GOOD: dict[str, Any] = {
-    "id": "q-good", "question": "What is the capital of France?", "context": "Paris is the capital of France.",
+    "id": "q-good",
+    "question": "What is the capital of France?",
+    "context": "Paris is the capital of France.",
     "answers": [{"text": "Paris", "answer_start": 0}],
 }
 
 
 def _squad_json(*bad_qas: dict, context: str = GOOD["context"]) -> dict:
     good_qa = {k: v for k, v in GOOD.items() if k != "context"}
-    return {"version": "1.1", "data": [{"title": "France", "paragraphs": [
-        {"context": GOOD["context"], "qas": [good_qa]},
-        {"context": context, "qas": [{**good_qa, "id": "q-bad"} | qa for qa in bad_qas]},
-    ]}]}
+    return {
+        "version": "1.1",
+        "data": [
+            {
+                "title": "France",
+                "paragraphs": [
+                    {"context": GOOD["context"], "qas": [good_qa]},
+                    {"context": context, "qas": [{**good_qa, "id": "q-bad"} | qa for qa in bad_qas]},
+                ],
+            }
+        ],
+    }
 
 
 def _jsonl(*changes: dict) -> str:
     """The good example on line 1, then one line per change to it (a key set to None is dropped)."""
-    rows = [GOOD, *({k: v for k, v in (GOOD | {"id": "q-bad"} | change).items() if v is not None}
-                    for change in changes)]
+    rows = [
+        GOOD,
+        *({k: v for k, v in (GOOD | {"id": "q-bad"} | change).items() if v is not None} for change in changes),
+    ]
     return "\n".join(json.dumps(row) for row in rows)
 
 
@@ -217,28 +233,48 @@ def _bad_file_cases() -> list[tuple[str, str, str | bytes, list[str]]]:
     context = GOOD["context"]
     no_qas = {"data": [{"title": "t", "paragraphs": [{"context": "c", "qas": {}}]}]}
     return [
-        ("not UTF-8", "a.json", json.dumps(_squad_json({})).replace("Paris", "Par\xeds").encode("latin-1"),
-         ["not UTF-8", "byte"]),
+        (
+            "not UTF-8",
+            "a.json",
+            json.dumps(_squad_json({})).replace("Paris", "Par\xeds").encode("latin-1"),
+            ["not UTF-8", "byte"],
+        ),
         ("not JSON", "a.json", '{"data": [', ["not valid JSON"]),
         ("no data list", "a.json", json.dumps({"articles": []}), ['"data"']),
         ("qas not a list", "a.json", json.dumps(no_qas), ["paragraphs[0]", '"qas"']),
         ("no questions at all", "a.json", json.dumps({"data": [{"title": "t", "paragraphs": []}]}), ["no examples"]),
         ("empty context", "a.json", json.dumps(_squad_json({}, context="  ")), ["q-bad", "context is empty"]),
         ("empty question", "a.json", json.dumps(_squad_json({"question": " "})), ["q-bad", "question is empty"]),
-        ("answer at the wrong offset", "a.json",
-         json.dumps(_squad_json({"answers": [{"text": "capital", "answer_start": 5}]})),
-         [f"answer 'capital' for example q-bad is not at offset 5 of its context (found {context[5:12]!r})",
-          f"offset {context.index('capital')}"]),
-        ("answer without a start", "a.json", json.dumps(_squad_json({"answers": [{"text": "Paris"}]})),
-         ["q-bad", "answer_start"]),
+        (
+            "answer at the wrong offset",
+            "a.json",
+            json.dumps(_squad_json({"answers": [{"text": "capital", "answer_start": 5}]})),
+            [
+                f"answer 'capital' for example q-bad is not at offset 5 of its context (found {context[5:12]!r})",
+                f"offset {context.index('capital')}",
+            ],
+        ),
+        (
+            "answer without a start",
+            "a.json",
+            json.dumps(_squad_json({"answers": [{"text": "Paris"}]})),
+            ["q-bad", "answer_start"],
+        ),
         ("no answers", "a.json", json.dumps(_squad_json({"answers": []})), ["q-bad", "no answers"]),
         ("duplicate id", "a.json", json.dumps(_squad_json({}, {})), ["q-bad", "already used"]),
         ("no id", "a.json", json.dumps(_squad_json({"id": ""})), ["paragraphs[1].qas[0]", '"id"']),
-        ("JSONL answer at the wrong offset", "a.jsonl",
-         _jsonl({"answers": {"text": ["France"], "answer_start": [3]}}),
-         ["line 2", "answer 'France' for example q-bad is not at offset 3"]),
-        ("JSONL answer lists of different lengths", "a.jsonl",
-         _jsonl({"answers": {"text": ["Paris"], "answer_start": []}}), ["line 2", "q-bad", "same length"]),
+        (
+            "JSONL answer at the wrong offset",
+            "a.jsonl",
+            _jsonl({"answers": {"text": ["France"], "answer_start": [3]}}),
+            ["line 2", "answer 'France' for example q-bad is not at offset 3"],
+        ),
+        (
+            "JSONL answer lists of different lengths",
+            "a.jsonl",
+            _jsonl({"answers": {"text": ["Paris"], "answer_start": []}}),
+            ["line 2", "q-bad", "same length"],
+        ),
         ("JSONL no context", "a.jsonl", _jsonl({"context": None}), ["line 2", "q-bad", '"context"']),
         ("JSONL duplicate id", "a.jsonl", _jsonl({"id": "q-good"}), ["line 2", "q-good", "already used", "line 1"]),
         ("JSONL not JSON", "a.jsonl", _jsonl() + "\n{oops\n", ["line 2", "not valid JSON"]),
@@ -268,8 +304,20 @@ def test_questions_without_answers_are_read_when_answers_are_not_required(tmp_pa
 
 def test_json_and_both_jsonl_layouts_read_the_same(tmp_path: Path) -> None:
     squad = tmp_path / "a.json"
-    squad.write_text(json.dumps({"data": [{"title": "France", "paragraphs": [
-        {"context": GOOD["context"], "qas": [{k: v for k, v in GOOD.items() if k != "context"}]}]}]}))
+    squad.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {
+                        "title": "France",
+                        "paragraphs": [
+                            {"context": GOOD["context"], "qas": [{k: v for k, v in GOOD.items() if k != "context"}]}
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     listed = tmp_path / "listed.jsonl"
     listed.write_text(json.dumps(GOOD | {"title": "France"}) + "\n\n")
     columns = tmp_path / "columns.jsonl"

@@ -12,8 +12,17 @@ from bertq.report.render import as_html, as_json, as_markdown, pareto_front
 from bertq.report.scenarios import Candidate, Scenario, decide, load_scenarios
 
 
-def cand(job: int, task: float | None, p95: float | None, size: float, *, device: str = "cpu-A", precision: str = "fp32",
-         throughput: float = 100.0, lineage: dict | None = None) -> Candidate:
+def cand(
+    job: int,
+    task: float | None,
+    p95: float | None,
+    size: float,
+    *,
+    device: str = "cpu-A",
+    precision: str = "fp32",
+    throughput: float = 100.0,
+    lineage: dict | None = None,
+) -> Candidate:
     metrics = {"size_mb": size, "throughput_per_s": throughput}
     if task is not None:
         metrics["task_metric"] = metrics["accuracy"] = task
@@ -24,7 +33,9 @@ def cand(job: int, task: float | None, p95: float | None, size: float, *, device
 
 def test_winner_runner_up_and_a_tie_broken_by_latency_then_size():
     scenario = Scenario("max accuracy", "task_metric")
-    [decision] = decide(scenario, [cand(1, 0.90, 30, 90), cand(2, 0.92, 50, 90), cand(3, 0.92, 20, 90), cand(4, 0.92, 20, 60)])
+    [decision] = decide(
+        scenario, [cand(1, 0.90, 30, 90), cand(2, 0.92, 50, 90), cand(3, 0.92, 20, 90), cand(4, 0.92, 20, 60)]
+    )
     assert decision.winner.job_id == 4  # same accuracy and latency as 3, smaller
     assert decision.runner_up.job_id == 3
     assert decision.qualified == 4 and "0.92" in decision.reason
@@ -50,8 +61,14 @@ def test_a_candidate_missing_a_needed_number_is_never_recommended():
 
 def test_candidates_from_different_devices_are_decided_separately():
     scenario = Scenario("max accuracy", "task_metric")
-    decisions = decide(scenario, [cand(1, 0.90, 30, 90, device="cpu-A"), cand(2, 0.95, 3, 90, device="H200"),
-                                  cand(3, 0.91, 25, 90, device="cpu-A")])
+    decisions = decide(
+        scenario,
+        [
+            cand(1, 0.90, 30, 90, device="cpu-A"),
+            cand(2, 0.95, 3, 90, device="H200"),
+            cand(3, 0.91, 25, 90, device="cpu-A"),
+        ],
+    )
     by_device = {d.device: d for d in decisions}
     assert set(by_device) == {"cpu-A", "H200"}
     assert by_device["cpu-A"].winner.job_id == 3 and by_device["H200"].winner.job_id == 2
@@ -65,26 +82,43 @@ def test_minimise_objective_and_within_best():
     [decision] = decide(fastest, [cand(1, 0.9, 10, 90), cand(2, 0.8, 10, 30)])
     assert decision.winner.job_id == 2
     bulk = Scenario("bulk", "throughput_per_s", within_best=0.01)
-    [decision] = decide(bulk, [cand(1, 0.900, 10, 90, throughput=300), cand(2, 0.895, 10, 60, throughput=700),
-                               cand(3, 0.850, 10, 30, throughput=2000)])
+    [decision] = decide(
+        bulk,
+        [
+            cand(1, 0.900, 10, 90, throughput=300),
+            cand(2, 0.895, 10, 60, throughput=700),
+            cand(3, 0.850, 10, 30, throughput=2000),
+        ],
+    )
     assert decision.winner.job_id == 2 and decision.nearest_miss.job_id == 3
 
 
 def test_scenarios_file_parses_and_bad_files_are_explained(tmp_path: Path):
     defaults = load_scenarios()
-    assert [s.name for s in defaults][:3] == ["maximum accuracy", "real-time API (p95 <= 100 ms at batch 1)", "mobile / edge (weights <= 64 MB)"]
+    assert [s.name for s in defaults][:3] == [
+        "maximum accuracy",
+        "real-time API (p95 <= 100 ms at batch 1)",
+        "mobile / edge (weights <= 64 MB)",
+    ]
     assert defaults[1].limits == {"max_latency_p95_ms": 100.0}
     own = tmp_path / "mine.toml"
     own.write_text('[[scenario]]\nname = "tiny"\nobjective = "-latency_p95_ms"\nmax_size_mb = 40\ndevice = "cpu"\n')
     [scenario] = load_scenarios(own)
-    assert scenario.maximise is False and scenario.filters == {"device": "cpu"} and scenario.limits == {"max_size_mb": 40.0}
+    assert (
+        scenario.maximise is False
+        and scenario.filters == {"device": "cpu"}
+        and scenario.limits == {"max_size_mb": 40.0}
+    )
     own.write_text('[[scenario]]\nname = "x"\nobjective = "task_metric"\nmax_latency = "fast"\n')
     with pytest.raises(SpecError, match="unknown key 'max_latency'"):
         load_scenarios(own)
 
 
 def test_formats_carry_the_same_decisions():
-    candidates = [cand(1, 0.90, 30, 90, lineage={"job": 7}), cand(2, 0.88, 10, 60, lineage={"job": 9, "distilled_from_job": 7})]
+    candidates = [
+        cand(1, 0.90, 30, 90, lineage={"job": 7}),
+        cand(2, 0.88, 10, 60, lineage={"job": 9, "distilled_from_job": 7}),
+    ]
     decisions = decide(Scenario("max accuracy", "task_metric"), candidates)
     payload = json.loads(as_json(decisions, candidates))
     [scenario] = payload["scenarios"]

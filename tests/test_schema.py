@@ -31,12 +31,19 @@ def test_a_populated_database_migrates_from_the_first_revision(bertq_any_db):
     upgrade(settings, "0001")
     engine = engine_for(settings.database_url)
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO jobs (id, kind, spec, status, queue, priority, attempts, max_attempts, cancel_requested, "
-            "progress, progress_detail, result, created_at) VALUES (1, 'finetune', '{}', 'SUCCEEDED', 'cpu', 5, 1, 3, "
-            "false, 1.0, '{}', '{}', '2026-01-01 00:00:00')"))
-        connection.execute(text("INSERT INTO metrics (job_id, attempt, name, value, created_at) "
-                                "VALUES (1, 1, 'eval_accuracy', 0.9, '2026-01-01 00:00:00')"))
+        connection.execute(
+            text(
+                "INSERT INTO jobs (id, kind, spec, status, queue, priority, attempts, max_attempts, cancel_requested, "
+                "progress, progress_detail, result, created_at) VALUES (1, 'finetune', '{}', 'SUCCEEDED', 'cpu', 5, 1, 3, "
+                "false, 1.0, '{}', '{}', '2026-01-01 00:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO metrics (job_id, attempt, name, value, created_at) "
+                "VALUES (1, 1, 'eval_accuracy', 0.9, '2026-01-01 00:00:00')"
+            )
+        )
     upgrade(settings)
     assert current_revision(engine) == SCHEMA_HEAD
     with engine.connect() as connection:

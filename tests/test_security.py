@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import wait_for as _wait_for
 
 pytestmark = pytest.mark.slow
 
-CUSTOM_CODE = '''
+CUSTOM_CODE = """
 from pathlib import Path
 
 Path({marker!r}).write_text("the model's own code ran")
@@ -29,7 +28,7 @@ class CustomConfig(BertConfig):
 
 class CustomModel(BertModel):
     config_class = CustomConfig
-'''
+"""
 
 
 def _job_count(bertq) -> int:
@@ -54,7 +53,9 @@ def _forge(bertq, kind: str, spec: dict) -> int:
 
 
 def _failed_with(bertq, job_id: int, *words: str) -> dict:
-    view = _wait_for(lambda: (v := bertq.json("show", str(job_id)))["status"] in ("FAILED", "SUCCEEDED") and v, timeout=120)
+    view = _wait_for(
+        lambda: (v := bertq.json("show", str(job_id)))["status"] in ("FAILED", "SUCCEEDED") and v, timeout=120
+    )
     assert view["status"] == "FAILED", view
     assert all(word in view["error"] for word in words), view["error"]
     return view
@@ -63,11 +64,22 @@ def _failed_with(bertq, job_id: int, *words: str) -> dict:
 def _finetune_spec(bertq, model: Path, train: Path, dev: Path, **flags: bool) -> dict:
     from bertq.specs import build_finetune_spec
 
-    return build_finetune_spec(model=str(model), task="sst2", train=str(train), eval=str(dev), max_length=32,
-                               batch_size=8, epochs=1, evaluate=False, **flags).to_dict()
+    return build_finetune_spec(
+        model=str(model),
+        task="sst2",
+        train=str(train),
+        eval=str(dev),
+        max_length=32,
+        batch_size=8,
+        epochs=1,
+        evaluate=False,
+        **flags,
+    ).to_dict()
 
 
-def test_model_code_and_pickle_weights_load_only_when_the_job_allows_them(bertq_any_db, tiny_model, tiny_data, tmp_path):
+def test_model_code_and_pickle_weights_load_only_when_the_job_allows_them(
+    bertq_any_db, tiny_model, tiny_data, tmp_path
+):
     bertq = bertq_any_db
     import torch
     from transformers import AutoModel
@@ -76,8 +88,11 @@ def test_model_code_and_pickle_weights_load_only_when_the_job_allows_them(bertq_
     custom = tmp_path / "custom-model"
     shutil.copytree(tiny_model, custom)
     config = json.loads((custom / "config.json").read_text())
-    config.update(model_type="custom-bert", architectures=["CustomModel"],
-                  auto_map={"AutoConfig": "custom_bert.CustomConfig", "AutoModel": "custom_bert.CustomModel"})
+    config.update(
+        model_type="custom-bert",
+        architectures=["CustomModel"],
+        auto_map={"AutoConfig": "custom_bert.CustomConfig", "AutoModel": "custom_bert.CustomModel"},
+    )
     (custom / "config.json").write_text(json.dumps(config))
     (custom / "custom_bert.py").write_text(CUSTOM_CODE.format(marker=str(marker)))
     pickled = tmp_path / "pickled-model"
@@ -89,8 +104,22 @@ def test_model_code_and_pickle_weights_load_only_when_the_job_allows_them(bertq_
     train, dev = tiny_data
 
     def infer(model: Path, name: str, *flags: str):  # type: ignore[no-untyped-def]
-        return bertq.run("submit", "infer", "--model", str(model), "--task", "embed", "--input", str(corpus),
-                         "--output", str(tmp_path / name), "--shards", "1", "--json", *flags)
+        return bertq.run(
+            "submit",
+            "infer",
+            "--model",
+            str(model),
+            "--task",
+            "embed",
+            "--input",
+            str(corpus),
+            "--output",
+            str(tmp_path / name),
+            "--shards",
+            "1",
+            "--json",
+            *flags,
+        )
 
     # The CLI refuses both without the flag, names the file and the flag, and enqueues nothing.
     refused = infer(custom, "out-custom")
@@ -101,16 +130,23 @@ def test_model_code_and_pickle_weights_load_only_when_the_job_allows_them(bertq_
 
     # A forged job without the opt-in fails in the worker before the model's code runs.
     bertq.start_worker()
-    forged_code = _forge(bertq, "finetune", {**_finetune_spec(bertq, custom, train, dev, trust_remote_code=True),
-                                             "trust_remote_code": False})
-    forged_pickle = _forge(bertq, "finetune", {**_finetune_spec(bertq, pickled, train, dev, allow_pickle=True),
-                                               "allow_pickle": False})
+    forged_code = _forge(
+        bertq,
+        "finetune",
+        {**_finetune_spec(bertq, custom, train, dev, trust_remote_code=True), "trust_remote_code": False},
+    )
+    forged_pickle = _forge(
+        bertq, "finetune", {**_finetune_spec(bertq, pickled, train, dev, allow_pickle=True), "allow_pickle": False}
+    )
     _failed_with(bertq, forged_code, "custom_bert.py", "--trust-remote-code")
     _failed_with(bertq, forged_pickle, "pytorch_model.bin", "--allow-pickle")
     assert not marker.exists()
 
     # With the flag, the job loads them and runs.
-    for model, name, flag in ((custom, "out-custom", "--trust-remote-code"), (pickled, "out-pickled", "--allow-pickle")):
+    for model, name, flag in (
+        (custom, "out-custom", "--trust-remote-code"),
+        (pickled, "out-pickled", "--allow-pickle"),
+    ):
         job = json.loads(infer(model, name, flag).stdout)["id"]
         assert bertq.run("wait", str(job), "--timeout", "180").returncode == 0
         [part] = (tmp_path / name).glob("part-*.jsonl")
@@ -119,7 +155,9 @@ def test_model_code_and_pickle_weights_load_only_when_the_job_allows_them(bertq_
     assert marker.read_text() == "the model's own code ran"
 
 
-def test_paths_outside_the_allowed_roots_are_refused_in_the_cli_and_in_the_worker(bertq_any_db, tiny_model, tiny_data, tmp_path):
+def test_paths_outside_the_allowed_roots_are_refused_in_the_cli_and_in_the_worker(
+    bertq_any_db, tiny_model, tiny_data, tmp_path
+):
     bertq = bertq_any_db
     allowed, outside = tmp_path / "allowed", tmp_path / "outside"
     allowed.mkdir()
@@ -133,17 +171,41 @@ def test_paths_outside_the_allowed_roots_are_refused_in_the_cli_and_in_the_worke
     before = sorted(p.name for p in outside.iterdir())
 
     def finetune(train_path: str, model_path: str = str(model)):  # type: ignore[no-untyped-def]
-        return bertq.run("submit", "finetune", "--model", model_path, "--task", "sst2", "--train", train_path,
-                         "--eval", str(dev), "--max-length", "32", "--no-evaluate")
+        return bertq.run(
+            "submit",
+            "finetune",
+            "--model",
+            model_path,
+            "--task",
+            "sst2",
+            "--train",
+            train_path,
+            "--eval",
+            str(dev),
+            "--max-length",
+            "32",
+            "--no-evaluate",
+        )
 
     cases = {
         "../ out of a root": finetune(str(allowed / ".." / "outside" / "secret.tsv")),
         "absolute path outside": finetune(str(secret)),
         "symlink leaving the root": finetune(str(allowed / "link-to-secret.tsv")),
         "model folder outside": finetune(str(train), model_path=str(tiny_model)),
-        "output through a symlink": bertq.run("submit", "infer", "--model", str(model), "--task", "embed", "--input",
-                                              str(train), "--text-column", "sentence",
-                                              "--output", str(allowed / "link-to-outside" / "out")),
+        "output through a symlink": bertq.run(
+            "submit",
+            "infer",
+            "--model",
+            str(model),
+            "--task",
+            "embed",
+            "--input",
+            str(train),
+            "--text-column",
+            "sentence",
+            "--output",
+            str(allowed / "link-to-outside" / "out"),
+        ),
     }
     for case, result in cases.items():
         assert result.returncode == 2 and "outside the allowed roots" in result.stderr, (case, result.stderr)
@@ -157,9 +219,18 @@ def test_paths_outside_the_allowed_roots_are_refused_in_the_cli_and_in_the_worke
         "outside": _forge(bertq, "finetune", {**good, "train": str(secret)}),
         "nul": _forge(bertq, "finetune", {**good, "eval": str(dev) + "\x00.tsv"}),
         "relative": _forge(bertq, "finetune", {**good, "train": "../outside/secret.tsv"}),
-        "output": _forge(bertq, "infer_shard", {"model": "m", "model_location": str(model), "task": "embed",
-                                                "inputs": [str(train)], "output": str(outside / "out"),
-                                                "shard": {"path": str(train)}}),
+        "output": _forge(
+            bertq,
+            "infer_shard",
+            {
+                "model": "m",
+                "model_location": str(model),
+                "task": "embed",
+                "inputs": [str(train)],
+                "output": str(outside / "out"),
+                "shard": {"path": str(train)},
+            },
+        ),
     }
     # The artifact root: a job folder that is a symlink to elsewhere is not written through.
     jobs_root = bertq.settings().artifacts / "jobs"
@@ -178,8 +249,11 @@ def test_paths_outside_the_allowed_roots_are_refused_in_the_cli_and_in_the_worke
     assert sorted(p.name for p in outside.iterdir()) == before  # nothing written outside the roots
 
     # SQL in names and sort keys is refused before any query; the tables are intact.
-    for argv in (["jobs", "--sort", "id; DROP TABLE jobs"], ["jobs", "--kind", "finetune' OR '1'='1"],
-                 ["schedule", "add", "x'; DROP TABLE schedules; --", "--cron", "0 2 * * *", "--", "submit", "infer"]):
+    for argv in (
+        ["jobs", "--sort", "id; DROP TABLE jobs"],
+        ["jobs", "--kind", "finetune' OR '1'='1"],
+        ["schedule", "add", "x'; DROP TABLE schedules; --", "--cron", "0 2 * * *", "--", "submit", "infer"],
+    ):
         result = bertq.run(*argv)
         assert result.returncode == 2 and ("Invalid value" in result.stderr or "schedule name" in result.stderr), argv
     listed = bertq.json("jobs", "--sort", "oldest")
@@ -195,8 +269,10 @@ def test_stored_spec_paths_nul_bytes_and_hub_ids_that_are_folders(bertq, tmp_pat
     from bertq.safety import spec_problems
 
     settings = bertq.settings()
-    problems = spec_problems({"train": str(tmp_path / "a\x00b.tsv"), "model_location": "bert-base-uncased",
-                              "eval": "hub:glue:validation"}, settings)
+    problems = spec_problems(
+        {"train": str(tmp_path / "a\x00b.tsv"), "model_location": "bert-base-uncased", "eval": "hub:glue:validation"},
+        settings,
+    )
     assert problems == [f"train {str(tmp_path / 'a') + chr(0) + 'b.tsv'!r} contains a NUL byte; give a plain file name"]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "org" / "model").mkdir(parents=True)
@@ -208,7 +284,9 @@ def test_stored_spec_paths_nul_bytes_and_hub_ids_that_are_folders(bertq, tmp_pat
     assert "not a Hub dataset id" in problem
     assert spec_problems({"train": "hub:stanfordnlp/sst2:validation"}, settings) == []
     # Fields that become part of a file name, and paths that cannot be resolved.
-    assert spec_problems({"format": "x/../../elsewhere"}, settings) == ["format 'x/../../elsewhere': choose jsonl or parquet"]
+    assert spec_problems({"format": "x/../../elsewhere"}, settings) == [
+        "format 'x/../../elsewhere': choose jsonl or parquet"
+    ]
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     [problem] = spec_problems({"data": str(tmp_path / "loop")}, settings)
     assert "cannot be resolved" in problem

@@ -88,8 +88,18 @@ def test_expand_inputs_errors(tmp_path: Path) -> None:
 
 
 def test_input_format() -> None:
-    formats = {"a.txt": "text", "a.raw": "text", "a": "text", "a.md": "text", "a.jsonl": "jsonl",
-               "a.ndjson": "jsonl", "a.JSON": "jsonl", "a.csv": "csv", "a.tsv": "tsv", "a.parquet": "parquet"}
+    formats = {
+        "a.txt": "text",
+        "a.raw": "text",
+        "a": "text",
+        "a.md": "text",
+        "a.jsonl": "jsonl",
+        "a.ndjson": "jsonl",
+        "a.JSON": "jsonl",
+        "a.csv": "csv",
+        "a.tsv": "tsv",
+        "a.parquet": "parquet",
+    }
     for name, fmt in formats.items():
         assert input_format(Path(name)) == fmt
 
@@ -296,8 +306,11 @@ def test_missing_columns(tmp_path: Path) -> None:
 
 
 def test_empty_input(tmp_path: Path) -> None:
-    paths = [write(tmp_path / "e.txt", ""), write(tmp_path / "blank.txt", "\n  \n"),
-             write(tmp_path / "h.csv", "text\n")]
+    paths = [
+        write(tmp_path / "e.txt", ""),
+        write(tmp_path / "blank.txt", "\n  \n"),
+        write(tmp_path / "h.csv", "text\n"),
+    ]
     with pytest.raises(InputError, match="no records"):
         plan(paths)
     with pytest.raises(InputError, match="bad lines were left out"):

@@ -27,15 +27,23 @@ def _write(path: Path, text: str | bytes) -> Path:
 @pytest.fixture
 def good(tiny_model, tiny_data):
     train, dev = tiny_data
-    return {"--model": str(tiny_model), "--task": "sst2", "--train": str(train), "--eval": str(dev), "--max-length": "32"}
+    return {
+        "--model": str(tiny_model),
+        "--task": "sst2",
+        "--train": str(train),
+        "--eval": str(dev),
+        "--max-length": "32",
+    }
 
 
 def _cases(tmp: Path) -> list[tuple[str, dict[str, str], str]]:
     """(case, options that replace the good ones, words the error must contain)."""
     no_label = _write(tmp / "no_label.tsv", "sentence\tstars\ngood\t1\nbad\t0\n")
     empty = _write(tmp / "empty.tsv", "sentence\tlabel\n")
-    continuous = _write(tmp / "scores.tsv", "sentence\tlabel\n" + "".join(f"text {i}\t{i / 7:.4f}\n" for i in range(300)))
-    latin1 = _write(tmp / "latin1.tsv", "sentence\tlabel\ngood\t1\n".encode() + "caf\xe9 bad\t0\n".encode("latin-1"))
+    continuous = _write(
+        tmp / "scores.tsv", "sentence\tlabel\n" + "".join(f"text {i}\t{i / 7:.4f}\n" for i in range(300))
+    )
+    latin1 = _write(tmp / "latin1.tsv", b"sentence\tlabel\ngood\t1\n" + "caf\xe9 bad\t0\n".encode("latin-1"))
     one_class = _write(tmp / "one.tsv", "sentence\tlabel\ngood\t1\nfine\t1\n")
     ragged = _write(tmp / "ragged.tsv", "sentence\tlabel\ngood\t1\nbad\t0\textra\n")
     return [
@@ -74,7 +82,11 @@ def test_each_bad_input_is_refused_with_nothing_enqueued(bertq, good, tmp_path):
 
 
 def test_all_problems_are_reported_at_once(bertq, good):
-    result = bertq.run("submit", "finetune", *[x for kv in {**good, "--epochs": "0", "--lr": "0", "--batch-size": "-1"}.items() for x in kv])
+    result = bertq.run(
+        "submit",
+        "finetune",
+        *[x for kv in {**good, "--epochs": "0", "--lr": "0", "--batch-size": "-1"}.items() for x in kv],
+    )
     assert result.returncode == 2
     assert all(flag in result.stderr for flag in ("--epochs", "--lr", "--batch-size"))
 
@@ -83,13 +95,17 @@ def test_hub_model_offline_fails_fast_with_how_to_use_a_local_folder(bertq, good
     env = dict(bertq.env)
     env.pop("HF_HUB_OFFLINE")  # the real path: try the network, which is not there
     bertq_online = type(bertq)(home=bertq.home, env=env)
-    result = bertq_online.run("submit", "finetune", *[x for kv in {**good, "--model": "roberta"}.items() for x in kv], timeout=30)
+    result = bertq_online.run(
+        "submit", "finetune", *[x for kv in {**good, "--model": "roberta"}.items() for x in kv], timeout=30
+    )
     assert result.returncode == 2
     assert "roberta-base" in result.stderr and "--local-dir" in result.stderr and "minilm" in result.stderr
 
 
 def test_a_good_submit_enqueues_exactly_one_message(bertq, good):
-    job_id = json.loads(bertq.run("submit", "finetune", *[x for kv in good.items() for x in kv], "--json", check=True).stdout)["id"]
+    job_id = json.loads(
+        bertq.run("submit", "finetune", *[x for kv in good.items() for x in kv], "--json", check=True).stdout
+    )["id"]
     assert _redis_queue_length(bertq) == 1
     view = bertq.json("show", str(job_id))
     assert view["status"] == "QUEUED" and view["spec"]["labels"] == ["0", "1"]
@@ -97,7 +113,9 @@ def test_a_good_submit_enqueues_exactly_one_message(bertq, good):
 
 
 def test_cancel_a_queued_job_and_it_never_runs(bertq, good):
-    job_id = json.loads(bertq.run("submit", "finetune", *[x for kv in good.items() for x in kv], "--json", check=True).stdout)["id"]
+    job_id = json.loads(
+        bertq.run("submit", "finetune", *[x for kv in good.items() for x in kv], "--json", check=True).stdout
+    )["id"]
     assert bertq.run("cancel", str(job_id)).returncode == 0
     assert bertq.json("show", str(job_id))["status"] == "CANCELLED"
     again = bertq.run("cancel", str(job_id))

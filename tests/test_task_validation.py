@@ -39,17 +39,38 @@ def test_ner_and_qa_bad_inputs_are_refused(bertq, tiny_model, tmp_path):
     message = _refused(bertq, "finetune", *model, "--task", "ner", "--train", str(good_ner), "--eval", str(unseen))
     assert "unseen.txt" in message and "B-LOC" in message
 
-    squad = {"data": [{"title": "t", "paragraphs": [{"context": "the cast was dull .", "qas": [
-        {"id": "q-offset", "question": "what was the cast ?", "answers": [{"text": "dull", "answer_start": 3}]}]}]}]}
+    squad = {
+        "data": [
+            {
+                "title": "t",
+                "paragraphs": [
+                    {
+                        "context": "the cast was dull .",
+                        "qas": [
+                            {
+                                "id": "q-offset",
+                                "question": "what was the cast ?",
+                                "answers": [{"text": "dull", "answer_start": 3}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     wrong_offset = tmp_path / "offset.json"
     wrong_offset.write_text(json.dumps(squad))
-    message = _refused(bertq, "finetune", *model, "--task", "squad", "--train", str(wrong_offset), "--eval", str(wrong_offset))
+    message = _refused(
+        bertq, "finetune", *model, "--task", "squad", "--train", str(wrong_offset), "--eval", str(wrong_offset)
+    )
     assert "q-offset" in message and "offset" in message
     squad["data"][0]["paragraphs"][0]["context"] = ""
     squad["data"][0]["paragraphs"][0]["qas"][0]["id"] = "q-empty"
     empty_context = tmp_path / "empty.json"
     empty_context.write_text(json.dumps(squad))
-    message = _refused(bertq, "finetune", *model, "--task", "squad", "--train", str(empty_context), "--eval", str(empty_context))
+    message = _refused(
+        bertq, "finetune", *model, "--task", "squad", "--train", str(empty_context), "--eval", str(empty_context)
+    )
     assert "q-empty" in message and "context" in message
     assert bertq.json("jobs") == []
 
@@ -57,22 +78,67 @@ def test_ner_and_qa_bad_inputs_are_refused(bertq, tiny_model, tmp_path):
 def test_a_model_whose_head_does_not_fit_the_task_is_refused(bertq, tiny_model, qa_checkpoint, tmp_path):
     data = tmp_path / "ner.txt"
     data.write_text("EU NNP B-ORG\nrejects VBZ O\n")
-    message = _refused(bertq, "finetune", "--model", str(qa_checkpoint), "--task", "ner", "--train", str(data),
-                       "--eval", str(data), "--max-length", "32")
+    message = _refused(
+        bertq,
+        "finetune",
+        "--model",
+        str(qa_checkpoint),
+        "--task",
+        "ner",
+        "--train",
+        str(data),
+        "--eval",
+        str(data),
+        "--max-length",
+        "32",
+    )
     assert "question answering checkpoint" in message and "ForTokenClassification" in message
     # Evaluating a bare encoder would score a random head: refused too.
-    message = _refused(bertq, "evaluate", "--model", str(tiny_model), "--task", "ner", "--data", str(data), "--max-length", "32")
+    message = _refused(
+        bertq, "evaluate", "--model", str(tiny_model), "--task", "ner", "--data", str(data), "--max-length", "32"
+    )
     assert "no trained token classification (NER) head" in message
     assert bertq.json("jobs") == []
 
 
 def test_evaluate_refuses_bad_precision_device_pairs_and_failed_jobs(bertq, qa_checkpoint, tmp_path, tiny_data):
-    squad = {"data": [{"title": "t", "paragraphs": [{"context": "the cast was dull .", "qas": [
-        {"id": "q1", "question": "what was the cast ?", "answers": [{"text": "dull", "answer_start": 13}]}]}]}]}
+    squad = {
+        "data": [
+            {
+                "title": "t",
+                "paragraphs": [
+                    {
+                        "context": "the cast was dull .",
+                        "qas": [
+                            {
+                                "id": "q1",
+                                "question": "what was the cast ?",
+                                "answers": [{"text": "dull", "answer_start": 13}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     data = tmp_path / "squad.json"
     data.write_text(json.dumps(squad))
-    message = _refused(bertq, "evaluate", "--model", str(qa_checkpoint), "--task", "squad", "--data", str(data),
-                       "--precision", "int8", "--device", "cuda", "--max-length", "32")
+    message = _refused(
+        bertq,
+        "evaluate",
+        "--model",
+        str(qa_checkpoint),
+        "--task",
+        "squad",
+        "--data",
+        str(data),
+        "--precision",
+        "int8",
+        "--device",
+        "cuda",
+        "--max-length",
+        "32",
+    )
     assert "int8" in message and "--device cpu" in message
     message = _refused(bertq, "evaluate", "--model", "12345", "--task", "squad", "--data", str(data))
     assert "no job 12345" in message
@@ -82,8 +148,14 @@ def test_evaluate_refuses_bad_precision_device_pairs_and_failed_jobs(bertq, qa_c
     from bertq.db.models import Job
 
     with bertq.sessions()() as session, session.begin():
-        job = q.create_job(session=session, kind="finetune", spec={"task": "sst2", "family": "classification"},
-                           queue="cpu", priority=5, max_attempts=1)
+        job = q.create_job(
+            session=session,
+            kind="finetune",
+            spec={"task": "sst2", "family": "classification"},
+            queue="cpu",
+            priority=5,
+            max_attempts=1,
+        )
         job.status = "FAILED"
         failed_id = job.id
     message = _refused(bertq, "evaluate", "--model", str(failed_id), "--data", str(tiny_data[1]))
@@ -103,8 +175,20 @@ def test_pickle_only_weights_are_refused(bertq, tiny_model, tiny_data, tmp_path)
     (pickled / "model.safetensors").unlink()
     torch.save(AutoModel.from_pretrained(tiny_model).state_dict(), pickled / "pytorch_model.bin")
     train, dev = tiny_data
-    message = _refused(bertq, "finetune", "--model", str(pickled), "--task", "sst2", "--train", str(train),
-                       "--eval", str(dev), "--max-length", "32")
+    message = _refused(
+        bertq,
+        "finetune",
+        "--model",
+        str(pickled),
+        "--task",
+        "sst2",
+        "--train",
+        str(train),
+        "--eval",
+        str(dev),
+        "--max-length",
+        "32",
+    )
     assert "pickle" in message and "pytorch_model.bin" in message and "safetensors" in message
 
 

@@ -49,9 +49,18 @@ def qa_data(tmp_path_factory) -> Path:
             filler = f"{rng.choice(SUBJECTS)} was {rng.choice(NEGATIVE)} ."
             context = f"{filler} {subject} was {adjective} . {filler}"
             start = context.index(f"{subject} was {adjective}") + len(f"{subject} was ")
-            paragraphs.append({"context": context, "qas": [
-                {"id": f"a{a}p{p}", "question": f"{subject} was ?", "answers": [{"text": adjective, "answer_start": start}]}
-            ]})
+            paragraphs.append(
+                {
+                    "context": context,
+                    "qas": [
+                        {
+                            "id": f"a{a}p{p}",
+                            "question": f"{subject} was ?",
+                            "answers": [{"text": adjective, "answer_start": start}],
+                        }
+                    ],
+                }
+            )
         articles.append({"title": f"article {a}", "paragraphs": paragraphs})
     path = tmp_path_factory.mktemp("qa") / "squad.json"
     path.write_text(json.dumps({"version": "1.1", "data": articles}))
@@ -69,8 +78,26 @@ def _children(bertq, parent_id: int) -> list[dict]:
 def test_classification_finetune_evaluates_its_checkpoint_with_deployment_numbers(bertq, tiny_model, tiny_data):
     train, dev = tiny_data
     bertq.start_worker()
-    job_id = _submit(bertq, "finetune", "--model", str(tiny_model), "--task", "sst2", "--train", str(train), "--eval",
-                     str(dev), "--epochs", "2", "--batch-size", "16", "--lr", "1e-3", "--max-length", "32")
+    job_id = _submit(
+        bertq,
+        "finetune",
+        "--model",
+        str(tiny_model),
+        "--task",
+        "sst2",
+        "--train",
+        str(train),
+        "--eval",
+        str(dev),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-3",
+        "--max-length",
+        "32",
+    )
     [evaluation] = _children(bertq, job_id)
     assert evaluation["kind"] == "evaluate" and evaluation["status"] == "WAITING"
     assert bertq.run("wait", str(evaluation["id"]), "--timeout", "300").returncode == 0
@@ -103,8 +130,26 @@ def test_classification_finetune_evaluates_its_checkpoint_with_deployment_number
 def test_ner_finetune_labels_first_subtokens_and_reports_entity_scores(bertq, tiny_model, ner_data):
     train, valid = ner_data
     bertq.start_worker()
-    job_id = _submit(bertq, "finetune", "--model", str(tiny_model), "--task", "conll2003", "--train", str(train),
-                     "--eval", str(valid), "--epochs", "2", "--batch-size", "16", "--lr", "2e-3", "--max-length", "32")
+    job_id = _submit(
+        bertq,
+        "finetune",
+        "--model",
+        str(tiny_model),
+        "--task",
+        "conll2003",
+        "--train",
+        str(train),
+        "--eval",
+        str(valid),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--lr",
+        "2e-3",
+        "--max-length",
+        "32",
+    )
     [evaluation] = _children(bertq, job_id)
     assert bertq.run("wait", str(evaluation["id"]), "--timeout", "300").returncode == 0
     trained = bertq.json("show", str(job_id))
@@ -121,9 +166,28 @@ def test_ner_finetune_labels_first_subtokens_and_reports_entity_scores(bertq, ti
 
 def test_qa_finetune_on_an_article_split_reports_exact_match_and_f1(bertq, tiny_model, qa_data):
     bertq.start_worker()
-    job_id = _submit(bertq, "finetune", "--model", str(tiny_model), "--task", "squad", "--train", str(qa_data),
-                     "--split-by", "article", "--eval-fraction", "0.34", "--epochs", "1", "--batch-size", "8",
-                     "--max-length", "24", "--stride", "8")
+    job_id = _submit(
+        bertq,
+        "finetune",
+        "--model",
+        str(tiny_model),
+        "--task",
+        "squad",
+        "--train",
+        str(qa_data),
+        "--split-by",
+        "article",
+        "--eval-fraction",
+        "0.34",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "24",
+        "--stride",
+        "8",
+    )
     [evaluation] = _children(bertq, job_id)
     assert bertq.run("wait", str(evaluation["id"]), "--timeout", "300").returncode == 0
     trained = bertq.json("show", str(job_id))

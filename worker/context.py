@@ -17,15 +17,20 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from bertq.config import Settings, load_settings
 
 
-class ShardRecord(NamedTuple):
-    """One shard of a bulk job, as its last step reads it."""
+@dataclass(frozen=True)
+class ShardRecord:
+    """One shard of a bulk job, as its last step reads it: what it covers and what it committed."""
 
     index: int
+    path: str
+    start: int
+    end: int
+    first_line: int
     records: int
     output_path: str | None
     output_sha256: str | None
@@ -53,8 +58,9 @@ class JobContext(Protocol):
 
     def heartbeat(self) -> None: ...
     def progress(self, fraction: float, *, force: bool = False, **detail: Any) -> None: ...
-    def metrics(self, values: dict[str, float], *, split: str | None = None, step: int | None = None,
-                epoch: float | None = None) -> None: ...
+    def metrics(
+        self, values: dict[str, float], *, split: str | None = None, step: int | None = None, epoch: float | None = None
+    ) -> None: ...
     def artifact(self, kind: str, path: Path) -> None: ...
     def checkpoint_of(self, job_id: int | None) -> str | None: ...
     def artifact_of(self, job_id: int | None, kind: str) -> str | None: ...
@@ -110,8 +116,9 @@ class LocalContext:
     def progress(self, fraction: float, *, force: bool = False, **detail: Any) -> None:
         self.reported_progress.append((fraction, detail))
 
-    def metrics(self, values: dict[str, float], *, split: str | None = None, step: int | None = None,
-                epoch: float | None = None) -> None:
+    def metrics(
+        self, values: dict[str, float], *, split: str | None = None, step: int | None = None, epoch: float | None = None
+    ) -> None:
         self.reported_metrics.append((dict(values), split, step))
 
     def artifact(self, kind: str, path: Path) -> None:

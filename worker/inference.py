@@ -50,7 +50,9 @@ def autocast(precision: str, device: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def length_sorted_batches(lengths: Sequence[int], *, batch_size: int, max_tokens: int | None = None) -> Iterator[list[int]]:
+def length_sorted_batches(
+    lengths: Sequence[int], *, batch_size: int, max_tokens: int | None = None
+) -> Iterator[list[int]]:
     """Indices grouped into batches of similar length, longest first (so memory peaks early).
 
     A batch closes at `batch_size` inputs, or when padding it to its longest would exceed
@@ -109,8 +111,18 @@ def run_model(
                 name: array[row, :length] if _per_token(name, array) else array[row] for name, array in arrays.items()
             }
 
-    run_batches(model, features, lengths, consume, pad_id=pad_id, device=device, precision=precision,
-                batch_size=batch_size, max_tokens=max_tokens, indices=chosen)
+    run_batches(
+        model,
+        features,
+        lengths,
+        consume,
+        pad_id=pad_id,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        indices=chosen,
+    )
     return results  # type: ignore[return-value]
 
 
@@ -142,8 +154,11 @@ def run_batches(
             except Exception as error:  # noqa: BLE001 - only out-of-memory is handled here
                 if not is_out_of_memory(error):
                     raise
-                pending = deque(rebatch_after_out_of_memory(positions, list(pending), lengths, batch_size=batch_size,
-                                                            error=error, device=device))
+                pending = deque(
+                    rebatch_after_out_of_memory(
+                        positions, list(pending), lengths, batch_size=batch_size, error=error, device=device
+                    )
+                )
                 continue
             consume(positions, output, batch)
 
@@ -155,12 +170,22 @@ class OutOfMemory(RuntimeError):
 def is_out_of_memory(error: BaseException) -> bool:
     """CUDA's out-of-memory error (also what the fault injection raises), or the CPU allocator's."""
     message = str(error).lower()
-    return isinstance(error, (OutOfMemory, torch.cuda.OutOfMemoryError)) or "out of memory" in message \
+    return (
+        isinstance(error, (OutOfMemory, torch.cuda.OutOfMemoryError))
+        or "out of memory" in message
         or "can't allocate memory" in message
+    )
 
 
-def rebatch_after_out_of_memory(failed: list[int], pending: list[list[int]], lengths: Sequence[int], *,
-                                batch_size: int, error: BaseException, device: str) -> list[list[int]]:
+def rebatch_after_out_of_memory(
+    failed: list[int],
+    pending: list[list[int]],
+    lengths: Sequence[int],
+    *,
+    batch_size: int,
+    error: BaseException,
+    device: str,
+) -> list[list[int]]:
     """Every input not yet run (the failed batch's and the pending ones) in new batches of at most
     half the tokens the failed batch held, so later batches do not run out of memory again. A batch
     of one cannot shrink: it fails with what to change."""
@@ -173,12 +198,18 @@ def rebatch_after_out_of_memory(failed: list[int], pending: list[list[int]], len
     if device == "cuda":
         torch.cuda.empty_cache()
     budget = max(1, longest * len(failed) // 2)
-    log.warning("out of memory on a batch of %d inputs (%d tokens padded); going on with batches of at most %d tokens",
-                len(failed), longest * len(failed), budget)
+    log.warning(
+        "out of memory on a batch of %d inputs (%d tokens padded); going on with batches of at most %d tokens",
+        len(failed),
+        longest * len(failed),
+        budget,
+    )
     remaining = failed + [i for batch in pending for i in batch]
     sub_lengths = [lengths[i] for i in remaining]
-    return [[remaining[p] for p in batch]
-            for batch in length_sorted_batches(sub_lengths, batch_size=batch_size, max_tokens=budget)]
+    return [
+        [remaining[p] for p in batch]
+        for batch in length_sorted_batches(sub_lengths, batch_size=batch_size, max_tokens=budget)
+    ]
 
 
 def _per_token(name: str, array: np.ndarray) -> bool:
@@ -189,6 +220,8 @@ def _per_token(name: str, array: np.ndarray) -> bool:
 ENCODER_LAYERS = {"BertLayer", "ErnieLayer", "RobertaLayer", "XLMRobertaLayer", "CamembertLayer", "ElectraLayer"}
 """Encoder layers of the BERT layout (self-attention, then feed-forward, each with a residual and a
 post-LayerNorm) that `serve_encoder` knows how to run faster."""
+
+
 def reads_first_token_only(model: Any, *, task: str, pooling: str = "mean") -> bool:
     """Whether the task reads only the first token's final state: a [CLS] classifier, zero-shot's NLI
     classifier, a CLS-pooled embedding (which models do is listed per task in `bertq.infer_tasks`)."""
@@ -238,9 +271,19 @@ class ServingLayer(torch.nn.Module):
         self.first_token_only = first_token_only
         self.train(False)
         attention = layer.attention.self
-        self.heads, self.head_size, self.scaling = attention.num_attention_heads, attention.attention_head_size, attention.scaling
-        linears = (attention.query, attention.key, attention.value, layer.attention.output.dense,
-                   layer.intermediate.dense, layer.output.dense)
+        self.heads, self.head_size, self.scaling = (
+            attention.num_attention_heads,
+            attention.attention_head_size,
+            attention.scaling,
+        )
+        linears = (
+            attention.query,
+            attention.key,
+            attention.value,
+            layer.attention.output.dense,
+            layer.intermediate.dense,
+            layer.output.dense,
+        )
         self.fused = all(type(linear) is torch.nn.Linear and linear.bias is not None for linear in linears)
         act = layer.intermediate.intermediate_act_fn
         self.exact_gelu = getattr(act, "act", None) is torch.nn.functional.gelu
@@ -250,8 +293,8 @@ class ServingLayer(torch.nn.Module):
                 bias = torch.cat([attention.query.bias, attention.key.bias, attention.value.bias])
             width = attention.query.weight.shape[0]
             for part, linear in enumerate((attention.query, attention.key, attention.value)):
-                linear.weight = torch.nn.Parameter(weight[part * width:(part + 1) * width], requires_grad=False)
-                linear.bias = torch.nn.Parameter(bias[part * width:(part + 1) * width], requires_grad=False)
+                linear.weight = torch.nn.Parameter(weight[part * width : (part + 1) * width], requires_grad=False)
+                linear.bias = torch.nn.Parameter(bias[part * width : (part + 1) * width], requires_grad=False)
             self.qkv_weight, self.qkv_bias, self.width = weight, bias, width
 
     @staticmethod
@@ -259,15 +302,22 @@ class ServingLayer(torch.nn.Module):
         """A BERT-layout layer with no cross-attention and the parts this class reads."""
         attention = getattr(getattr(layer, "attention", None), "self", None)
         needed = ("query", "key", "value", "num_attention_heads", "attention_head_size", "scaling")
-        return (type(layer).__name__ in ENCODER_LAYERS and not getattr(layer, "is_decoder", False)
-                and not getattr(layer, "add_cross_attention", False)
-                and attention is not None and all(hasattr(attention, name) for name in needed)
-                and abs(attention.scaling - attention.attention_head_size ** -0.5) < 1e-9
-                and hasattr(layer.attention, "output") and hasattr(layer, "intermediate") and hasattr(layer, "output")
-                and callable(getattr(layer.intermediate, "intermediate_act_fn", None)))
+        return (
+            type(layer).__name__ in ENCODER_LAYERS
+            and not getattr(layer, "is_decoder", False)
+            and not getattr(layer, "add_cross_attention", False)
+            and attention is not None
+            and all(hasattr(attention, name) for name in needed)
+            and abs(attention.scaling - attention.attention_head_size**-0.5) < 1e-9
+            and hasattr(layer.attention, "output")
+            and hasattr(layer, "intermediate")
+            and hasattr(layer, "output")
+            and callable(getattr(layer.intermediate, "intermediate_act_fn", None))
+        )
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args: Any,
-                **kwargs: Any) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         if self.training:
             raise RuntimeError("ServingLayer is for inference only; train the model it was built from")
         layer = self.layer
@@ -281,11 +331,17 @@ class ServingLayer(torch.nn.Module):
             attention_mask = attention_mask[:, :, :1, :]
         # eager's additive mask and sdpa's boolean one (True: attend) mean the same to sdpa
         context = torch.nn.functional.scaled_dot_product_attention(
-            self._split_heads(query, batch), self._split_heads(key, batch), self._split_heads(value, batch),
-            attn_mask=attention_mask, scale=self.scaling)
+            self._split_heads(query, batch),
+            self._split_heads(key, batch),
+            self._split_heads(value, batch),
+            attn_mask=attention_mask,
+            scale=self.scaling,
+        )
         context = context.transpose(1, 2).reshape(batch * queries, self.heads * self.head_size)
         residual = rows if first is None else first
-        attended = layer.attention.output.LayerNorm(self._dense_plus(layer.attention.output.dense, context, residual, fused))
+        attended = layer.attention.output.LayerNorm(
+            self._dense_plus(layer.attention.output.dense, context, residual, fused)
+        )
         if fused:
             inner = torch.addmm(layer.intermediate.dense.bias, attended, layer.intermediate.dense.weight.t())
             inner = torch.ops.aten.gelu_(inner) if self.exact_gelu else layer.intermediate.intermediate_act_fn(inner)
@@ -298,15 +354,16 @@ class ServingLayer(torch.nn.Module):
         """[batch * positions, hidden] rows (strided views of a fused product are fine) as [batch, heads, positions, size]."""
         return rows.view(batch, -1, self.heads, self.head_size).transpose(1, 2)
 
-    def _query_key_value(self, rows: torch.Tensor, first: torch.Tensor | None,
-                         fused: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _query_key_value(
+        self, rows: torch.Tensor, first: torch.Tensor | None, fused: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not fused:
             attention = self.layer.attention.self
             return attention.query(rows if first is None else first), attention.key(rows), attention.value(rows)
         width = self.width
         if first is None:
             both = torch.addmm(self.qkv_bias, rows, self.qkv_weight.t())
-            return both[:, :width], both[:, width:2 * width], both[:, 2 * width:]
+            return both[:, :width], both[:, width : 2 * width], both[:, 2 * width :]
         key_value = torch.addmm(self.qkv_bias[width:], rows, self.qkv_weight[width:].t())
         query = torch.addmm(self.qkv_bias[:width], first, self.qkv_weight[:width].t())
         return query, key_value[:, :width], key_value[:, width:]

@@ -33,8 +33,9 @@ _current = threading.local()
 
 def set_policy(spec: dict[str, Any]) -> None:
     """Adopt the job's opt-ins; everything this thread loads for the job follows them."""
-    _current.policy = LoadPolicy(trust_remote_code=spec.get("trust_remote_code") is True,
-                                 allow_pickle=spec.get("allow_pickle") is True)
+    _current.policy = LoadPolicy(
+        trust_remote_code=spec.get("trust_remote_code") is True, allow_pickle=spec.get("allow_pickle") is True
+    )
 
 
 def _policy_now() -> LoadPolicy:
@@ -51,7 +52,8 @@ def check_loadable(location: str) -> None:
         return  # a hub id: transformers enforces trust_remote_code and use_safetensors itself
     policy = _policy_now()
     problems = resolve_model(location).loading_problems(
-        trust_remote_code=policy.trust_remote_code, allow_pickle=policy.allow_pickle)
+        trust_remote_code=policy.trust_remote_code, allow_pickle=policy.allow_pickle
+    )
     if problems:
         raise BertqError("; ".join(problems))
 

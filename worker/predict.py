@@ -53,7 +53,13 @@ class Predictor:
     batch_size_cap: int = 128
     """At most this many inputs a batch: on a CPU, batches of 64-128 short inputs were fastest here."""
 
-    def predict(self, texts: list[str], *, token_budget: int = DEFAULT_TOKEN_BUDGET["cpu"], on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    def predict(
+        self,
+        texts: list[str],
+        *,
+        token_budget: int = DEFAULT_TOKEN_BUDGET["cpu"],
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[dict[str, Any]]:
         if self.task == "zero-shot":
             return self._zero_shot(texts, token_budget=token_budget, on_batch=on_batch)
         if self.task == "qa":
@@ -70,26 +76,46 @@ class Predictor:
                 return
             for row, index in enumerate(indices):
                 if self.task == "embed":
-                    results[index] = {"embedding": self._pooled(output.last_hidden_state[row], batch["attention_mask"][row])}
+                    results[index] = {
+                        "embedding": self._pooled(output.last_hidden_state[row], batch["attention_mask"][row])
+                    }
                 else:
                     length = len(features["input_ids"][index])
-                    results[index] = {"entities": self._entities(texts[index], output.logits[row, :length], encoded["offset_mapping"][index])}
+                    results[index] = {
+                        "entities": self._entities(
+                            texts[index], output.logits[row, :length], encoded["offset_mapping"][index]
+                        )
+                    }
 
         self._run(features, consume, token_budget=token_budget, on_batch=on_batch)
         return results  # type: ignore[return-value]
 
     # -- the batch loop ---------------------------------------------------------------------
 
-    def _run(self, features: dict[str, list], consume: Callable[[list[int], Any, dict[str, torch.Tensor]], None], *,
-             token_budget: int, on_batch: Callable[[int], None] | None) -> None:
+    def _run(
+        self,
+        features: dict[str, list],
+        consume: Callable[[list[int], Any, dict[str, torch.Tensor]], None],
+        *,
+        token_budget: int,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
         def consume_and_count(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
             consume(indices, output, batch)
             if on_batch is not None:
                 on_batch(len(indices))
 
-        run_batches(self.model, features, [len(ids) for ids in features["input_ids"]], consume_and_count,
-                    pad_id=self.tokenizer.pad_token_id or 0, device=self.device, precision=self.precision,
-                    batch_size=self.batch_size_cap, max_tokens=token_budget)
+        run_batches(
+            self.model,
+            features,
+            [len(ids) for ids in features["input_ids"]],
+            consume_and_count,
+            pad_id=self.tokenizer.pad_token_id or 0,
+            device=self.device,
+            precision=self.precision,
+            batch_size=self.batch_size_cap,
+            max_tokens=token_budget,
+        )
 
     # -- per-task results -------------------------------------------------------------------
 
@@ -141,12 +167,19 @@ class Predictor:
                 current = {"label": kind, "start": start, "end": end, "scores": [score]}
                 entities.append(current)
         return [
-            {"text": text[e["start"]:e["end"]], "label": e["label"], "start": e["start"], "end": e["end"],
-             "score": round(float(np.mean(e["scores"])), 6)}
+            {
+                "text": text[e["start"] : e["end"]],
+                "label": e["label"],
+                "start": e["start"],
+                "end": e["end"],
+                "score": round(float(np.mean(e["scores"])), 6),
+            }
             for e in entities
         ]
 
-    def _zero_shot(self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None) -> list[dict[str, Any]]:
+    def _zero_shot(
+        self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None
+    ) -> list[dict[str, Any]]:
         """NLI: each (text, "This example is {label}.") pair; labels ranked by entailment."""
         labels = self.labels or []
         entail = _entailment_index(self.model.config)
@@ -168,15 +201,24 @@ class Predictor:
             probabilities = np.exp(row - row.max())
             probabilities /= probabilities.sum()
             order = np.argsort(-probabilities)
-            results.append({"labels": [labels[i] for i in order], "scores": [round(float(probabilities[i]), 6) for i in order]})
+            results.append(
+                {"labels": [labels[i] for i in order], "scores": [round(float(probabilities[i]), 6) for i in order]}
+            )
         return results
 
-    def _qa(self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None) -> list[dict[str, Any]]:
+    def _qa(
+        self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None
+    ) -> list[dict[str, Any]]:
         from bertq.squad import QAExample
         from bertq.worker.qa import postprocess_predictions, prepare_eval_features
 
-        examples = [QAExample(id=str(i), title="", context=t, question=self.question or "", answers=[]) for i, t in enumerate(texts)]
-        features = prepare_eval_features(examples, self.tokenizer, max_length=self.max_length, stride=min(128, self.max_length // 4))
+        examples = [
+            QAExample(id=str(i), title="", context=t, question=self.question or "", answers=[])
+            for i, t in enumerate(texts)
+        ]
+        features = prepare_eval_features(
+            examples, self.tokenizer, max_length=self.max_length, stride=min(128, self.max_length // 4)
+        )
         width = max(len(ids) for ids in features["input_ids"])
         start = np.full((len(features["input_ids"]), width), -1e9, dtype=np.float32)
         end = np.full_like(start, -1e9)
@@ -196,8 +238,13 @@ class Predictor:
         for i, text in enumerate(texts):
             answer = answers.get(str(i), "")
             offset = text.find(answer) if answer else -1
-            results.append({"answer": answer, "start": offset if offset >= 0 else None,
-                            "end": offset + len(answer) if offset >= 0 else None})
+            results.append(
+                {
+                    "answer": answer,
+                    "start": offset if offset >= 0 else None,
+                    "end": offset + len(answer) if offset >= 0 else None,
+                }
+            )
         return results
 
 
@@ -242,8 +289,9 @@ def load_predictor(location: str, task: str, *, device: str, precision: str, **o
     served = serve_model(model, task=task, precision=precision, device=device, pooling=pooling)
     options.setdefault("batch_size_cap", 2048 if device == "cuda" else 128)
     options.setdefault("max_length", min(512, getattr(tokenizer, "model_max_length", 512) or 512))
-    return Predictor(task=task, model=served, tokenizer=tokenizer, device=device, precision=precision,
-                     pooling=pooling, **options)
+    return Predictor(
+        task=task, model=served, tokenizer=tokenizer, device=device, precision=precision, pooling=pooling, **options
+    )
 
 
 def serve_model(model: Any, *, task: str, precision: str, device: str, pooling: str = "mean") -> Any:
@@ -254,8 +302,12 @@ def serve_model(model: Any, *, task: str, precision: str, device: str, pooling: 
     replaced = serve_encoder(model, task=task, pooling=pooling)
     if replaced:
         first = getattr(model.base_model.encoder.layer[-1], "first_token_only", False)
-        log.info("%s: %d encoder layers run fused%s", type(model).__name__, replaced,
-                 ", the last one for the first token only (all the task reads)" if first else "")
+        log.info(
+            "%s: %d encoder layers run fused%s",
+            type(model).__name__,
+            replaced,
+            ", the last one for the first token only (all the task reads)" if first else "",
+        )
     return model
 
 

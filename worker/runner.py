@@ -30,8 +30,8 @@ from bertq.db.engine import sessions
 from bertq.db.models import Job, JobStatus
 from bertq.db.submit import Delivery
 from bertq.dispatch import dispatch
-from bertq.jobkinds import job_kind
 from bertq.errors import AttemptSuperseded, BertqError, Preempted
+from bertq.jobkinds import job_kind
 from bertq.worker import faults, loading
 from bertq.worker.context import JobContext, ShardRecord, adopt, job_log
 
@@ -91,11 +91,11 @@ class DbContext:
         if not force and now - self._last_progress < PROGRESS_INTERVAL_SECONDS:
             return
         self._last_progress = now
-        self.write(
-            lambda s: job_queries.set_progress(session=s, job_id=self.job_id, progress=fraction, detail=detail)
-        )
+        self.write(lambda s: job_queries.set_progress(session=s, job_id=self.job_id, progress=fraction, detail=detail))
 
-    def metrics(self, values: dict[str, float], *, split: str | None = None, step: int | None = None, epoch: float | None = None) -> None:
+    def metrics(
+        self, values: dict[str, float], *, split: str | None = None, step: int | None = None, epoch: float | None = None
+    ) -> None:
         self.write(
             lambda s: job_queries.add_metrics(
                 session=s, job_id=self.job_id, attempt=self.attempt, values=values, split=split, step=step, epoch=epoch
@@ -111,8 +111,11 @@ class DbContext:
         )
 
     def resumed_from(self, checkpoint: str) -> None:
-        self.write(lambda s: job_queries.record_resume(session=s, job_id=self.job_id, attempt=self.attempt,
-                                                       checkpoint=checkpoint))
+        self.write(
+            lambda s: job_queries.record_resume(
+                session=s, job_id=self.job_id, attempt=self.attempt, checkpoint=checkpoint
+            )
+        )
 
     def forget_metrics_after(self, step: int) -> None:
         self.write(lambda s: job_queries.forget_metrics_after(session=s, job_id=self.job_id, step=step))
@@ -121,13 +124,18 @@ class DbContext:
         self.write(lambda s: shard_queries.report_rows(session=s, parent=parent, index=index, done=done))
 
     def commit_shard_output(self, parent: int, index: int, *, path: str, sha256: str, rows: int) -> None:
-        self.write(lambda s: shard_queries.commit_output(session=s, parent=parent, index=index, path=path,
-                                                         sha256=sha256, rows=rows))
+        self.write(
+            lambda s: shard_queries.commit_output(
+                session=s, parent=parent, index=index, path=path, sha256=sha256, rows=rows
+            )
+        )
 
     def shards(self) -> list[ShardRecord]:
         with self._sessions() as session:
-            return [ShardRecord(r.index, r.records, r.output_path, r.output_sha256)
-                    for r in shard_queries.shards_of(session=session, job_id=self.job_id)]
+            return [
+                ShardRecord(r.index, r.path, r.start, r.end, r.first_line, r.records, r.output_path, r.output_sha256)
+                for r in shard_queries.shards_of(session=session, job_id=self.job_id)
+            ]
 
     def checkpoint_of(self, job_id: int | None) -> str | None:
         """The checkpoint folder another job (this one's input) recorded."""
@@ -156,8 +164,10 @@ class DbContext:
         except DBAPIError as error:  # the database is away: keep trying while the lease may still hold
             log.warning("job %s heartbeat failed: %s", self.job_id, str(error).splitlines()[0])
             if time.monotonic() - self._last_heartbeat > self.settings.lease_seconds:
-                log.warning("job %s: no heartbeat for longer than the lease; another attempt may own the job, stopping",
-                            self.job_id)
+                log.warning(
+                    "job %s: no heartbeat for longer than the lease; another attempt may own the job, stopping",
+                    self.job_id,
+                )
                 self._superseded.set()
             return
         self._last_heartbeat = time.monotonic()
@@ -262,7 +272,9 @@ def passing_fault(error: BaseException) -> str | None:
     the database unreachable or locked, or a full disk. None for any other error."""
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, DBAPIError) and (seen.connection_invalidated or isinstance(seen, (OperationalError, InterfaceError))):
+        if isinstance(seen, DBAPIError) and (
+            seen.connection_invalidated or isinstance(seen, (OperationalError, InterfaceError))
+        ):
             detail = str(seen.orig).strip().splitlines()[0] if seen.orig else type(seen).__name__
             return f"the database was unavailable ({detail}); the attempt stopped without writing its results"
         if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -287,7 +299,9 @@ def _retry_later(ctx: DbContext, factory: Any, reason: str) -> str:
     except AttemptSuperseded:
         return "superseded"
     except DBAPIError as error:
-        log.warning("job %s: could not record the stop (%s); its lease will run out and it will be requeued", ctx.job_id, error)
+        log.warning(
+            "job %s: could not record the stop (%s); its lease will run out and it will be requeued", ctx.job_id, error
+        )
         return "interrupted"
     dispatch([again], settings=ctx.settings, countdown=ctx.settings.retry_delay_seconds)
     log.info("job %s goes back to the queue in %gs", ctx.job_id, ctx.settings.retry_delay_seconds)
@@ -296,9 +310,13 @@ def _retry_later(ctx: DbContext, factory: Any, reason: str) -> str:
 
 def _succeed(ctx: DbContext, factory: Any, result: dict[str, Any]) -> str:
     with factory() as session, session.begin():
-        job_queries.finish(session=session, job_id=ctx.job_id, attempt=ctx.attempt, status=JobStatus.SUCCEEDED, result=result)
-        released = [Delivery(j.id, j.kind, j.queue, j.priority)
-                    for j in job_queries.release_dependants(session=session, job_id=ctx.job_id)]
+        job_queries.finish(
+            session=session, job_id=ctx.job_id, attempt=ctx.attempt, status=JobStatus.SUCCEEDED, result=result
+        )
+        released = [
+            Delivery(j.id, j.kind, j.queue, j.priority)
+            for j in job_queries.release_dependants(session=session, job_id=ctx.job_id)
+        ]
     if released:
         dispatch(released, settings=ctx.settings)
     log.info("job %s succeeded", ctx.job_id)
@@ -326,8 +344,9 @@ def _fail(factory: Any, job_id: int, attempt: int, *, error: str, trace: str | N
     """The attempt's job FAILED with `error` (the jobs waiting on it end with it: `finish`)."""
     try:
         with factory() as session, session.begin():
-            job_queries.finish(session=session, job_id=job_id, attempt=attempt, status=JobStatus.FAILED, error=error,
-                               traceback=trace)
+            job_queries.finish(
+                session=session, job_id=job_id, attempt=attempt, status=JobStatus.FAILED, error=error, traceback=trace
+            )
     except AttemptSuperseded:
         return "superseded"
     return "failed"

@@ -77,14 +77,14 @@ class ScoringTrainer(Trainer):
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):  # type: ignore[no-untyped-def, override]
         started = time.monotonic()
-        self.model.eval()
+        self.model.eval()  # type: ignore[union-attr]
         metrics = {f"{metric_key_prefix}_{name}": value for name, value in self.scorer(self.model).items()}
         metrics[f"{metric_key_prefix}_runtime"] = round(time.monotonic() - started, 3)
         if self.state.epoch is not None:
             metrics["epoch"] = self.state.epoch
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        self.model.train()
+        self.model.train()  # type: ignore[union-attr]
         return metrics
 
 
@@ -138,7 +138,8 @@ class JobCallback(TrainerCallback):
         values = {
             name: float(value)
             for name, value in metrics.items()
-            if name.startswith(self.metric_prefix) and isinstance(value, (int, float))
+            if name.startswith(self.metric_prefix)
+            and isinstance(value, (int, float))
             and not name.endswith(("_runtime", "_samples_per_second", "_steps_per_second"))
         }
         self.evaluations[state.global_step] = values
@@ -232,10 +233,21 @@ def train_backing_off(ctx: JobContext, trainer: Any, resume: str | None) -> None
                 trainer.model.load_state_dict(starting_weights)
             forget_metrics_after(ctx, checkpoint)
             resume = str(checkpoint) if checkpoint else None
-            ctx.log.warning("out of memory with a batch of %d; going on with %d x %d gradient accumulation from %s",
-                            size, size // factor, accumulation * factor, checkpoint or "the starting weights")
-            ctx.progress(0.0, force=True, phase="training", batch_size=size // factor,
-                         gradient_accumulation=accumulation * factor, out_of_memory_at=size)
+            ctx.log.warning(
+                "out of memory with a batch of %d; going on with %d x %d gradient accumulation from %s",
+                size,
+                size // factor,
+                accumulation * factor,
+                checkpoint or "the starting weights",
+            )
+            ctx.progress(
+                0.0,
+                force=True,
+                phase="training",
+                batch_size=size // factor,
+                gradient_accumulation=accumulation * factor,
+                out_of_memory_at=size,
+            )
 
 
 def smallest_factor(number: int) -> int:
@@ -286,15 +298,29 @@ def scorer_for(evaluation: Any, tokenizer: Any, device: str, batch_size: int = 6
 
     def score(model: Any) -> dict[str, float]:
         model.eval()  # the Trainer switches back to train mode itself
-        outputs = run_model(model, evaluation.features, pad_id=tokenizer.pad_token_id or 0, device=device,
-                            batch_size=batch_size, outputs=evaluation.outputs)
+        outputs = run_model(
+            model,
+            evaluation.features,
+            pad_id=tokenizer.pad_token_id or 0,
+            device=device,
+            batch_size=batch_size,
+            outputs=evaluation.outputs,
+        )
         return evaluation.score(outputs)
 
     return score
 
 
-def train_and_save(ctx: JobContext, trainer: Any, callback: JobCallback, score: Any, *, tokenizer: Any,
-                   spec_values: dict[str, Any], phase: str) -> dict[str, Any]:
+def train_and_save(
+    ctx: JobContext,
+    trainer: Any,
+    callback: JobCallback,
+    score: Any,
+    *,
+    tokenizer: Any,
+    spec_values: dict[str, Any],
+    phase: str,
+) -> dict[str, Any]:
     """Train (resuming from an earlier attempt's last complete checkpoint), record the best epoch's
     metrics, publish its model as the job's checkpoint, drop the intermediate checkpoints."""
     resume = resume_point(ctx)
@@ -311,7 +337,13 @@ def train_and_save(ctx: JobContext, trainer: Any, callback: JobCallback, score: 
     ctx.artifact("checkpoint", checkpoint)
     shutil.rmtree(ctx.workdir / "attempts", ignore_errors=True)  # intermediate checkpoints
     ctx.log.info("best model: %s, saved to %s", best, checkpoint)
-    runtime = next((float(e["train_runtime"]) for e in reversed(trainer.state.log_history) if "train_runtime" in e), None)
-    return {"checkpoint": str(checkpoint), "train_runtime_s": runtime, "train_batch_size": trainer.args.per_device_train_batch_size,
-            "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps, **best}
-
+    runtime = next(
+        (float(e["train_runtime"]) for e in reversed(trainer.state.log_history) if "train_runtime" in e), None
+    )
+    return {
+        "checkpoint": str(checkpoint),
+        "train_runtime_s": runtime,
+        "train_batch_size": trainer.args.per_device_train_batch_size,
+        "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
+        **best,
+    }

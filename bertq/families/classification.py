@@ -13,8 +13,9 @@ from bertq.families.preset import Preset
 class Classification(Family):
     """Texts and their class labels; the label set is read from the training data."""
 
-    def check_data(self, path: Path, *, name: str, option: str, problems: list[str], text_column: str | None,
-                   label_column: str) -> tuple[Any, str | None]:
+    def check_data(
+        self, path: Path, *, name: str, option: str, problems: list[str], text_column: str | None, label_column: str
+    ) -> tuple[Any, str | None]:
         try:
             if text_column is None:
                 columns = datafiles.columns_of(path)
@@ -33,8 +34,9 @@ class Classification(Family):
     def labels_from(self, path: Path, data: datafiles.LabelledData) -> list[str] | None:
         return datafiles.check_label_set(path, data.labels)
 
-    def check_eval_labels(self, path: Path, data: datafiles.LabelledData, labels: list[str], option: str,
-                          problems: list[str]) -> None:
+    def check_eval_labels(
+        self, path: Path, data: datafiles.LabelledData, labels: list[str], option: str, problems: list[str]
+    ) -> None:
         unseen = sorted(set(data.labels) - set(labels), key=datafiles.label_sort_key)
         if unseen:
             problems.append(

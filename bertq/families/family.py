@@ -57,8 +57,9 @@ class Family:
     distillable: bool = False
     """Whether `bertq submit distill` supports it (soft labels are per-example class logits)."""
 
-    def check_data(self, path: Path, *, name: str, option: str, problems: list[str], text_column: str | None,
-                   label_column: str) -> tuple[Any, str | None]:
+    def check_data(
+        self, path: Path, *, name: str, option: str, problems: list[str], text_column: str | None, label_column: str
+    ) -> tuple[Any, str | None]:
         """Read a local data file as the worker will; returns what was read (None after recording a
         problem) and the text column it uses (unchanged for families without columns)."""
         try:

@@ -19,8 +19,9 @@ class Ner(Family):
     def labels_from(self, path: Path, data: list[conll.NerExample]) -> list[str] | None:
         return conll.label_list(data)
 
-    def check_eval_labels(self, path: Path, data: list[conll.NerExample], labels: list[str], option: str,
-                          problems: list[str]) -> None:
+    def check_eval_labels(
+        self, path: Path, data: list[conll.NerExample], labels: list[str], option: str, problems: list[str]
+    ) -> None:
         try:
             conll.check_tags(data, labels, path)
         except DataFileError as error:

@@ -25,8 +25,9 @@ class Classification(WorkerFamily):
     def labels_of(self, examples: list[tuple[str, str]]) -> list[str]:
         return sorted({label for _, label in examples}, key=datafiles.label_sort_key)
 
-    def train_features(self, examples: list[tuple[str, str]], tokenizer: Any, spec: Any,
-                       labels: list[str] | None) -> dict[str, list]:
+    def train_features(
+        self, examples: list[tuple[str, str]], tokenizer: Any, spec: Any, labels: list[str] | None
+    ) -> dict[str, list]:
         index = {label: i for i, label in enumerate(labels or [])}
         encoded = tokenizer([t for t, _ in examples], truncation=True, max_length=spec.max_length)
         columns = {key: list(value) for key, value in encoded.items()}

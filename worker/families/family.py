@@ -96,8 +96,9 @@ class WorkerFamily:
 
         return Dataset.from_dict(self.train_features(examples, tokenizer, spec, labels))
 
-    def train_features(self, examples: list[Any], tokenizer: Any, spec: Any,
-                       labels: list[str] | None) -> dict[str, list]:
+    def train_features(
+        self, examples: list[Any], tokenizer: Any, spec: Any, labels: list[str] | None
+    ) -> dict[str, list]:
         """Training feature columns (token ids, labels) of the examples."""
         raise NotImplementedError
 

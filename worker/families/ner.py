@@ -30,13 +30,15 @@ class Ner(WorkerFamily):
     def labels_of(self, examples: list[conll.NerExample]) -> list[str]:
         return conll.label_list(examples)
 
-    def train_features(self, examples: list[conll.NerExample], tokenizer: Any, spec: Any,
-                       labels: list[str] | None) -> dict[str, list]:
+    def train_features(
+        self, examples: list[conll.NerExample], tokenizer: Any, spec: Any, labels: list[str] | None
+    ) -> dict[str, list]:
         label2id = {t: i for i, t in enumerate(labels or [])}
         return ner.tokenize_and_align(examples, tokenizer, label2id, max_length=spec.max_length)
 
-    def eval_set(self, examples: list[conll.NerExample], tokenizer: Any, spec: Any,
-                 labels: list[str] | None) -> EvalSet:
+    def eval_set(
+        self, examples: list[conll.NerExample], tokenizer: Any, spec: Any, labels: list[str] | None
+    ) -> EvalSet:
         labels = labels or []
         label2id = {t: i for i, t in enumerate(labels)}
         id2label = dict(enumerate(labels))

@@ -24,8 +24,9 @@ class Qa(WorkerFamily):
             return train if side == "train" else evaluation
         return examples
 
-    def train_features(self, examples: list[squad.QAExample], tokenizer: Any, spec: Any,
-                       labels: list[str] | None) -> dict[str, list]:
+    def train_features(
+        self, examples: list[squad.QAExample], tokenizer: Any, spec: Any, labels: list[str] | None
+    ) -> dict[str, list]:
         return qa.prepare_train_features(examples, tokenizer, max_length=spec.max_length, stride=spec.stride)
 
     def eval_set(self, examples: list[squad.QAExample], tokenizer: Any, spec: Any, labels: list[str] | None) -> EvalSet:

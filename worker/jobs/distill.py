@@ -27,7 +27,14 @@ from bertq.worker.loading import best_device, load_for_training, load_tokenizer,
 from bertq.worker.runner import JobContext, measure
 from bertq.worker.students import cut_from_teacher
 from bertq.worker.textdata import load_labelled
-from bertq.worker.training import JobCallback, ScoringTrainer, attempt_dir, scorer_for, train_and_save, training_arguments
+from bertq.worker.training import (
+    JobCallback,
+    ScoringTrainer,
+    attempt_dir,
+    scorer_for,
+    train_and_save,
+    training_arguments,
+)
 
 
 def example_id(text: str) -> str:
@@ -49,7 +56,11 @@ def _transfer_texts(spec: DistillSpec) -> list[str]:
     path = Path(spec.transfer_data)
     if spec.transfer_column is None:  # plain text: one example per non-empty line
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [str(row[spec.transfer_column]).strip() for _, row in datafiles.read_rows(path) if str(row[spec.transfer_column]).strip()]
+    return [
+        str(row[spec.transfer_column]).strip()
+        for _, row in datafiles.read_rows(path)
+        if str(row[spec.transfer_column]).strip()
+    ]
 
 
 def _file_digest(path: str | None) -> str:
@@ -64,10 +75,17 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
     spec = DistillSpec.from_dict(spec_values)
     teacher_folder = _teacher_folder(spec, ctx)
     key = hashlib.sha256(
-        "|".join([
-            measure(Path(teacher_folder))[1], _file_digest(spec.train), _file_digest(spec.transfer_data),
-            spec.text_column, str(spec.transfer_column), str(spec.max_length), "v1",
-        ]).encode()
+        "|".join(
+            [
+                measure(Path(teacher_folder))[1],
+                _file_digest(spec.train),
+                _file_digest(spec.transfer_data),
+                spec.text_column,
+                str(spec.transfer_column),
+                str(spec.max_length),
+                "v1",
+            ]
+        ).encode()
     ).hexdigest()[:32]
     cache = ctx.settings.artifacts / "cache" / "teacher-outputs" / f"{key}.npz"
     hit = cache.is_file()
@@ -82,8 +100,14 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
         model.eval()
         ctx.progress(0.05, force=True, phase=f"teacher pass over {len(unique)} texts")
         features = {k: list(v) for k, v in tokenizer(unique, truncation=True, max_length=spec.max_length).items()}
-        outputs = run_model(model, features, pad_id=tokenizer.pad_token_id or 0, device=device,
-                            precision="bf16" if device == "cuda" else "fp32", batch_size=128)
+        outputs = run_model(
+            model,
+            features,
+            pad_id=tokenizer.pad_token_id or 0,
+            device=device,
+            precision="bf16" if device == "cuda" else "fp32",
+            batch_size=128,
+        )
         logits = np.stack([o["logits"] for o in outputs]).astype(np.float32)
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_name(f".{cache.name}.{os.getpid()}.partial.npz")
@@ -151,7 +175,13 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             raise BertqError(f"the teacher's outputs lack {len(missing)} training texts (first: {missing[0][:60]!r})")
         columns["teacher_logits"] = [soft[example_id(t)].tolist() for t in texts]
     train_set = Dataset.from_dict(columns)
-    ctx.log.info("%d training texts (%d with gold labels); alpha %s, T %s", len(texts), len(gold.texts), spec.alpha, spec.temperature)
+    ctx.log.info(
+        "%d training texts (%d with gold labels); alpha %s, T %s",
+        len(texts),
+        len(gold.texts),
+        spec.alpha,
+        spec.temperature,
+    )
 
     family = worker_family(spec.family)
     eval_examples = family.read_examples(spec.eval, spec=spec, side="eval")
@@ -161,17 +191,31 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
     output_dir = attempt_dir(ctx)
     callback = JobCallback(ctx)
-    arguments = training_arguments(output_dir=output_dir, spec=spec, metric_for_best=family.family.main_metric,
-                                   device=device, keep_columns=bool(distilling))
+    arguments = training_arguments(
+        output_dir=output_dir,
+        spec=spec,
+        metric_for_best=family.family.main_metric,
+        device=device,
+        keep_columns=bool(distilling),
+    )
     common: dict[str, Any] = dict(
-        model=model, args=arguments, train_dataset=train_set, eval_dataset=evaluation, processing_class=tokenizer,
-        data_collator=family.data_collator(tokenizer), callbacks=[callback], scorer=score,
+        model=model,
+        args=arguments,
+        train_dataset=train_set,
+        eval_dataset=evaluation,
+        processing_class=tokenizer,
+        data_collator=family.data_collator(tokenizer),
+        callbacks=[callback],
+        scorer=score,
     )
     trainer = (
-        DistillationTrainer(**common, temperature=spec.temperature, alpha=spec.alpha) if distilling else ScoringTrainer(**common)
+        DistillationTrainer(**common, temperature=spec.temperature, alpha=spec.alpha)
+        if distilling
+        else ScoringTrainer(**common)
     )
-    return train_and_save(ctx, trainer, callback, score, tokenizer=tokenizer, spec_values=spec_values,
-                          phase="training student")
+    return train_and_save(
+        ctx, trainer, callback, score, tokenizer=tokenizer, spec_values=spec_values, phase="training student"
+    )
 
 
 def run_distill(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -197,4 +241,3 @@ def run_distill(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     ctx.metrics({k: summary[k] for k in ("retention", "speedup", "size_ratio")})
     ctx.log.info("distillation summary: %s", summary)
     return {"summary": summary}
-

@@ -39,7 +39,9 @@ def run_evaluate(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     # kept from earlier jobs (a prefork child may have trained a model just before).
     probe = subprocess.run(
         [sys.executable, "-m", "bertq.worker.jobs.evaluate"],
-        input=json.dumps({**spec_values, "model_location": location}), capture_output=True, text=True,
+        input=json.dumps({**spec_values, "model_location": location}),
+        capture_output=True,
+        text=True,
     )
     if probe.returncode != 0:
         lines = [line for line in probe.stderr.strip().splitlines() if line.strip()]
@@ -54,7 +56,9 @@ def run_evaluate(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
 def measure(spec: EvaluateSpec) -> dict[str, Any]:
     """Task metrics and deployment numbers of `spec.model_location`, measured in this process."""
     if spec.device == "cuda" and not torch.cuda.is_available():
-        raise BertqError("--device cuda, but this worker has no CUDA device; submit to a GPU worker's queue (--queue gpu)")
+        raise BertqError(
+            "--device cuda, but this worker has no CUDA device; submit to a GPU worker's queue (--queue gpu)"
+        )
     location = spec.model_location
     assert location is not None
     tokenizer = load_tokenizer(location, family=spec.family)
@@ -70,8 +74,15 @@ def measure(spec: EvaluateSpec) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
 
     def run(features: dict[str, list], batch_size: int) -> list[dict[str, np.ndarray]]:
-        return run_model(served, features, pad_id=pad_id, device=spec.device, precision=spec.precision,
-                         batch_size=batch_size, outputs=evaluation.outputs)
+        return run_model(
+            served,
+            features,
+            pad_id=pad_id,
+            device=spec.device,
+            precision=spec.precision,
+            batch_size=batch_size,
+            outputs=evaluation.outputs,
+        )
 
     # Throughput: every example, batched and length-sorted, after one warm-up batch. The same pass
     # gives the task metrics, so they describe exactly what was timed.

@@ -14,7 +14,14 @@ from bertq.specs import FinetuneSpec
 from bertq.worker.families import worker_family
 from bertq.worker.loading import best_device, load_for_training, load_tokenizer
 from bertq.worker.runner import JobContext
-from bertq.worker.training import JobCallback, ScoringTrainer, attempt_dir, scorer_for, train_and_save, training_arguments
+from bertq.worker.training import (
+    JobCallback,
+    ScoringTrainer,
+    attempt_dir,
+    scorer_for,
+    train_and_save,
+    training_arguments,
+)
 
 
 def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -34,7 +41,12 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     model = load_for_training(spec.model_location, spec.family, label_names)
     train_set = family.train_dataset(train_examples, tokenizer, spec, labels)
     evaluation = family.eval_set(eval_examples, tokenizer, spec, labels)
-    ctx.log.info("%d training inputs from %d examples; %d evaluation examples", len(train_set), len(train_examples), evaluation.num_examples)
+    ctx.log.info(
+        "%d training inputs from %d examples; %d evaluation examples",
+        len(train_set),
+        len(train_examples),
+        evaluation.num_examples,
+    )
 
     score = scorer_for(evaluation, tokenizer, device)
 
@@ -42,7 +54,9 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     callback = JobCallback(ctx)
     trainer = ScoringTrainer(
         model=model,
-        args=training_arguments(output_dir=output_dir, spec=spec, metric_for_best=family.family.main_metric, device=device),
+        args=training_arguments(
+            output_dir=output_dir, spec=spec, metric_for_best=family.family.main_metric, device=device
+        ),
         train_dataset=train_set,
         eval_dataset=evaluation,  # scored by `score`, not by the Trainer's loop
         processing_class=tokenizer,

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bertq import sharding
-from bertq.db.models import utcnow
 from bertq.bulk import InferSpec
+from bertq.db.models import utcnow
 from bertq.errors import BertqError
 from bertq.infer_tasks import get_infer_task
 from bertq.safety import check_output_folder
@@ -37,11 +37,18 @@ REQUIRED_COSINE = 0.999
 
 
 def _predictor_options(spec: InferSpec) -> dict[str, Any]:
-    return dict(max_length=spec.max_length, all_scores=spec.all_scores, normalize=spec.normalize,
-                labels=spec.labels, question=spec.question)
+    return dict(
+        max_length=spec.max_length,
+        all_scores=spec.all_scores,
+        normalize=spec.normalize,
+        labels=spec.labels,
+        question=spec.question,
+    )
 
 
-def choose_precision(spec: InferSpec, location: str, device: str, texts: list[str], ctx: JobContext) -> tuple[str, dict[str, Any]]:
+def choose_precision(
+    spec: InferSpec, location: str, device: str, texts: list[str], ctx: JobContext
+) -> tuple[str, dict[str, Any]]:
     """`auto`: bf16 where the hardware is fast at it and its answers agree with fp32's on a sample."""
     if spec.precision != "auto":
         return spec.precision, {"chosen": spec.precision, "reason": "requested"}
@@ -50,12 +57,18 @@ def choose_precision(spec: InferSpec, location: str, device: str, texts: list[st
     if not cpu_has_fast_bf16():
         return "fp32", {"chosen": "fp32", "reason": "this CPU has no fast bf16 (AMX/AVX512-BF16)"}
     sample = texts[:PRECISION_SAMPLE]
-    reference = load_predictor(location, spec.task, device=device, precision="fp32", **_predictor_options(spec)).predict(sample)
-    candidate = load_predictor(location, spec.task, device=device, precision="bf16", **_predictor_options(spec)).predict(sample)
+    reference = load_predictor(
+        location, spec.task, device=device, precision="fp32", **_predictor_options(spec)
+    ).predict(sample)
+    candidate = load_predictor(
+        location, spec.task, device=device, precision="bf16", **_predictor_options(spec)
+    ).predict(sample)
     score = agreement(spec.task, reference, candidate)
     needed = REQUIRED_COSINE if get_infer_task(spec.task).vectors else REQUIRED_AGREEMENT
     chosen = "bf16" if score >= needed else "fp32"
-    ctx.log.info("precision check on %d records: bf16 agreement %.4f (needs %.3f): %s", len(sample), score, needed, chosen)
+    ctx.log.info(
+        "precision check on %d records: bf16 agreement %.4f (needs %.3f): %s", len(sample), score, needed, chosen
+    )
     return chosen, {"chosen": chosen, "reason": "accuracy check", "bf16_agreement": score, "sample": len(sample)}
 
 
@@ -76,7 +89,7 @@ def _write_records(path: Path, fmt: str, ids: list[str], results: list[dict[str,
     write_atomically(path, write_jsonl)
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """`write` a temporary file beside `path`, fsync it, then rename it to `path`: a reader finds the
     whole file under its final name or nothing. If the disk fills up midway the temporary file is
     removed and the error names `path`."""
@@ -119,7 +132,9 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         raise BertqError(f"job {spec.model_job_id} recorded no checkpoint to run")
 
     # The input is read as planned, or not at all: read_shard checks size and checksum first.
-    records = list(sharding.read_shard(shard, text_column=spec.text_column, id_column=spec.id_column, on_bad_line=spec.on_bad_line))
+    records = list(
+        sharding.read_shard(shard, text_column=spec.text_column, id_column=spec.id_column, on_bad_line=spec.on_bad_line)
+    )
     ids = [record_id for record_id, _ in records]
     texts = [text for _, text in records]
     if len(ids) != shard.records:
@@ -135,8 +150,14 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         faults.slow_step()
         done += count
         rate = done / max(time.monotonic() - started, 1e-6)
-        ctx.progress(done / max(len(texts), 1), rows=done, total=len(texts), rate_per_s=round(rate, 1),
-                     eta_seconds=round((len(texts) - done) / rate) if rate else None, precision=precision)
+        ctx.progress(
+            done / max(len(texts), 1),
+            rows=done,
+            total=len(texts),
+            rate_per_s=round(rate, 1),
+            eta_seconds=round((len(texts) - done) / rate) if rate else None,
+            precision=precision,
+        )
         ctx.shard_progress(parent, shard.index, done)
 
     results = predictor.predict(texts, token_budget=spec.token_budget, on_batch=on_batch)
@@ -165,17 +186,34 @@ def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             raise BertqError(f"shard {shard.index} finished without a committed output file")
         path = Path(shard.output_path)
         if not path.is_file() or measure(path)[1] != shard.output_sha256:
-            raise BertqError(f"{path}: the committed output of shard {shard.index} is missing or changed since its commit")
-        files.append({"path": path.name, "records": shard.records, "sha256": shard.output_sha256, "shard": shard.index,
-                      "input": shard.path, "input_range": [shard.start, shard.end], "first_line": shard.first_line})
+            raise BertqError(
+                f"{path}: the committed output of shard {shard.index} is missing or changed since its commit"
+            )
+        files.append(
+            {
+                "path": path.name,
+                "records": shard.records,
+                "sha256": shard.output_sha256,
+                "shard": shard.index,
+                "input": shard.path,
+                "input_range": [shard.start, shard.end],
+                "first_line": shard.first_line,
+            }
+        )
     committed = {f["path"] for f in files}
     for leftover in folder.glob(f"part-*.attempt-*.{spec.format}"):
         if leftover.name not in committed:  # an attempt that lost (killed, superseded): not part of the output
             leftover.unlink()
-    manifest = {
-        "job_id": ctx.job_id, "model": spec.model, "model_location": spec.model_location, "task": spec.task,
-        "format": spec.format, "records": sum(f["records"] for f in files), "files": files,
-        "inputs": spec.inputs, "created_at": utcnow().isoformat(timespec="seconds") + "Z",
+    manifest: dict[str, Any] = {
+        "job_id": ctx.job_id,
+        "model": spec.model,
+        "model_location": spec.model_location,
+        "task": spec.task,
+        "format": spec.format,
+        "records": sum(f["records"] for f in files),
+        "files": files,
+        "inputs": spec.inputs,
+        "created_at": utcnow().isoformat(timespec="seconds") + "Z",
     }
     _atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2))
     _atomic_write(folder / "_SUCCESS", "")
@@ -186,4 +224,3 @@ def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 def _atomic_write(path: Path, text: str) -> None:
     write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
-
