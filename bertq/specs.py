@@ -8,6 +8,7 @@ Standard library only: the CLI builds specs without torch.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,41 @@ def path_fields(spec_class: type) -> dict[str, str]:
     data (a file, or a list of files), shard (a dict with a `path`) or output (a folder it writes
     into). The safety checks find every such field here, so declaring the field is enough."""
     return {f.name: f.metadata["path"] for f in fields(spec_class) if "path" in f.metadata}
+
+
+@functools.cache
+def field_docs(spec_class: type) -> dict[str, str]:
+    """Each field's docstring (the string literal under it), read from the class's source: the help
+    text `bertq submit --help` shows comes from the same place as the field itself."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(spec_class.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def default_of(spec_class: type, name: str) -> Any:
+    """A field's default, as the dataclass declares it."""
+    for item in fields(spec_class):
+        if item.name == name:
+            return item.default
+    raise KeyError(f"{spec_class.__name__} has no field {name!r}")
 
 
 class _Spec:
@@ -248,15 +284,15 @@ def build_finetune_spec(
     eval: str | None,
     text_column: str | None = None,
     label_column: str | None = None,
-    epochs: float = 3.0,
+    epochs: float = FinetuneSpec.epochs,
     max_steps: int | None = None,
-    batch_size: int = 32,
-    lr: float = 5e-5,
+    batch_size: int = FinetuneSpec.batch_size,
+    lr: float = FinetuneSpec.lr,
     max_length: int | None = None,
-    stride: int = 128,
+    stride: int = FinetuneSpec.stride,
     split_by: str | None = None,
     eval_fraction: float | None = None,
-    seed: int = 42,
+    seed: int = FinetuneSpec.seed,
     evaluate: bool = True,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
@@ -343,14 +379,14 @@ def build_evaluate_spec(
     source_job: dict[str, Any] | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
-    precision: str = "fp32",
-    device: str = "cpu",
+    precision: str = EvaluateSpec.precision,
+    device: str = EvaluateSpec.device,
     max_length: int | None = None,
-    batch_size: int = 64,
-    latency_samples: int = 200,
+    batch_size: int = EvaluateSpec.batch_size,
+    latency_samples: int = EvaluateSpec.latency_samples,
     split_by: str | None = None,
     eval_fraction: float | None = None,
-    seed: int = 42,
+    seed: int = EvaluateSpec.seed,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
 ) -> EvaluateSpec:

@@ -8,9 +8,12 @@ from typing import Any
 
 import click
 
+from bertq.bulk import InferSpec
 from bertq.cli.group import cli, emit_json, get_job
 from bertq.cli.watch import wait_for
+from bertq.distillation import DistillSpec
 from bertq.infer_tasks import INFER_TASKS
+from bertq.specs import PRECISIONS, EvaluateSpec, FinetuneSpec
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 
 # Submitting
@@ -19,6 +22,17 @@ from bertq.tasks import DEFAULT_TOKEN_BUDGET
 @cli.group()
 def submit() -> None:
     """Enqueue a job. Input is checked first: on any problem nothing is enqueued."""
+
+
+def spec_option(spec: type, name: str, *decls: str, **options: Any) -> Any:
+    """A click option for the spec field `name`: its default, and its help unless given here, come
+    from the spec dataclass (the single source of each field's type, default and meaning)."""
+    from bertq.specs import default_of, field_docs
+
+    options.setdefault("default", default_of(spec, name))
+    options.setdefault("show_default", True)
+    options.setdefault("help", field_docs(spec).get(name))
+    return click.option(*(decls or (f"--{name.replace('_', '-')}",)), **options)
 
 
 def _queue_options(command: Any) -> Any:
@@ -92,14 +106,14 @@ def _default_queue(device: str = "cpu") -> str:
     "--text-column", default=None, help="Classification: column with the text [sst2: sentence; else text/sentence]."
 )
 @click.option("--label-column", default=None, help="Classification: column with the label [default: label].")
-@click.option("--epochs", type=float, default=3.0, show_default=True)
+@spec_option(FinetuneSpec, "epochs", type=float)
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (overrides --epochs).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=5e-5, show_default=True)
+@spec_option(FinetuneSpec, "batch_size", type=int)
+@spec_option(FinetuneSpec, "lr", type=float)
 @click.option(
     "--max-length", type=int, default=None, help="Truncate (qa: window) inputs at this many tokens [128; qa 384]."
 )
-@click.option("--stride", type=int, default=128, show_default=True, help="qa: tokens shared by consecutive windows.")
+@spec_option(FinetuneSpec, "stride", type=int)
 @click.option(
     "--split-by",
     type=click.Choice(["article"]),
@@ -109,7 +123,7 @@ def _default_queue(device: str = "cpu") -> str:
 @click.option(
     "--eval-fraction", type=float, default=None, help="With --split-by: share of articles held out (e.g. 0.2)."
 )
-@click.option("--seed", type=int, default=42, show_default=True)
+@spec_option(FinetuneSpec, "seed", type=int)
 @click.option(
     "--evaluate/--no-evaluate",
     default=True,
@@ -221,16 +235,16 @@ def _model_job(model: str) -> dict[str, Any] | None:
     "--task", default=None, help="classification, sst2, ner, conll2003, qa or squad [default: the job's task]."
 )
 @click.option("--data", default=None, help="Evaluation data [default: the job's eval data].")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default="fp32", show_default=True)
+@spec_option(EvaluateSpec, "precision", type=click.Choice(list(PRECISIONS)))
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
 @click.option("--max-length", type=int, default=None, help="[default: the job's, else 128; qa 384]")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Batch size of the throughput pass.")
-@click.option("--latency-samples", type=int, default=200, show_default=True, help="Real inputs timed one at a time.")
+@spec_option(EvaluateSpec, "batch_size", type=int, help="Batch size of the throughput pass.")
+@spec_option(EvaluateSpec, "latency_samples", type=int, help="Real inputs timed one at a time.")
 @click.option("--split-by", type=click.Choice(["article"]), default=None)
 @click.option("--eval-fraction", type=float, default=None)
-@click.option("--seed", type=int, default=42, show_default=True)
+@spec_option(EvaluateSpec, "seed", type=int)
 @_loading_options
 @_queue_options
 def submit_evaluate(
@@ -307,27 +321,19 @@ def submit_evaluate(
 @click.option("--eval", "eval_", default=None, help="Evaluation data [default: the teacher job's].")
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
-@click.option(
-    "--temperature", type=float, default=4.0, show_default=True, help="Softmax temperature of the soft labels."
-)
-@click.option(
-    "--alpha",
-    type=float,
-    default=0.5,
-    show_default=True,
-    help="Weight of the soft (KD) term; 0 trains on gold labels alone.",
-)
+@spec_option(DistillSpec, "temperature", type=float, help="Softmax temperature of the soft labels.")
+@spec_option(DistillSpec, "alpha", type=float, help="Weight of the soft (KD) term; 0 trains on gold labels alone.")
 @click.option(
     "--transfer-data",
     default=None,
     help="Unlabelled text the teacher labels (soft labels only), added to the student's data.",
 )
 @click.option("--transfer-column", default=None, help="Text column of --transfer-data when it is TSV/CSV/JSONL.")
-@click.option("--epochs", type=float, default=3.0, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--max-length", type=int, default=128, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
+@spec_option(DistillSpec, "epochs", type=float)
+@spec_option(DistillSpec, "batch_size", type=int)
+@spec_option(DistillSpec, "lr", type=float)
+@spec_option(DistillSpec, "max_length", type=int)
+@spec_option(DistillSpec, "seed", type=int)
 @_loading_options
 @_queue_options
 def submit_distill(
@@ -440,7 +446,7 @@ def submit_distill(
 @click.option("--normalize", is_flag=True, help="embed: unit-length vectors.")
 @click.option("--labels", default=None, help="zero-shot: candidate labels, comma-separated.")
 @click.option("--question", default=None, help="qa: the question asked of every text.")
-@click.option("--on-bad-line", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
+@spec_option(InferSpec, "on_bad_line", type=click.Choice(["fail", "skip"]))
 @_loading_options
 @_queue_options
 def submit_infer(

@@ -103,7 +103,7 @@ class DbContext:
         )
 
     def artifact(self, kind: str, path: Path) -> None:
-        size, digest = measure(path)
+        size, digest = size_and_digest(path)
         self.write(
             lambda s: job_queries.add_artifact(
                 session=s, job_id=self.job_id, kind=kind, path=str(path), size_bytes=size, sha256=digest
@@ -177,7 +177,7 @@ def job_folder(settings: Settings, job_id: int) -> Path:
     return settings.artifacts / "jobs" / str(job_id)
 
 
-def measure(path: Path) -> tuple[int, str]:
+def size_and_digest(path: Path) -> tuple[int, str]:
     """Size and sha256 of a file; for a folder, of its files' names and contents in order."""
     digest = hashlib.sha256()
     size = 0

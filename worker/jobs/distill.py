@@ -24,7 +24,7 @@ from bertq.worker.families import worker_family
 from bertq.worker.inference import run_model
 from bertq.worker.kd import IGNORE_INDEX, distillation_loss
 from bertq.worker.loading import best_device, load_for_training, load_tokenizer, load_trained
-from bertq.worker.runner import JobContext, measure
+from bertq.worker.runner import JobContext, size_and_digest
 from bertq.worker.students import cut_from_teacher
 from bertq.worker.textdata import load_labelled
 from bertq.worker.training import (
@@ -64,7 +64,7 @@ def _transfer_texts(spec: DistillSpec) -> list[str]:
 
 
 def _file_digest(path: str | None) -> str:
-    return measure(Path(path))[1] if path else "-"
+    return size_and_digest(Path(path))[1] if path else "-"
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
     key = hashlib.sha256(
         "|".join(
             [
-                measure(Path(teacher_folder))[1],
+                size_and_digest(Path(teacher_folder))[1],
                 _file_digest(spec.train),
                 _file_digest(spec.transfer_data),
                 spec.text_column,

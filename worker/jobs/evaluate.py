@@ -53,7 +53,7 @@ def run_evaluate(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     return measured["result"]
 
 
-def measure(spec: EvaluateSpec) -> dict[str, Any]:
+def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
     """Task metrics and deployment numbers of `spec.model_location`, measured in this process."""
     if spec.device == "cuda" and not torch.cuda.is_available():
         raise BertqError(
@@ -175,4 +175,4 @@ def _served_size_mb(model: Any, precision: str) -> float:
 if __name__ == "__main__":  # the measuring process: spec JSON in, measurements JSON out (last line)
     values = json.loads(sys.stdin.read())
     set_policy(values)
-    print(json.dumps(measure(EvaluateSpec.from_dict(values))))
+    print(json.dumps(measure_model(EvaluateSpec.from_dict(values))))

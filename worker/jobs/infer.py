@@ -28,7 +28,7 @@ from bertq.safety import check_output_folder
 from bertq.worker import faults
 from bertq.worker.loading import best_device
 from bertq.worker.predict import agreement, cpu_has_fast_bf16, load_predictor
-from bertq.worker.runner import JobContext, measure
+from bertq.worker.runner import JobContext, size_and_digest
 
 PRECISION_SAMPLE = 256
 """Records of a shard run in both fp32 and bf16 to decide whether bf16 is accurate enough."""
@@ -169,7 +169,7 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
     _write_records(path, spec.format, ids, results)
     if read_output_ids(path, spec.format) != ids:
         raise BertqError(f"{path}: the written ids differ from the shard's ids; the file was not committed")
-    digest = measure(path)[1]
+    digest = size_and_digest(path)[1]
     ctx.commit_shard_output(parent, shard.index, path=str(path), sha256=digest, rows=len(ids))
     rate = len(ids) / max(time.monotonic() - started, 1e-6)
     return {"records": len(ids), "output": str(path), "precision": decision, "rate_per_s": round(rate, 1)}
@@ -185,7 +185,7 @@ def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         if not shard.output_path:
             raise BertqError(f"shard {shard.index} finished without a committed output file")
         path = Path(shard.output_path)
-        if not path.is_file() or measure(path)[1] != shard.output_sha256:
+        if not path.is_file() or size_and_digest(path)[1] != shard.output_sha256:
             raise BertqError(
                 f"{path}: the committed output of shard {shard.index} is missing or changed since its commit"
             )
