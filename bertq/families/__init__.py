@@ -1,8 +1,8 @@
 """The registry of task families and their presets: the one place a family is listed.
 
-Each family is one module here (its torch-free facts and submit-time checks) and one module in
-`bertq.worker.families` (model head, features, scoring). Adding a family means adding both modules
-and naming them in `_MODULES` of each package; everything else (spec checks, head checks, the
+Each family is one module here (its torch-free facts and submit-time checks) and one module of the
+same name in `bertq.worker.families` (model head, features, scoring). Adding a family means adding
+both modules and naming the first in `_MODULES` below (the worker side follows this list); everything else (spec checks, head checks, the
 report's ranking metric, the worker's jobs) asks the family object. Standard library only.
 """
 

@@ -1,4 +1,7 @@
-"""The worker half of the task families, one module each, registered from `_MODULES`.
+"""The worker half of the task families: one module each, named like its family.
+
+The list of families is `bertq.families.FAMILIES`; this package imports `<name>.py` for each, so a
+new family is registered once, on the torch-free side.
 
 `worker_family(name)` is what jobs, loading and prediction ask for a spec's family: its model head,
 data collator, examples, labels, training features and evaluation set. The torch-free half (data
@@ -7,15 +10,15 @@ checks, metrics, words) is `bertq.families`; both list the same families.
 
 from __future__ import annotations
 
+import importlib
 import random
 
-from bertq.families import get_family
-from bertq.worker.families import classification, ner, qa
+from bertq.families import FAMILIES, get_family
 from bertq.worker.families.family import EvalSet, WorkerFamily
 
-_MODULES = (classification, ner, qa)
-
-WORKER_FAMILIES: dict[str, WorkerFamily] = {module.FAMILY.name: module.FAMILY for module in _MODULES}
+WORKER_FAMILIES: dict[str, WorkerFamily] = {
+    name: importlib.import_module(f"{__name__}.{name}").FAMILY for name in FAMILIES
+}
 """Every family's worker half by name; the same names as `bertq.families.FAMILIES`."""
 
 __all__ = ["WORKER_FAMILIES", "EvalSet", "WorkerFamily", "latency_sample", "worker_family"]
