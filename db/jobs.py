@@ -341,6 +341,17 @@ def list_jobs(*, session: Session, status: str | None, kind: str | None, sort: s
     return list(session.scalars(query))
 
 
+def succeeded_jobs(*, session: Session, kind: str) -> list[Job]:
+    """Every SUCCEEDED job of `kind`, oldest first, with its metrics loaded (the report's input)."""
+    query = (
+        select(Job)
+        .options(selectinload(Job.metrics))
+        .where(Job.kind == kind, Job.status == JobStatus.SUCCEEDED)
+        .order_by(Job.id)
+    )
+    return list(session.scalars(query))
+
+
 def latest_metrics(job: Job) -> dict[str, float]:
     values: dict[str, float] = {}
     for metric in job.metrics:  # ordered by id: later rows win

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-from bertq.db.jobs import latest_metrics
-from bertq.db.models import Job, JobStatus
+from bertq.db.jobs import latest_metrics, succeeded_jobs
+from bertq.db.models import Job
 from bertq.families import PRESETS
 from bertq.report.scenarios import Candidate
 
@@ -42,14 +41,8 @@ def _model_name(session: Session, spec: dict[str, Any]) -> tuple[str, dict[str, 
 def load_candidates(session: Session, *, task: str | None = None, data: str | None = None) -> list[Candidate]:
     """One candidate per evaluated (model, precision, device, data): the newest evaluation of it, so a
     model measured again (after a driver update, on a quiet machine) is represented by its last numbers."""
-    query = (
-        select(Job)
-        .options(selectinload(Job.metrics))
-        .where(Job.kind == "evaluate", Job.status == JobStatus.SUCCEEDED)
-        .order_by(Job.id)
-    )
     latest: dict[tuple, Candidate] = {}
-    for job in session.scalars(query):
+    for job in succeeded_jobs(session=session, kind="evaluate"):
         spec, result = job.spec, job.result or {}
         if task and spec.get("task") != task:
             continue
