@@ -20,6 +20,8 @@ MAX_CLASSES = 100
 """More distinct labels than this is not a classification task (regression values, ids, text)."""
 
 TEXT_COLUMN_GUESSES = ("text", "sentence", "content", "review")
+"""The columns tried, in order, when no --text-column is given: by training and by bulk inference alike
+(two copies once drifted, so a file could fine-tune and then fail at infer)."""
 HUB_DATASET_PATTERN = re.compile(r"^(hub:)?[A-Za-z0-9][\w.-]*(/[\w.-]+)?(:[\w.\[\]%:-]+)?$")
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))

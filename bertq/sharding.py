@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bertq.datafiles import TEXT_COLUMN_GUESSES
 from bertq.errors import BertqError
 
 DEFAULT_RECORDS_PER_SHARD = 20_000
 """With no shard count given, shards hold about this many records."""
 
-TEXT_COLUMN_GUESSES = ("text", "sentence", "content")
 ON_BAD_LINE_CHOICES = ("fail", "skip")
 READ_CHUNK = 1 << 20
 PARQUET_BATCH_ROWS = 8192

@@ -11,6 +11,7 @@ import click
 from bertq.bulk import InferSpec
 from bertq.cli.group import cli, emit_json, get_job
 from bertq.cli.watch import wait_for
+from bertq.datafiles import TEXT_COLUMN_GUESSES
 from bertq.distillation import DistillSpec
 from bertq.infer_tasks import INFER_TASKS
 from bertq.specs import PRECISIONS, EvaluateSpec, FinetuneSpec
@@ -421,7 +422,9 @@ def submit_distill(
 )
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
 @click.option(
-    "--text-column", default=None, help="Text column of JSONL/CSV/TSV/Parquet input [text, sentence or content]."
+    "--text-column",
+    default=None,
+    help=f"Text column of JSONL/CSV/TSV/Parquet input [the first of {', '.join(TEXT_COLUMN_GUESSES)}].",
 )
 @click.option(
     "--id-column", default=None, help="Column whose value is each record's id [default: <file name>:<line number>]."
