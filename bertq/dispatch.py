@@ -10,6 +10,7 @@ touches CUDA.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from celery import Celery
@@ -72,6 +73,16 @@ class Deliverable(Protocol):
     def queue(self) -> str: ...
     @property
     def priority(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A job to send, detached from any database session."""
+
+    id: int
+    kind: str
+    queue: str
+    priority: int
 
 
 def dispatch(

@@ -9,7 +9,6 @@ rows; the job they wait for releases them when it succeeds (`jobs.release_ready`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -18,18 +17,10 @@ from bertq.config import Settings, load_settings
 from bertq.db import jobs as job_queries
 from bertq.db.engine import sessions
 from bertq.db.models import Job, JobDependency, JobStatus, ShardRow
-from bertq.dispatch import dispatch, make_app
+from bertq.dispatch import Delivery, dispatch, make_app
 from bertq.errors import BrokerError, SpecError
 from bertq.plan import PlannedJob, check_queue_options
 from bertq.safety import spec_problems
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: int
-    kind: str
-    queue: str
-    priority: int
 
 
 def submit(kind: str, spec: dict[str, Any], *, queue: str, priority: int, settings: Settings | None = None) -> int:

@@ -14,8 +14,7 @@ from bertq.config import Settings
 from bertq.db import jobs as job_queries
 from bertq.db.engine import sessions
 from bertq.db.models import Job
-from bertq.db.submit import Delivery
-from bertq.dispatch import dispatch
+from bertq.dispatch import Delivery, dispatch
 
 log = logging.getLogger("bertq.reaper")
 

@@ -28,8 +28,7 @@ from bertq.db import jobs as job_queries
 from bertq.db import shards as shard_queries
 from bertq.db.engine import sessions
 from bertq.db.models import Job, JobStatus
-from bertq.db.submit import Delivery
-from bertq.dispatch import dispatch
+from bertq.dispatch import Delivery, dispatch
 from bertq.errors import AttemptSuperseded, BertqError, Preempted
 from bertq.jobkinds import job_kind
 from bertq.worker import faults, loading
