@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bertq.datafiles import DataFileError, _decoded_lines, read_rows
+from bertq.formats import format_of
 
 COLUMN_SUFFIXES = frozenset({".txt", ".conll", ".iob", ".bio"})
-JSONL_SUFFIXES = frozenset({".jsonl", ".json", ".ndjson"})
 DOCUMENT_START = "-DOCSTART-"
 """CoNLL-2003 marks document boundaries with this token; it is not a sentence."""
 
@@ -35,7 +35,7 @@ def read_ner(path: Path) -> list[NerExample]:
     suffix = path.suffix.lower()
     if suffix in COLUMN_SUFFIXES:
         examples = _read_columns(path)
-    elif suffix in JSONL_SUFFIXES:
+    elif format_of(path) == "jsonl":
         examples = _read_jsonl(path)
     else:
         raise DataFileError(

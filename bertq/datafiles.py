@@ -8,23 +8,15 @@ from __future__ import annotations
 
 import csv
 import json
-import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bertq.errors import BertqError
+from bertq.formats import csv_dialect, format_of, is_hub_dataset_name
 
 MAX_CLASSES = 100
 """More distinct labels than this is not a classification task (regression values, ids, text)."""
-
-TEXT_COLUMN_GUESSES = ("text", "sentence", "content", "review")
-"""The columns tried, in order, when no --text-column is given: by training and by bulk inference alike
-(two copies once drifted, so a file could fine-tune and then fail at infer)."""
-HUB_DATASET_PATTERN = re.compile(r"^(hub:)?[A-Za-z0-9][\w.-]*(/[\w.-]+)?(:[\w.\[\]%:-]+)?$")
-
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 class DataFileError(BertqError):
@@ -38,13 +30,10 @@ class LabelledData:
 
 
 def file_format(path: Path) -> str:
+    fmt = format_of(path)
+    if fmt in {"tsv", "csv", "jsonl"}:
+        return fmt
     suffix = path.suffix.lower()
-    if suffix in {".tsv", ".tab"}:
-        return "tsv"
-    if suffix == ".csv":
-        return "csv"
-    if suffix in {".jsonl", ".json", ".ndjson"}:
-        return "jsonl"
     raise DataFileError(
         f"{path}: unknown data format {suffix or '(no extension)'!r}; use .tsv, .csv or .jsonl "
         "(one example per line, with a header row for TSV/CSV)"
@@ -80,13 +69,10 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict]]:
                 raise DataFileError(f"{path}, line {number}: expected a JSON object per line")
             yield number, row
         return
-    delimiter = "\t" if fmt == "tsv" else ","
-    # TSV files such as SST-2 contain bare quote characters: read them without quoting rules.
-    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
     numbered = list(lines)  # decoding errors surface here, with their line number
     if not numbered:
         return
-    reader = csv.reader((text for _, text in numbered), delimiter=delimiter, quoting=quoting)  # type: ignore[arg-type]
+    reader = csv.reader((text for _, text in numbered), **csv_dialect(fmt))
     header = next(reader)
     for row in reader:
         number = numbered[min(reader.line_num - 1, len(numbered) - 1)][0]
@@ -104,10 +90,6 @@ def columns_of(path: Path) -> list[str]:
     for _, row in read_rows(path):
         return list(row)
     return []
-
-
-def guess_text_column(columns: list[str]) -> str | None:
-    return next((c for c in TEXT_COLUMN_GUESSES if c in columns), None)
 
 
 def label_sort_key(label: str) -> tuple[int, float | str]:
@@ -164,4 +146,4 @@ def check_label_set(path: Path, labels: list[str]) -> list[str]:
 
 def is_hub_dataset(name: str) -> bool:
     """`NAME[:SPLIT]` that is not a local file is taken as a Hugging Face Hub dataset."""
-    return not Path(name).suffix and bool(HUB_DATASET_PATTERN.match(name)) and not Path(name).exists()
+    return not Path(name).suffix and is_hub_dataset_name(name) and not Path(name).exists()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bertq import datafiles
+from bertq import datafiles, formats
 from bertq.errors import BertqError, SpecError
 from bertq.families import PRESETS, head_family
 from bertq.models import ModelRef, resolve_model
@@ -318,7 +318,7 @@ def _check_transfer(path: str, column: str | None, problems: list[str]) -> str |
     except datafiles.DataFileError as error:
         problems.append(f"--transfer-data: {error}")
         return None
-    column = column or datafiles.guess_text_column(columns)
+    column = column or formats.guess_text_column(columns)
     if column not in columns:
         problems.append(
             f"--transfer-data {path}: no text column {column!r} (columns: {', '.join(columns)}); name it with --transfer-column"

@@ -6,6 +6,7 @@ Pure data, no database: the builders of pipelines (distill, bulk inference) retu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,17 @@ from typing import Any
 from bertq.errors import SpecError
 
 QUEUE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+def device_for_queue(queue: str) -> str:
+    """The device a job planned onto `queue` is measured on: a queue named gpu, or gpu-<anything>, is
+    served by GPU workers (the compose file and the README name them so)."""
+    return "cuda" if queue == "gpu" or queue.startswith("gpu-") else "cpu"
+
+
+def queue_for_device(device: str) -> str:
+    """The default queue of a job that runs on `device`: BERTQ_DEFAULT_QUEUE, else gpu or cpu."""
+    return os.environ.get("BERTQ_DEFAULT_QUEUE") or ("gpu" if device == "cuda" else "cpu")
 
 
 def check_queue_options(queue: str, priority: int) -> None:

@@ -19,9 +19,9 @@ from typing import Any
 
 from bertq.config import Settings
 from bertq.errors import BertqError, SpecError
+from bertq.formats import is_hub_dataset_name
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
-HUB_DATASET = re.compile(r"^hub:[A-Za-z0-9][\w.-]*(/[\w.-]+)?(:[\w.\[\]%:-]+)?$")
 OUTPUT_FORMATS = ("jsonl", "parquet")
 
 
@@ -117,7 +117,7 @@ def _hub_dataset_problem(key: str, value: str) -> str | None:
     """`hub:NAME[:SPLIT]` names a Hub dataset; `datasets` would load a local folder of that name
     instead, so a name that is a path here is refused."""
     name = value.removeprefix("hub:").split(":", 1)[0]
-    if not HUB_DATASET.match(value) or ".." in name.split("/") or Path(name).expanduser().exists():
+    if not is_hub_dataset_name(value, prefixed=True) or ".." in name.split("/") or Path(name).expanduser().exists():
         return f"{key} {value!r} is not a Hub dataset id (hub:OWNER/NAME[:SPLIT]); give a local file inside the allowed roots"
     return None
 

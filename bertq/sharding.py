@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bertq.datafiles import TEXT_COLUMN_GUESSES
 from bertq.errors import BertqError
+from bertq.formats import TEXT_COLUMN_GUESSES, csv_dialect, format_of, guess_text_column
 
 DEFAULT_RECORDS_PER_SHARD = 20_000
 """With no shard count given, shards hold about this many records."""
@@ -47,19 +47,7 @@ ON_BAD_LINE_CHOICES = ("fail", "skip")
 READ_CHUNK = 1 << 20
 PARQUET_BATCH_ROWS = 8192
 
-_FORMAT_BY_SUFFIX = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
 _MISSING = object()
-
-csv.field_size_limit(2**31 - 1)
 
 
 class InputError(BertqError):
@@ -122,7 +110,7 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
 
 def input_format(path: Path) -> str:
     """ "text", "jsonl", "csv", "tsv" or "parquet", from the file's extension (anything else is text)."""
-    return _FORMAT_BY_SUFFIX.get(Path(path).suffix.lower(), "text")
+    return format_of(path) or "text"
 
 
 def plan_shards(
@@ -253,7 +241,7 @@ class _Layout:
     def _csv_fields(self, number: int, line: str) -> dict[str, Any]:
         try:
             # The newline added here ends up inside the last field only if a quote was left open.
-            row = next(csv.reader((line + "\n",), **_csv_dialect(self.fmt)))
+            row = next(csv.reader((line + "\n",), **csv_dialect(self.fmt)))
         except csv.Error as error:
             raise _BadLine(f"not a valid {self.fmt.upper()} line ({error})") from None
         if self.fmt == "csv" and row and row[-1].endswith("\n"):
@@ -265,13 +253,6 @@ class _Layout:
         if len(row) != len(self.header):
             raise _BadLine(f"{len(row)} fields where the header has {len(self.header)}")
         return dict(zip(self.header, row, strict=True))
-
-
-def _csv_dialect(fmt: str) -> dict[str, Any]:
-    # TSV files such as SST-2 contain bare quote characters: read them without quoting rules.
-    if fmt == "tsv":
-        return {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
-    return {"delimiter": ",", "quoting": csv.QUOTE_MINIMAL}
 
 
 def _json_object(line: str) -> dict[str, Any]:
@@ -332,7 +313,7 @@ def _resolve_text_column(
 ) -> str:
     listing = ", ".join(map(repr, columns)) or "no columns"
     if text_column is None:
-        text_column = next((c for c in TEXT_COLUMN_GUESSES if c in columns), None)
+        text_column = guess_text_column(columns)
         if text_column is None:
             raise InputError(
                 f"{path}: no text column: {where} has {listing}, none of {', '.join(TEXT_COLUMN_GUESSES)}; "
@@ -374,7 +355,7 @@ def _text_layout(
                 continue
             where = f"the first record (line {number})"
             return _Layout(path, fmt, _resolve_text_column(path, list(first), text_column, id_column, where), id_column)
-        header = tuple(next(csv.reader((line,), **_csv_dialect(fmt))))
+        header = tuple(next(csv.reader((line,), **csv_dialect(fmt))))
         where = f"the header (line {number})"
         text = _resolve_text_column(path, list(header), text_column, id_column, where)
         return _Layout(path, fmt, text, id_column, header, number)

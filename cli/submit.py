@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -11,9 +10,10 @@ import click
 from bertq.bulk import InferSpec
 from bertq.cli.group import cli, emit_json, get_job
 from bertq.cli.watch import wait_for
-from bertq.datafiles import TEXT_COLUMN_GUESSES
 from bertq.distillation import DistillSpec
+from bertq.formats import TEXT_COLUMN_GUESSES
 from bertq.infer_tasks import INFER_TASKS
+from bertq.plan import device_for_queue, queue_for_device
 from bertq.specs import PRECISIONS, EvaluateSpec, FinetuneSpec
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 
@@ -91,7 +91,7 @@ def _report_submitted(job_id: int, kind: str, queue: str, wait: bool, as_json: b
 
 
 def _default_queue(device: str = "cpu") -> str:
-    return os.environ.get("BERTQ_DEFAULT_QUEUE") or ("gpu" if device == "cuda" else "cpu")
+    return queue_for_device(device)
 
 
 @submit.command("finetune")
@@ -189,7 +189,7 @@ def submit_finetune(
     )
     plan = [PlannedJob("finetune", spec.to_dict(), queue, priority)]
     if evaluate:
-        device = "cuda" if queue == "gpu" else "cpu"
+        device = device_for_queue(queue)
         plan.append(
             PlannedJob(
                 "evaluate",
@@ -396,7 +396,7 @@ def submit_distill(
     )
     spec, teacher_finetune = built
     ids = submit_plan(
-        plan_distill(spec, teacher_finetune, queue=queue, priority=priority, device="cuda" if queue == "gpu" else "cpu")
+        plan_distill(spec, teacher_finetune, queue=queue, priority=priority, device=device_for_queue(queue))
     )
     _report_submitted(ids[0], "distill", queue, wait, as_json, f"; steps {', '.join(map(str, ids[1:]))}")
 

@@ -48,3 +48,12 @@ def test_the_registries_import_neither_torch_nor_transformers() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_inference_task_has_a_predictor_method():
+    """A task listed by `bertq submit infer --task` that the worker cannot answer would fail only at run time."""
+    from bertq.worker.predict import PREDICT_METHODS, Predictor
+
+    assert set(PREDICT_METHODS) == set(INFER_TASKS)
+    for method in PREDICT_METHODS.values():
+        assert callable(getattr(Predictor, method))

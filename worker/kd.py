@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from bertq.worker.textdata import IGNORE_INDEX
+
 """The gold label of a transfer example: it has soft labels from the teacher only."""
 
 

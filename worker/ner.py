@@ -14,8 +14,8 @@ import numpy as np
 from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from bertq.conll import NerExample, to_iob2
+from bertq.worker.textdata import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 """The label torch's cross-entropy loss skips (its default ignore_index), and the Trainer pads with."""
 
 

@@ -60,35 +60,57 @@ class Predictor:
         token_budget: int = DEFAULT_TOKEN_BUDGET["cpu"],
         on_batch: Callable[[int], None] | None = None,
     ) -> list[dict[str, Any]]:
-        if self.task == "zero-shot":
-            return self._zero_shot(texts, token_budget=token_budget, on_batch=on_batch)
-        if self.task == "qa":
-            return self._qa(texts, token_budget=token_budget, on_batch=on_batch)
-        offsets = self.task == "ner"
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_offsets_mapping=offsets)
-        features = {k: list(v) for k, v in encoded.items() if k != "offset_mapping"}
-        results: list[dict[str, Any] | None] = [None] * len(texts)
+        """One result per text, by the method `PREDICT_METHODS` names for this predictor's task."""
+        method = getattr(self, PREDICT_METHODS[self.task])
+        return method(texts, token_budget=token_budget, on_batch=on_batch)
+
+    def _classify(
+        self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None
+    ) -> list[dict[str, Any]]:
+        features = self._features(self.tokenizer(texts, truncation=True, max_length=self.max_length))
+        results: list[dict[str, Any]] = [{}] * len(texts)
 
         def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
-            if self.task == "classify":  # one softmax per batch, not per row: rows are many and small
-                for index, result in zip(indices, self._classifications(output.logits)):
-                    results[index] = result
-                return
-            for row, index in enumerate(indices):
-                if self.task == "embed":
-                    results[index] = {
-                        "embedding": self._pooled(output.last_hidden_state[row], batch["attention_mask"][row])
-                    }
-                else:
-                    length = len(features["input_ids"][index])
-                    results[index] = {
-                        "entities": self._entities(
-                            texts[index], output.logits[row, :length], encoded["offset_mapping"][index]
-                        )
-                    }
+            # one softmax per batch, not per row: rows are many and small
+            for index, result in zip(indices, self._classifications(output.logits)):
+                results[index] = result
 
         self._run(features, consume, token_budget=token_budget, on_batch=on_batch)
-        return results  # type: ignore[return-value]
+        return results
+
+    def _embed(
+        self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None
+    ) -> list[dict[str, Any]]:
+        features = self._features(self.tokenizer(texts, truncation=True, max_length=self.max_length))
+        results: list[dict[str, Any]] = [{}] * len(texts)
+
+        def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
+            for row, index in enumerate(indices):
+                vector = self._pooled(output.last_hidden_state[row], batch["attention_mask"][row])
+                results[index] = {"embedding": vector}
+
+        self._run(features, consume, token_budget=token_budget, on_batch=on_batch)
+        return results
+
+    def _ner(
+        self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None
+    ) -> list[dict[str, Any]]:
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        features = self._features(encoded)
+        results: list[dict[str, Any]] = [{}] * len(texts)
+
+        def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
+            for row, index in enumerate(indices):
+                logits = output.logits[row, : len(offsets[index])]
+                results[index] = {"entities": self._entities(texts[index], logits, offsets[index])}
+
+        self._run(features, consume, token_budget=token_budget, on_batch=on_batch)
+        return results
+
+    @staticmethod
+    def _features(encoded: Any) -> dict[str, list]:
+        return {k: list(v) for k, v in encoded.items() if k != "offset_mapping"}
 
     # -- the batch loop ---------------------------------------------------------------------
 
@@ -248,6 +270,23 @@ class Predictor:
         return results
 
 
+PREDICT_METHODS = {
+    "classify": "_classify",
+    "embed": "_embed",
+    "ner": "_ner",
+    "zero-shot": "_zero_shot",
+    "qa": "_qa",
+}
+"""The Predictor method that answers each inference task (bertq.infer_tasks): a new task is one row
+there, one method and one row here."""
+
+ANSWER_OF: dict[str, Callable[[Any], Any]] = {
+    "ner": lambda entities: [(e["label"], e["start"], e["end"]) for e in entities],
+    "zero-shot": lambda ranked: ranked[0],
+}
+"""How two results of a task are compared across precisions, where not by their result key as is."""
+
+
 def _entailment_index(config: Any) -> int:
     for index, name in config.id2label.items():
         if str(name).lower().startswith("entail"):
@@ -325,11 +364,6 @@ def agreement(task: str, reference: list[dict[str, Any]], candidate: list[dict[s
         return min(cosines)
 
     def answer(result: dict[str, Any]) -> Any:
-        value = result[key]
-        if task == "ner":
-            return [(e["label"], e["start"], e["end"]) for e in value]
-        if task == "zero-shot":
-            return value[0]
-        return value
+        return ANSWER_OF.get(task, lambda value: value)(result[key])
 
     return float(np.mean([answer(a) == answer(b) for a, b in zip(reference, candidate)]))

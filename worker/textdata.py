@@ -6,6 +6,10 @@ from pathlib import Path
 
 from bertq import datafiles
 
+IGNORE_INDEX = -100
+"""The label that torch's cross-entropy (and so the Trainer, seqeval scoring and the distillation loss)
+skips: sub-tokens after a word's first, padding, and unlabelled transfer examples."""
+
 
 def load_labelled(source: str, text_column: str, label_column: str) -> datafiles.LabelledData:
     """Examples from a local file (read by the same code that validated it at submit) or the Hub."""

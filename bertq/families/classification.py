@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bertq import datafiles
+from bertq import datafiles, formats
 from bertq.families.family import Family
 from bertq.families.preset import Preset
 
@@ -19,7 +19,7 @@ class Classification(Family):
         try:
             if text_column is None:
                 columns = datafiles.columns_of(path)
-                text_column = datafiles.guess_text_column(columns)
+                text_column = formats.guess_text_column(columns)
                 if text_column is None:
                     problems.append(
                         f"{option} {name}: cannot tell which column holds the text (columns: "
