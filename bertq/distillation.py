@@ -13,12 +13,43 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bertq import datafiles, formats
+from bertq import datafiles, formats, hubdata
 from bertq.errors import BertqError, SpecError
 from bertq.families import PRESETS, head_family
+from bertq.labels import match_labels, parse_label_map
 from bertq.models import ModelRef, resolve_model
 from bertq.plan import PlannedJob
-from bertq.specs import EvaluateSpec, FinetuneSpec, _Spec, build_finetune_spec
+from bertq.specs import DEFAULT_TASK, EvaluateSpec, FinetuneSpec, _Spec, build_finetune_spec
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a teacher of one architecture is fine-tuned when it must be trained first."""
+
+    lr: float
+    epochs: float = 3.0
+    batch_size: int = 32
+
+
+TEACHER_RECIPES: dict[str, Recipe] = {
+    "bert": Recipe(lr=2e-5),  # BERT paper, GLUE: batch 32, 3 epochs, lr in {5,4,3,2}e-5
+    "roberta": Recipe(lr=2e-5),  # RoBERTa paper, GLUE: lr in {1,2,3}e-5, batch 16/32
+    "xlm-roberta": Recipe(lr=2e-5),
+    "albert": Recipe(lr=1e-5),  # ALBERT paper, SST-2: lr 1e-5, batch 32
+    "distilbert": Recipe(lr=5e-5),  # DistilBERT's GLUE fine-tuning (transformers' run_glue defaults)
+    "electra": Recipe(lr=1e-4),  # ELECTRA paper, base models: lr 1e-4
+    "deberta-v2": Recipe(lr=2e-5),  # DeBERTa-v3-base, GLUE: lr 2e-5
+}
+"""Per architecture (config.json's model_type): the published fine-tuning recipe of the teacher."""
+DEFAULT_RECIPE = Recipe(lr=2e-5)
+
+
+def teacher_recipe(model_type: str | None) -> Recipe:
+    return TEACHER_RECIPES.get(model_type or "", DEFAULT_RECIPE)
+
+
+def recipes_help() -> str:
+    return ", ".join(f"{name} {recipe.lr:g}" for name, recipe in TEACHER_RECIPES.items())
 
 
 @dataclass(frozen=True)
@@ -133,15 +164,17 @@ def build_distill_spec(
     lr: float = DistillSpec.lr,
     max_length: int = DistillSpec.max_length,
     seed: int = DistillSpec.seed,
+    teacher_epochs: float | None = None,
+    teacher_batch_size: int | None = None,
+    teacher_lr: float | None = None,
+    label_map: str | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
 ) -> tuple[DistillSpec, FinetuneSpec | None]:
     """The distill spec, and the teacher's fine-tune spec when the teacher must be trained first."""
     problems: list[str] = []
     trained = _teacher_from_job(teacher_job, problems) if teacher_job else None
-    task = task or (trained or {}).get("task")
-    if task is None:
-        raise SpecError([*problems, "--task is missing (sst2 or classification)"])
+    task = task or (trained or {}).get("task") or DEFAULT_TASK
     if task not in PRESETS:
         raise SpecError([*problems, f"unknown task {task!r}; distill supports: sst2, classification"])
     family = PRESETS[task].family
@@ -162,19 +195,26 @@ def build_distill_spec(
         eval = eval or trained["eval"]
         text_column = text_column or trained["text_column"]
         label_column = label_column or trained["label_column"]
+    mapping = parse_label_map(label_map, problems)
 
     # The student's training data, checked as a fine-tune's would be (with the student as model).
     teacher_finetune: FinetuneSpec | None = None
     teacher_location: str | None = None
     teacher_config: dict[str, Any] = {}
     teacher_labels: list[str] | None = (trained or {}).get("labels")
+    teacher_names: list[str] | None = None
+    """A fine-tuned teacher's own class names (id2label), matched to the data's labels below."""
     if teacher_job is None:
         try:
             ref = resolve_model(teacher)
             teacher_config = ref.config
+            problems.extend(
+                f"--teacher: {p}"
+                for p in ref.loading_problems(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+            )
             if head_family(ref) is family:
                 teacher_location = ref.location  # already fine-tuned: used as it is
-                teacher_labels = _folder_labels(ref)
+                teacher_names = _folder_labels(ref)
         except BertqError as error:
             problems.append(f"--teacher: {error}")
     else:
@@ -185,18 +225,19 @@ def build_distill_spec(
             except BertqError as error:
                 problems.append(f"--teacher: {error}")
 
+    recipe = teacher_recipe(teacher_config.get("model_type"))
     data_spec = None
     try:
         data_spec = build_finetune_spec(
             model=teacher_location or (trained or {}).get("model_location") or teacher,
             task=task,
-            train=train or "",
+            train=train,
             eval=eval,
             text_column=text_column,
             label_column=label_column,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
+            epochs=teacher_epochs or recipe.epochs,
+            batch_size=teacher_batch_size or recipe.batch_size,
+            lr=teacher_lr or recipe.lr,
             max_length=max_length,
             seed=seed,
             evaluate=False,
@@ -204,14 +245,25 @@ def build_distill_spec(
             allow_pickle=allow_pickle,
         )
     except SpecError as error:
-        problems.extend(error.problems)
+        # The teacher was resolved above already: its problem is not said twice.
+        problems.extend(p for p in error.problems if f"--teacher: {p}" not in problems)
     if data_spec is not None and teacher_job is None and teacher_location is None:
         teacher_finetune = data_spec  # a base model: fine-tune it on the task first
+    if teacher_names is not None and data_spec is not None and data_spec.labels:
+        teacher_labels, problem = match_labels(
+            teacher_names,
+            data_spec.labels,
+            data_names=dict(zip(data_spec.labels, data_spec.label_names or data_spec.labels)),
+            label_map=mapping,
+            who=f"the teacher {teacher!r}",
+        )
+        if problem:
+            problems.append(problem)
     labels = teacher_labels or (data_spec.labels if data_spec else None)
     if data_spec is not None and teacher_labels is not None and set(data_spec.labels or []) - set(teacher_labels):
         problems.append(
             f"the data's labels {data_spec.labels} are not the teacher's {teacher_labels}: teacher and student "
-            "must share one label set"
+            "must share one label set" + (" (--label-map must cover every label of the data)" if mapping else "")
         )
 
     student_location = None
@@ -271,10 +323,10 @@ def build_distill_spec(
             text_column=data_spec.text_column,
             label_column=data_spec.label_column,
             labels=labels,
-            label_names=(trained or {}).get("label_names") or data_spec.label_names or labels,
+            label_names=(trained or {}).get("label_names") or _names_for(labels, data_spec),
             temperature=temperature,
             alpha=alpha,
-            transfer_data=str(Path(transfer_data).resolve()) if transfer_data else None,
+            transfer_data=_source(transfer_data),
             transfer_column=transfer_column,
             epochs=float(epochs),
             batch_size=batch_size,
@@ -286,6 +338,21 @@ def build_distill_spec(
         ),
         teacher_finetune,
     )
+
+
+def _source(value: str | None) -> str | None:
+    """A data source as stored: a Hub dataset in its canonical form, a file as an absolute path."""
+    if value is None:
+        return None
+    if hubdata.is_hub(value):
+        return str(hubdata.HubData.parse(value))
+    return str(Path(value).resolve())
+
+
+def _names_for(labels: list[str], data_spec: FinetuneSpec) -> list[str]:
+    """Human names of `labels` (in the teacher's class order) from the data's names."""
+    names = dict(zip(data_spec.labels or [], data_spec.label_names or data_spec.labels or []))
+    return [names.get(label, label) for label in labels]
 
 
 def _generic(names: list[str]) -> bool:
@@ -306,6 +373,12 @@ def _folder_labels(ref: ModelRef) -> list[str]:
 
 def _check_transfer(path: str, column: str | None, problems: list[str]) -> str | None:
     file = Path(path)
+    if hubdata.is_hub(path):
+        try:
+            file = hubdata.local_copy(path, hubdata.default_root()).path
+        except hubdata.HubDataError as error:
+            problems.append(f"--transfer-data: {error}")
+            return None
     if not file.is_file():
         problems.append(
             f"--transfer-data: no file {path!r}; give unlabelled text (one per line) or a TSV/CSV/JSONL file"

@@ -1,13 +1,14 @@
 """File formats, written once: which format a suffix means, how CSV and TSV are read, which columns
-hold the text, and what a Hub dataset name looks like. Training, evaluation, bulk inference and the
+hold the text, and whether a name is a Hub dataset (its syntax is bertq.hubdata's). Training, evaluation, bulk inference and the
 submit-time checks all read these, so a file accepted by one is read the same way by the others."""
 
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 from typing import Any
+
+from bertq.hubdata import HubData, HubDataError
 
 FORMAT_BY_SUFFIX = {
     ".jsonl": "jsonl",
@@ -26,8 +27,6 @@ TEXT_COLUMN_GUESSES = ("text", "sentence", "content", "review")
 """The columns tried, in order, when no --text-column is given: by training and by bulk inference alike
 (two copies once drifted, so a file could fine-tune and then fail at infer)."""
 
-HUB_DATASET_PATTERN = re.compile(r"^(hub:)?[A-Za-z0-9][\w.-]*(/[\w.-]+)?(:[\w.\[\]%:-]+)?$")
-"""`[hub:]OWNER/NAME[:SPLIT]`: a dataset on the Hugging Face Hub."""
 
 csv.field_size_limit(2**31 - 1)
 
@@ -53,4 +52,8 @@ def is_hub_dataset_name(value: str, *, prefixed: bool = False) -> bool:
     """Whether `value` has the shape of a Hub dataset name (with `prefixed`, it must start with `hub:`)."""
     if prefixed and not value.startswith("hub:"):
         return False
-    return bool(HUB_DATASET_PATTERN.match(value))
+    try:
+        HubData.parse(value)
+    except HubDataError:
+        return False
+    return True

@@ -44,6 +44,8 @@ class ModelRef:
     """`local` (a folder on disk) or `hub`."""
     config: dict
     """The model's config.json, read at resolution time."""
+    files: tuple[str, ...] | None = None
+    """A Hub model's files (from the Hub's file list, or the local cache's snapshot); None: unknown."""
 
     @property
     def max_length(self) -> int | None:
@@ -61,12 +63,18 @@ class ModelRef:
     def weights_problem(self, *, allow_pickle: bool = False) -> str | None:
         """Local weights must be safetensors unless the job allows pickle: a pickle checkpoint
         (pytorch_model.bin) can run code as it loads."""
-        if self.source != "local":
+        if self.source == "local":
+            folder = Path(self.location)
+            names = [p.name for p in folder.iterdir() if p.is_file()]
+            where = str(folder)
+        elif self.files is not None:
+            names = [name.rsplit("/", 1)[-1] for name in self.files]
+            where = f"the Hub repository {self.location}"
+        else:
             return None
-        folder = Path(self.location)
-        if any(folder.glob("*.safetensors")):
+        if any(name.endswith(".safetensors") for name in names):
             return None
-        pickled = [p.name for pattern in ("*.bin", "*.pt", "*.ckpt") for p in folder.glob(pattern)]
+        pickled = sorted(name for name in names if name.endswith((".bin", ".pt", ".ckpt")))
         if pickled and allow_pickle:
             return None
         if pickled:
@@ -76,7 +84,7 @@ class ModelRef:
                 ".save_pretrained(folder, safe_serialization=True)` on a trusted machine, or pass --allow-pickle "
                 "if you trust this file"
             )
-        return f"model {self.name!r} has no weights (no *.safetensors file in {folder})"
+        return f"model {self.name!r} has no weights (no *.safetensors file in {where})"
 
     def remote_code_problem(self, *, trust_remote_code: bool = False) -> str | None:
         """A model whose config maps to its own Python classes (`auto_map`) runs that code when loaded."""
@@ -150,7 +158,8 @@ def resolve_model(name: str) -> ModelRef:
             f"an alias ({', '.join([*HUB_ALIASES, OFFLINE_ALIAS])}) or a hub id"
         )
     hub_id = HUB_ALIASES.get(name, name)
-    return ModelRef(name=name, location=hub_id, source="hub", config=_hub_config(name, hub_id))
+    config, files = _hub_config(name, hub_id)
+    return ModelRef(name=name, location=hub_id, source="hub", config=config, files=files)
 
 
 def _local(name: str, folder: Path) -> ModelRef:
@@ -174,9 +183,10 @@ def _offline_help(name: str, hub_id: str) -> str:
     )
 
 
-def _hub_config(name: str, hub_id: str) -> dict:
+def _hub_config(name: str, hub_id: str) -> tuple[dict, tuple[str, ...] | None]:
+    """The config and the file list of a Hub model: from the Hub, else from the local cache."""
     try:
-        return fetch_json(f"{hub_id}/resolve/main/config.json")
+        config = fetch_json(f"{hub_id}/resolve/main/config.json")
     except HubNotFound as error:
         raise ModelNotFound(
             f"model {name!r}: the Hugging Face Hub has no public model {hub_id!r} ({error}); "
@@ -190,6 +200,12 @@ def _hub_config(name: str, hub_id: str) -> dict:
             f"model {name!r} ({hub_id}) must come from the Hugging Face Hub, which is unreachable here "
             f"({error}) and it is not in the local cache; " + _offline_help(name, hub_id)
         ) from error
+    try:
+        siblings = fetch_json(f"api/models/{hub_id}").get("siblings") or []
+        files: tuple[str, ...] | None = tuple(str(s.get("rfilename")) for s in siblings if isinstance(s, dict))
+    except (HubNotFound, HubUnreachable):
+        files = None
+    return config, files or None
 
 
 def hub_cache_dir() -> Path:
@@ -199,11 +215,18 @@ def hub_cache_dir() -> Path:
     )
 
 
-def _cached_hub_config(hub_id: str) -> dict | None:
-    snapshots = hub_cache_dir() / f"models--{hub_id.replace('/', '--')}" / "snapshots"
-    for config_file in sorted(snapshots.glob("*/config.json")):
+def _cached_hub_config(hub_id: str) -> tuple[dict, tuple[str, ...]] | None:
+    """The config and files of the cached snapshot of `hub_id` (its main branch's, else any)."""
+    repo = hub_cache_dir() / f"models--{hub_id.replace('/', '--')}"
+    main = repo / "refs" / "main"
+    snapshots = sorted((repo / "snapshots").glob("*/config.json"))
+    if main.is_file():
+        snapshots.sort(key=lambda f: f.parent.name != main.read_text().strip())
+    for config_file in snapshots:
         try:
-            return json.loads(config_file.read_text())
+            config = json.loads(config_file.read_text())
         except ValueError:
             continue
+        folder = config_file.parent
+        return config, tuple(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     return None

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from bertq import datafiles
+from bertq import datafiles, hubdata
 from bertq.errors import BertqError, SpecError
 from bertq.families import PRESETS, DataCheck, Family, Preset, head_problem
-from bertq.hub import HubNotFound, HubUnreachable, fetch_json
+from bertq.labels import match_labels, parse_label_map
 from bertq.models import ModelRef, resolve_model
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -85,6 +85,10 @@ class _Spec:
                 ]
             )
         return cls(**values)
+
+
+DEFAULT_TASK = "sst2"
+"""With no --task, the tutorial's first task: SST-2 (from the Hub: nyu-mll/glue, config sst2)."""
 
 
 @dataclass(frozen=True)
@@ -243,25 +247,35 @@ def _check_split(split_by: str | None, eval_fraction: float | None, problems: li
 def _check_data(
     name: str, option: str, task: Preset, problems: list[str], *, text_column: str | None, label_column: str
 ) -> tuple[DataCheck | None, str | None]:
-    """Read and check one data file for the task; returns it and the text column it uses."""
+    """Read and check one data file (or a Hub dataset's local copy) for the task, as the worker will
+    read it; returns it and the text column it uses."""
     family = task.family
-    if family.hub_data and datafiles.is_hub_dataset(name):
-        return DataCheck(path=_check_hub_dataset(name, option, problems)), text_column
-    path = Path(name).expanduser()
-    if not path.is_file():
-        problems.append(f"{option}: no file {name!r}; give a {family.data_kinds}")
-        return None, text_column
+    label_names = None
+    if hubdata.is_hub(name) or datafiles.is_hub_dataset(name):
+        try:
+            copy = hubdata.local_copy(name, hubdata.default_root())
+        except hubdata.HubDataError as error:
+            problems.append(f"{option}: {error}")
+            return None, text_column
+        path, shown = copy.path, str(copy.source)
+        label_names = copy.label_names.get(label_column)
+    else:
+        path = Path(name).expanduser()
+        shown = str(path.resolve())
+        if not path.is_file():
+            problems.append(f"{option}: no file {name!r}; give a {family.data_kinds}")
+            return None, text_column
+    found: list[str] = []
     data, text_column = family.check_data(
-        path, name=name, option=option, problems=problems, text_column=text_column, label_column=label_column
+        path, name=name, option=option, problems=found, text_column=text_column, label_column=label_column
     )
+    problems.extend(problem.replace(str(path), shown) for problem in found)
     if data is None:
         return None, text_column
-    return DataCheck(path=str(path.resolve()), data=data), text_column
+    return DataCheck(path=shown, data=data, label_names=label_names), text_column
 
 
 def _labels_from(train: DataCheck, task: Preset, problems: list[str]) -> list[str] | None:
-    if train.data is None:
-        return None  # hub data: the worker reads the labels
     try:
         return task.family.labels_from(Path(train.path), train.data)
     except datafiles.DataFileError as error:
@@ -279,8 +293,8 @@ def _check_eval_labels(
 def build_finetune_spec(
     *,
     model: str,
-    task: str,
-    train: str,
+    task: str | None,
+    train: str | None,
     eval: str | None,
     text_column: str | None = None,
     label_column: str | None = None,
@@ -297,8 +311,14 @@ def build_finetune_spec(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
 ) -> FinetuneSpec:
+    task = task or DEFAULT_TASK
     preset = _task(task)
     problems: list[str] = []
+    if train is None and preset.train is None:
+        raise SpecError([f"--train is missing: give training data ({preset.family.data_kinds})"])
+    train = train or preset.train or ""
+    if eval is None and split_by is None and train == preset.train:
+        eval = preset.eval  # the preset's own data: its evaluation split
     max_length = max_length or preset.max_length
     _check_numbers(
         problems, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, stride=stride
@@ -343,8 +363,7 @@ def build_finetune_spec(
     if problems:
         raise SpecError(problems)
     assert ref is not None and train_check is not None and eval_check is not None
-    if labels is None and preset.label_names:
-        labels = list(preset.label_names)  # hub data: the worker reads the labels
+    names = preset.label_names or (train_check.label_names or {})
     return FinetuneSpec(
         model=model,
         model_location=ref.location,
@@ -355,7 +374,7 @@ def build_finetune_spec(
         text_column=text_column or "text",
         label_column=label_column,
         labels=labels,
-        label_names=[preset.label_names.get(label, label) for label in labels] if labels else None,
+        label_names=[names.get(label, label) for label in labels] if labels else None,
         epochs=float(epochs),
         max_steps=max_steps,
         batch_size=batch_size,
@@ -387,6 +406,7 @@ def build_evaluate_spec(
     split_by: str | None = None,
     eval_fraction: float | None = None,
     seed: int = EvaluateSpec.seed,
+    label_map: str | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
 ) -> EvaluateSpec:
@@ -415,6 +435,7 @@ def build_evaluate_spec(
 
     location: str | None = None
     job_id: int | None = None
+    ref: ModelRef | None = None
     if source_job is not None:
         job_id = int(source_job["id"])
         if source_job["kind"] not in ("finetune", "student"):
@@ -449,7 +470,7 @@ def build_evaluate_spec(
         )
         location = ref.location if ref else None
 
-    data = data or trained.get("eval")
+    data = data or trained.get("eval") or preset.eval
     text_column = text_column or trained.get("text_column") or preset.text_column
     label_column = label_column or trained.get("label_column") or preset.label_column or "label"
     checked = None
@@ -460,6 +481,9 @@ def build_evaluate_spec(
             data, "--data", preset, problems, text_column=text_column, label_column=label_column
         )
     labels = trained.get("labels")
+    mapping = parse_label_map(label_map, problems)
+    if not labels and ref is not None and checked is not None and preset.family.named_classes:
+        labels = _model_labels(ref, checked, preset, mapping, problems)
     if checked is not None and labels:
         _check_eval_labels(checked, preset, labels, "--data", problems)
 
@@ -491,6 +515,27 @@ def build_evaluate_spec(
     )
 
 
+def _model_labels(
+    ref: ModelRef, checked: DataCheck, preset: Preset, mapping: dict[str, str] | None, problems: list[str]
+) -> list[str] | None:
+    """A model trained elsewhere: the data label each of its classes predicts (`bertq.labels`)."""
+    id2label = ref.config.get("id2label") or {}
+    names = [str(id2label[key]) for key in sorted(id2label, key=int)]
+    try:
+        data_labels = preset.family.labels_from(Path(checked.path), checked.data)
+    except datafiles.DataFileError:
+        return None
+    if not names or not data_labels:
+        return None
+    data_names = checked.label_names or preset.label_names
+    matched, problem = match_labels(
+        names, data_labels, data_names=data_names, label_map=mapping, who=f"model {ref.name!r}"
+    )
+    if problem:
+        problems.append(problem)
+    return matched
+
+
 def evaluate_after_finetune(spec: FinetuneSpec, *, job_id: int, device: str) -> EvaluateSpec:
     """The evaluate job a fine-tune enqueues for its best checkpoint, on its own eval data."""
     return EvaluateSpec(
@@ -514,17 +559,3 @@ def evaluate_after_finetune(spec: FinetuneSpec, *, job_id: int, device: str) -> 
         trust_remote_code=spec.trust_remote_code,
         allow_pickle=spec.allow_pickle,
     )
-
-
-def _check_hub_dataset(name: str, option: str, problems: list[str]) -> str:
-    dataset = name.removeprefix("hub:").split(":", 1)[0]
-    try:
-        fetch_json(f"api/datasets/{dataset}")
-    except HubNotFound:
-        problems.append(f"{option}: no local file {name!r}, and the Hugging Face Hub has no dataset {dataset!r}")
-    except HubUnreachable as error:
-        problems.append(
-            f"{option}: no local file {name!r}, and the Hugging Face Hub is unreachable here ({error}) to "
-            f"load it as a dataset; export the split to a local TSV/CSV/JSONL file and pass its path"
-        )
-    return name if name.startswith("hub:") else f"hub:{name}"

@@ -10,7 +10,8 @@ import click
 from bertq.bulk import InferSpec
 from bertq.cli.group import cli, emit_json, get_job
 from bertq.cli.watch import wait_for
-from bertq.distillation import DistillSpec
+from bertq.distillation import DistillSpec, recipes_help
+from bertq.families import presets_help
 from bertq.formats import TEXT_COLUMN_GUESSES
 from bertq.infer_tasks import INFER_TASKS
 from bertq.plan import device_for_queue, queue_for_device
@@ -90,19 +91,35 @@ def _report_submitted(job_id: int, kind: str, queue: str, wait: bool, as_json: b
         sys.exit(wait_for(job_id, quiet=as_json))
 
 
+HUB_DATA_HELP = (
+    "Or a Hub dataset: hub:OWNER/NAME[#CONFIG][:SPLIT] (e.g. hub:nyu-mll/glue#sst2:train[:5000]), "
+    "read through the Hugging Face cache (offline: HF_HUB_OFFLINE=1 with a filled cache)."
+)
+LABEL_MAP_HELP = (
+    "How a trained head's classes map to the data's labels, e.g. NEGATIVE=0,POSITIVE=1 [default: by name, "
+    "case-insensitively, or LABEL_i to i]."
+)
+
+
 def _default_queue(device: str = "cpu") -> str:
     return queue_for_device(device)
 
 
 @submit.command("finetune")
 @click.option("--model", required=True, help="Alias (bertq models), hub id or local folder.")
-@click.option("--task", required=True, help="classification, sst2, ner, conll2003, qa or squad.")
+@click.option("--task", default=None, help=f"{presets_help()} [default: sst2].")
 @click.option(
     "--train",
-    required=True,
-    help="Training data: TSV/CSV/JSONL (classification), CoNLL/JSONL (ner), SQuAD JSON/JSONL (qa).",
+    default=None,
+    help="Training data: TSV/CSV/JSONL (classification), CoNLL/JSONL (ner), SQuAD JSON/JSONL (qa). "
+    f"{HUB_DATA_HELP} [default: the task's Hub dataset, train split].",
 )
-@click.option("--eval", "eval_", default=None, help="Evaluation data, same format; evaluated every epoch.")
+@click.option(
+    "--eval",
+    "eval_",
+    default=None,
+    help="Evaluation data, same forms; evaluated every epoch [default: the task's validation split].",
+)
 @click.option(
     "--text-column", default=None, help="Classification: column with the text [sst2: sentence; else text/sentence]."
 )
@@ -135,8 +152,8 @@ def _default_queue(device: str = "cpu") -> str:
 @_queue_options
 def submit_finetune(
     model: str,
-    task: str,
-    train: str,
+    task: str | None,
+    train: str | None,
     eval_: str | None,
     text_column: str | None,
     label_column: str | None,
@@ -232,10 +249,13 @@ def _model_job(model: str) -> dict[str, Any] | None:
     required=True,
     help="A finished (or running) fine-tune/distill job id, or an alias, hub id or folder with a trained head.",
 )
+@click.option("--task", default=None, help=f"{presets_help()} [default: the job's task].")
 @click.option(
-    "--task", default=None, help="classification, sst2, ner, conll2003, qa or squad [default: the job's task]."
+    "--data",
+    default=None,
+    help=f"Evaluation data [default: the job's eval data, else the task's validation split]. {HUB_DATA_HELP}",
 )
-@click.option("--data", default=None, help="Evaluation data [default: the job's eval data].")
+@click.option("--label-map", default=None, help=LABEL_MAP_HELP)
 @spec_option(EvaluateSpec, "precision", type=click.Choice(list(PRECISIONS)))
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--text-column", default=None)
@@ -252,6 +272,7 @@ def submit_evaluate(
     model: str,
     task: str | None,
     data: str | None,
+    label_map: str | None,
     precision: str,
     device: str,
     text_column: str | None,
@@ -295,6 +316,7 @@ def submit_evaluate(
             split_by=split_by,
             eval_fraction=eval_fraction,
             seed=seed,
+            label_map=label_map,
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
         ),
@@ -317,9 +339,20 @@ def submit_evaluate(
 @click.option(
     "--student-layers", default=None, help="With --student teacher: a count (6: evenly spaced) or indices (0,2,4)."
 )
-@click.option("--task", default=None, help="sst2 or classification [default: the teacher job's task].")
-@click.option("--train", default=None, help="Training data [default: the teacher job's].")
-@click.option("--eval", "eval_", default=None, help="Evaluation data [default: the teacher job's].")
+@click.option("--task", default=None, help="sst2 or classification [default: the teacher job's task, else sst2].")
+@click.option(
+    "--train", default=None, help=f"Training data [default: the teacher job's, else the task's]. {HUB_DATA_HELP}"
+)
+@click.option("--eval", "eval_", default=None, help="Evaluation data [default: the teacher job's, else the task's].")
+@click.option(
+    "--teacher-lr",
+    type=float,
+    default=None,
+    help=f"Learning rate of the teacher's own fine-tune [by architecture, from its published recipe: {recipes_help()}; else 2e-05].",
+)
+@click.option("--teacher-epochs", type=float, default=None, help="Epochs of the teacher's fine-tune [3].")
+@click.option("--teacher-batch-size", type=int, default=None, help="Batch size of the teacher's fine-tune [32].")
+@click.option("--label-map", default=None, help=LABEL_MAP_HELP)
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
 @spec_option(DistillSpec, "temperature", type=float, help="Softmax temperature of the soft labels.")
@@ -344,6 +377,10 @@ def submit_distill(
     task: str | None,
     train: str | None,
     eval_: str | None,
+    teacher_lr: float | None,
+    teacher_epochs: float | None,
+    teacher_batch_size: int | None,
+    label_map: str | None,
     text_column: str | None,
     label_column: str | None,
     temperature: float,
@@ -390,6 +427,10 @@ def submit_distill(
             lr=lr,
             max_length=max_length,
             seed=seed,
+            teacher_lr=teacher_lr,
+            teacher_epochs=teacher_epochs,
+            teacher_batch_size=teacher_batch_size,
+            label_map=label_map,
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
         ),

@@ -22,7 +22,25 @@ FAMILIES: dict[str, Family] = {module.FAMILY.name: module.FAMILY for module in _
 PRESETS: dict[str, Preset] = {preset.name: preset for module in _MODULES for preset in module.PRESETS}
 """Every `--task` preset by name: each family's own presets, families in registry order."""
 
-__all__ = ["FAMILIES", "PRESETS", "DataCheck", "Family", "Preset", "get_family", "head_family", "head_problem"]
+__all__ = [
+    "FAMILIES",
+    "PRESETS",
+    "DataCheck",
+    "Family",
+    "Preset",
+    "get_family",
+    "head_family",
+    "head_problem",
+    "presets_help",
+]
+
+
+def presets_help() -> str:
+    """`--task` help: every preset, with the Hub dataset it trains on by default."""
+    parts = [
+        f"{p.name} ({p.train.removeprefix('hub:').rsplit(':', 1)[0]})" if p.train else p.name for p in PRESETS.values()
+    ]
+    return ", ".join(parts)
 
 
 def get_family(name: str) -> Family:

@@ -51,12 +51,20 @@ FAMILY = Classification(
     words="sequence classification",
     main_metric="accuracy",
     metrics=("accuracy", "f1"),
-    data_kinds="TSV, CSV or JSONL file (or hub:NAME:SPLIT)",
-    hub_data=True,
+    data_kinds="TSV, CSV or JSONL file (or hub:OWNER/NAME[#CONFIG][:SPLIT])",
+    named_classes=True,
     distillable=True,
 )
 
 PRESETS = (
     Preset("classification", FAMILY, None, "label"),
-    Preset("sst2", FAMILY, "sentence", "label", {"0": "negative", "1": "positive"}),
+    Preset(
+        "sst2",
+        FAMILY,
+        "sentence",
+        "label",
+        {"0": "negative", "1": "positive"},
+        train="hub:nyu-mll/glue#sst2:train",
+        eval="hub:nyu-mll/glue#sst2:validation",
+    ),
 )

@@ -19,9 +19,11 @@ class DataCheck:
     """A data file that passed its submit-time check, and what was read from it."""
 
     path: str
-    """The absolute path, or `hub:NAME[:SPLIT]` for a hub dataset the worker reads."""
+    """The absolute path, or `hub:NAME[#CONFIG]:SPLIT` for a Hub dataset (read here from its local copy)."""
     data: Any = None
-    """What the family read (its examples), or None when it could not be read here (hub data)."""
+    """What the family read (its examples)."""
+    label_names: dict[str, str] | None = None
+    """A Hub dataset's ClassLabel names of the label column: label id (as text) → name."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,8 @@ class Family:
     """Whether long inputs are split into overlapping windows (`--stride` must be below `--max-length`)."""
     default_max_length: int = 128
     """The default `--max-length` of its presets."""
-    hub_data: bool = False
-    """Whether data may be a Hugging Face Hub dataset (`hub:NAME[:SPLIT]`) that the worker loads."""
+    named_classes: bool = False
+    """Whether a trained head's class names (id2label) are matched to the data's labels (`bertq.labels`)."""
     distillable: bool = False
     """Whether `bertq submit distill` supports it (soft labels are per-example class logits)."""
 

@@ -37,4 +37,7 @@ FAMILY = Ner(
     data_kinds="CoNLL column file or JSONL",
 )
 
-PRESETS = (Preset("ner", FAMILY), Preset("conll2003", FAMILY))
+PRESETS = (
+    Preset("ner", FAMILY),
+    Preset("conll2003", FAMILY, train="hub:eriktks/conll2003:train", eval="hub:eriktks/conll2003:validation"),
+)

@@ -18,6 +18,10 @@ class Preset:
     label_column: str | None = None
     label_names: dict[str, str] = field(default_factory=dict)
     """Human names of label values, saved in the model's config (sst2: 0 -> negative)."""
+    train: str | None = None
+    """The default --train: the Hub dataset the tutorial loads by name (`hub:NAME[#CONFIG]:SPLIT`)."""
+    eval: str | None = None
+    """The default --eval (and evaluate's --data)."""
 
     @property
     def max_length(self) -> int:

@@ -33,4 +33,7 @@ FAMILY = Qa(
     default_max_length=384,
 )
 
-PRESETS = (Preset("qa", FAMILY), Preset("squad", FAMILY))
+PRESETS = (
+    Preset("qa", FAMILY),
+    Preset("squad", FAMILY, train="hub:rajpurkar/squad:train", eval="hub:rajpurkar/squad:validation"),
+)

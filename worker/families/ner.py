@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bertq import conll
+from bertq import conll, hubdata
 from bertq.families import ner as ner_family
 from bertq.worker import ner
 from bertq.worker.families.family import EvalSet, WorkerFamily
@@ -25,7 +24,7 @@ class Ner(WorkerFamily):
         return DataCollatorForTokenClassification(tokenizer)
 
     def read_examples(self, source: str, *, spec: Any, side: str) -> list[conll.NerExample]:
-        return conll.read_ner(Path(source))
+        return conll.read_ner(hubdata.local_path(source))
 
     def labels_of(self, examples: list[conll.NerExample]) -> list[str]:
         return conll.label_list(examples)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bertq import squad
+from bertq import hubdata, squad
 from bertq.families import qa as qa_family
 from bertq.worker import qa
 from bertq.worker.families.family import EvalSet, WorkerFamily
@@ -18,7 +17,7 @@ class Qa(WorkerFamily):
     auto_model = "AutoModelForQuestionAnswering"
 
     def read_examples(self, source: str, *, spec: Any, side: str) -> list[squad.QAExample]:
-        examples = squad.read_squad(Path(source))
+        examples = squad.read_squad(hubdata.local_path(source))
         if spec.split_by == "article":
             train, evaluation = squad.split_by_article(examples, eval_fraction=spec.eval_fraction, seed=spec.seed)
             return train if side == "train" else evaluation

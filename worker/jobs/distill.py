@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from transformers import set_seed
 
-from bertq import datafiles
+from bertq import datafiles, hubdata
 from bertq.distillation import DistillSpec
 from bertq.errors import BertqError
 from bertq.families import get_family
@@ -53,7 +53,7 @@ def _teacher_folder(spec: DistillSpec, ctx: JobContext) -> str:
 def _transfer_texts(spec: DistillSpec) -> list[str]:
     if not spec.transfer_data:
         return []
-    path = Path(spec.transfer_data)
+    path = hubdata.local_path(spec.transfer_data)
     if spec.transfer_column is None:  # plain text: one example per non-empty line
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [
@@ -64,7 +64,13 @@ def _transfer_texts(spec: DistillSpec) -> list[str]:
 
 
 def _file_digest(path: str | None) -> str:
-    return size_and_digest(Path(path))[1] if path else "-"
+    """The content digest of a data source (a Hub dataset's by its local copy), "-" for none."""
+    return size_and_digest(hubdata.local_path(path))[1] if path else "-"
+
+
+def _model_digest(location: str) -> str:
+    """A folder's content digest; a Hub id (its weights are the Hub's) by name."""
+    return size_and_digest(Path(location))[1] if Path(location).exists() else f"hub:{location}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,7 +83,7 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
     key = hashlib.sha256(
         "|".join(
             [
-                size_and_digest(Path(teacher_folder))[1],
+                _model_digest(teacher_folder),
                 _file_digest(spec.train),
                 _file_digest(spec.transfer_data),
                 spec.text_column,
