@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bertq import hubdata
 from bertq.errors import BertqError
 from bertq.formats import TEXT_COLUMN_GUESSES, csv_dialect, format_of, guess_text_column
 
@@ -84,6 +85,15 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
     found: list[Path] = []
     seen: set[Path] = set()
     for pattern in patterns:
+        if hubdata.is_hub(pattern):  # a Hub dataset: its local copy (BERTQ_HOME/hub-data), read as JSONL
+            try:
+                copy = hubdata.local_copy(pattern, hubdata.default_root()).path
+            except hubdata.HubDataError as error:
+                raise InputError(str(error)) from None
+            if copy.resolve() not in seen:
+                seen.add(copy.resolve())
+                found.append(copy)
+            continue
         expanded = os.path.expanduser(pattern)
         if os.path.exists(expanded):  # first, so that a file named like a glob ("a[1].txt") is found
             matches = [expanded]

@@ -454,7 +454,8 @@ def submit_distill(
     "inputs",
     required=True,
     multiple=True,
-    help="Text (one record per line), JSONL, CSV/TSV or Parquet; files or globs; repeatable.",
+    help="Text (one record per line), JSONL, CSV/TSV or Parquet; files or globs; or a Hub dataset "
+    "hub:OWNER/NAME[#CONFIG][:SPLIT] (read through the Hugging Face cache); repeatable.",
 )
 @click.option(
     "--output",

@@ -272,6 +272,28 @@ def test_named_labels_are_matched_or_refused_with_both_lists(hub_bertq):
     assert result.returncode == 2 and "does not name POSITIVE" in result.stderr
 
 
+def test_bulk_inference_reads_a_hub_dataset(hub_bertq, tmp_path):
+    hub_bertq.start_worker()
+    output = tmp_path / "out"
+    result = hub_bertq.run(
+        "submit",
+        "infer",
+        "--model",
+        "distilbert-base-uncased-finetuned-sst-2-english",
+        "--task",
+        "classify",
+        "--input",
+        "hub:nyu-mll/glue#sst2:validation[:20]",
+        "--output",
+        str(output),
+        "--wait",
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [json.loads(line) for path in sorted(output.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    assert len(rows) == 20 and {row["label"] for row in rows} <= {"NEGATIVE", "POSITIVE"}
+
+
 def test_a_pickle_only_hub_repository_is_refused_at_submit(hub_bertq):
     result = hub_bertq.run("submit", "finetune", "--model", "someone/pickled-bert")
     assert result.returncode == 2 and "pytorch_model.bin" in result.stderr and "--allow-pickle" in result.stderr
