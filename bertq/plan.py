@@ -24,7 +24,8 @@ def device_for_queue(queue: str) -> str:
 
 def queue_for_device(device: str) -> str:
     """The default queue of a job that runs on `device`: BERTQ_DEFAULT_QUEUE, else gpu or cpu."""
-    return os.environ.get("BERTQ_DEFAULT_QUEUE") or ("gpu" if device == "cuda" else "cpu")
+    configured = os.environ.get("BERTQ_DEFAULT_QUEUE", "auto")
+    return configured if configured != "auto" else ("gpu" if device == "cuda" else "cpu")
 
 
 def check_queue_options(queue: str, priority: int) -> None:

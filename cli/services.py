@@ -88,6 +88,8 @@ def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     node = name or f"bertq-{queues.replace(',', '-')}-{os.getpid()}@%h"
+    os.environ["BERTQ_WORKER_QUEUES"] = queues  # what the worker records in the registry
+    os.environ["BERTQ_WORKER_CONCURRENCY"] = str(concurrency)
     argv = [
         sys.executable,
         "-m",
@@ -108,6 +110,53 @@ def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel:
         loglevel,
     ]
     os.execv(sys.executable, argv)
+
+
+@cli.command("workers")
+@click.option("--all", "include_gone", is_flag=True, help="Also workers that stopped or have not been seen lately.")
+@click.option("--json", "as_json", is_flag=True)
+def workers_command(include_gone: bool, as_json: bool) -> None:
+    """The workers that registered: host, queues, device (GPU and memory), versions, last seen."""
+    from bertq.cli.render import age, table
+    from bertq.db.engine import sessions
+    from bertq.db.workers import list_workers
+
+    with sessions()() as session:
+        rows = list_workers(session, include_gone=include_gone)
+    if as_json:
+        emit_json(
+            [
+                {
+                    **{k: v for k, v in vars(w).items() if not k.endswith("_at") and k != "last_seen"},
+                    "queues": list(w.queues),
+                    "started_at": w.started_at.isoformat(timespec="seconds") + "Z",
+                    "last_seen": w.last_seen.isoformat(timespec="seconds") + "Z",
+                    "stopped_at": w.stopped_at.isoformat(timespec="seconds") + "Z" if w.stopped_at else None,
+                }
+                for w in rows
+            ]
+        )
+        return
+    if not rows:
+        click.echo("no live workers; start one with `bertq worker` (GPU machines: `bertq worker --queues gpu`)")
+        return
+    click.echo(
+        table(
+            [
+                [
+                    w.name,
+                    ",".join(w.queues),
+                    w.device
+                    + (f" ({w.gpu_name}, {w.gpu_memory_mb / 1024:.0f} GiB)" if w.gpu_name and w.gpu_memory_mb else ""),
+                    str(w.concurrency),
+                    f"bertq {w.bertq_version}, torch {w.torch_version or '-'}",
+                    age(w.last_seen) + " ago" + ("" if w.live else " (gone)"),
+                ]
+                for w in rows
+            ],
+            ["NAME", "QUEUES", "DEVICE", "SLOTS", "VERSIONS", "LAST SEEN"],
+        )
+    )
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -46,7 +47,11 @@ def _queue_options(command: Any) -> Any:
         command
     )
     command = click.option(
-        "--queue", default=None, help="Queue to run on: cpu or gpu [default: BERTQ_DEFAULT_QUEUE or cpu]."
+        "--queue",
+        default="auto",
+        show_default=True,
+        help="Queue to run on: cpu, gpu or another; auto: BERTQ_DEFAULT_QUEUE, else gpu when a live GPU worker "
+        "serves it (bertq workers), else cpu.",
     )(command)
     return command
 
@@ -101,8 +106,20 @@ LABEL_MAP_HELP = (
 )
 
 
-def _default_queue(device: str = "cpu") -> str:
-    return queue_for_device(device)
+def _pick_queue(queue: str | None, device: str = "cpu") -> str:
+    """--queue as given; `auto` (the default): BERTQ_DEFAULT_QUEUE when set, gpu for --device cuda,
+    else gpu when a live worker with a GPU consumes the gpu queue (the registry), otherwise cpu."""
+    if queue and queue != "auto":
+        return queue
+    configured = queue_for_device(device)
+    if os.environ.get("BERTQ_DEFAULT_QUEUE", "auto") != "auto" or configured == "gpu":
+        return configured
+    from bertq.db.engine import sessions
+    from bertq.db.workers import live_queues
+
+    with sessions()() as session:
+        live = live_queues(session)
+    return "gpu" if "cuda" in live.get("gpu", set()) else "cpu"
 
 
 @submit.command("finetune")
@@ -179,7 +196,7 @@ def submit_finetune(
     from bertq.plan import PlannedJob
     from bertq.specs import build_finetune_spec, evaluate_after_finetune
 
-    queue = queue or _default_queue()
+    queue = _pick_queue(queue)
     spec = _validated(
         queue,
         priority,
@@ -296,7 +313,7 @@ def submit_evaluate(
     from bertq.plan import PlannedJob
     from bertq.specs import build_evaluate_spec
 
-    queue = queue or _default_queue(device)
+    queue = _pick_queue(queue, device)
     source = _model_job(model)
     spec = _validated(
         queue,
@@ -403,7 +420,7 @@ def submit_distill(
     from bertq.db.submit import submit_plan
     from bertq.distillation import build_distill_spec, plan_distill
 
-    queue = queue or _default_queue()
+    queue = _pick_queue(queue)
     teacher_job = _model_job(teacher)
     built = _validated(
         queue,
@@ -524,7 +541,7 @@ def submit_infer(
     from bertq.db.models import ShardRow
     from bertq.db.submit import submit_plan
 
-    queue = queue or _default_queue(device)
+    queue = _pick_queue(queue, device)
     model_job = _model_job(model)
     spec, planned = _validated(
         queue,

@@ -40,6 +40,7 @@ def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orpha
     from bertq.cli.render import age, job_view, main_metric, table
     from bertq.db.engine import sessions
     from bertq.db.jobs import latest_metrics, list_jobs, orphans
+    from bertq.db.workers import live_queues
     from bertq.jobkinds import model_of
 
     with sessions()() as session:
@@ -58,10 +59,13 @@ def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orpha
 
     with sessions()() as session:
         rows = list_jobs(session=session, status=status.upper() if status else None, kind=kind, sort=sort, limit=limit)
+        live = live_queues(session)
+        unserved = {j.id: j.queue for j in rows if j.status == "QUEUED" and j.queue not in live}
         if as_json:
             emit_json(
                 [
                     {k: job_view(j)[k] for k in ("id", "kind", "status", "progress", "model", "metrics", "created_at")}
+                    | {"queue": j.queue, "no_live_worker": j.id in unserved}
                     for j in rows
                 ]
             )
@@ -75,7 +79,7 @@ def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orpha
                     [
                         str(j.id),
                         j.kind,
-                        j.status,
+                        j.status + ("*" if j.id in unserved else ""),
                         f"{j.progress * 100:.0f}%",
                         model_of(j.kind, j.spec) or "-",
                         age(j.created_at),
@@ -86,6 +90,8 @@ def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orpha
                 ["ID", "KIND", "STATUS", "PROGRESS", "MODEL", "AGE", "MAIN METRIC"],
             )
         )
+        for queue in sorted(set(unserved.values())):
+            click.echo(f"* no live worker consumes queue {queue!r}: start one with `bertq worker --queues {queue}`")
 
 
 @cli.command()
@@ -95,14 +101,20 @@ def show(job_id: int, as_json: bool) -> None:
     """One job: status, progress, metrics, artifacts, error."""
     from bertq.cli.render import job_view, progress_line
     from bertq.db.engine import sessions
+    from bertq.db.workers import live_queues
 
     with sessions()() as session:
         view = job_view(get_job(session, job_id))
         line = progress_line(get_job(session, job_id))
+        view["no_live_worker"] = view["status"] == "QUEUED" and view["queue"] not in live_queues(session)
     if as_json:
         emit_json(view)
         return
     click.echo(line)
+    if view["no_live_worker"]:
+        click.echo(
+            f"no live worker consumes queue {view['queue']!r}: start one with `bertq worker --queues {view['queue']}`"
+        )
     click.echo(
         f"kind {view['kind']}, model {view['model']}, queue {view['queue']}, attempts {view['attempts']}/{view['max_attempts']}"
     )

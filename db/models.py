@@ -194,3 +194,25 @@ class ScheduleFire(Base):
     fired_at: Mapped[datetime] = mapped_column(default=utcnow)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkerRow(Base):
+    """A worker process as it registered itself: what it serves and on what, and when it was last seen."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    """Celery's node name (`bertq-cpu-1234@host`)."""
+    host: Mapped[str] = mapped_column(String(255))
+    queues: Mapped[str] = mapped_column(String(255))
+    """The queues it consumes, comma-separated."""
+    device: Mapped[str] = mapped_column(String(16))
+    """cuda when it sees a GPU, else cpu: what its jobs with device `auto` run on."""
+    gpu_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    gpu_memory_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    bertq_version: Mapped[str] = mapped_column(String(32))
+    torch_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_shutting_down
+from celery.signals import worker_ready, worker_shutting_down
 
+from bertq.worker import registry
 from bertq.worker.app import make_app
 
 app = make_app()
@@ -27,3 +28,20 @@ def _checkpoint_running_jobs(sender: str | None = None, **_: object) -> None:
             log.warning("shutting down: jobs %s will checkpoint and be requeued", jobs)
     except Exception:  # noqa: BLE001 - a shutdown must go on even if the database is away
         log.exception("could not ask running jobs to checkpoint")
+
+
+@worker_ready.connect
+def _register(sender: object = None, **_: object) -> None:
+    """Record this worker (queues, device, versions) in the registry, and keep it fresh."""
+    try:
+        registry.start(str(getattr(sender, "hostname", None) or "unknown"))
+    except Exception:  # noqa: BLE001 - a worker without a registry row still runs jobs
+        log.exception("could not register in the worker registry")
+
+
+@worker_shutting_down.connect
+def _unregister(sender: str | None = None, **_: object) -> None:
+    try:
+        registry.stop(str(sender))
+    except Exception:  # noqa: BLE001 - a shutdown must go on even if the database is away
+        log.warning("could not mark this worker stopped in the registry", exc_info=True)

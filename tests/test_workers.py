@@ -1,0 +1,58 @@
+"""The worker registry: workers record themselves, `bertq workers` lists them, `--queue auto` routes
+by them, and a job no live worker can take says so."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_workers_register_route_and_unregister(bertq, tiny_classifier, tiny_data):
+    process = bertq.start_worker("--queues", "cpu,special", name="alpha@here")
+    [worker] = bertq.json("workers")
+    assert worker["name"] == "alpha@here" and worker["queues"] == ["cpu", "special"]
+    assert worker["device"] == "cpu" and worker["live"] and worker["torch_version"]
+    assert "alpha@here" in bertq.run("workers", check=True).stdout
+
+    _, dev = tiny_data
+    common = [
+        "submit",
+        "evaluate",
+        "--model",
+        str(tiny_classifier),
+        "--task",
+        "sst2",
+        "--data",
+        str(dev),
+        "--max-length",
+        "32",
+        "--json",
+    ]
+    # auto: no live GPU worker, so the cpu queue.
+    job = json.loads(bertq.run(*common, "--latency-samples", "2", check=True).stdout)["id"]
+    assert bertq.json("show", str(job))["queue"] == "cpu"
+    assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+
+    # A queue nobody consumes: the job says so in `jobs` and `show`.
+    stranded = json.loads(bertq.run(*common, "--queue", "nowhere", check=True).stdout)["id"]
+    row = next(j for j in bertq.json("jobs") if j["id"] == stranded)
+    assert row["status"] == "QUEUED" and row["no_live_worker"]
+    assert "no live worker consumes queue 'nowhere'" in bertq.run("show", str(stranded), check=True).stdout
+    assert "no live worker consumes queue 'nowhere'" in bertq.run("jobs", check=True).stdout
+    assert not next(j for j in bertq.json("jobs") if j["id"] == job)["no_live_worker"]
+
+    # A GPU worker's row (this machine has no GPU: the row is written as a GPU worker would write it).
+    from bertq.db import workers
+
+    with bertq.sessions()() as session, session.begin():
+        workers.register(
+            session, name="gpu0@box", host="box", queues=["gpu"], device="cuda", gpu_name="H200", bertq_version="x"
+        )
+    job = json.loads(bertq.run(*common, check=True).stdout)["id"]
+    assert bertq.json("show", str(job))["queue"] == "gpu"
+    bertq.run("cancel", str(job), check=True)
+
+    bertq.stop_workers()
+    assert process.poll() is not None
+    names = {w["name"]: w for w in bertq.json("workers", "--all")}
+    assert not names["alpha@here"]["live"] and names["alpha@here"]["stopped_at"]
+    assert "alpha@here" not in {w["name"] for w in bertq.json("workers")}
