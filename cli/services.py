@@ -270,7 +270,8 @@ def flower(address: str, port: int, unauthenticated: bool) -> None:
         f"--port={port}",
     ]
     if user and password:
-        argv.append(f"--basic-auth={user}:{password}")
+        # Through the environment, not argv: a command line is readable by every user of the machine (ps).
+        os.environ["FLOWER_BASIC_AUTH"] = f"{user}:{password}"
     elif not unauthenticated:
         raise BertqError(
             "Flower would be open to anyone: set BERTQ_FLOWER_USER and BERTQ_FLOWER_PASSWORD "
