@@ -68,7 +68,13 @@ ARCHS: dict[str, Arch] = {
             "albert",
             "albert",
             "unigram",
-            {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"},
+            {
+                "pad_token": "<pad>",
+                "unk_token": "<unk>",
+                "cls_token": "[CLS]",
+                "sep_token": "[SEP]",
+                "mask_token": "[MASK]",
+            },
             _BERT_PAIR,
             lowercase=True,
         ),
@@ -78,7 +84,13 @@ ARCHS: dict[str, Arch] = {
             "deberta-v2",
             "deberta-v2",
             "unigram",
-            {"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]", "unk_token": "[UNK]", "mask_token": "[MASK]"},
+            {
+                "pad_token": "[PAD]",
+                "cls_token": "[CLS]",
+                "sep_token": "[SEP]",
+                "unk_token": "[UNK]",
+                "mask_token": "[MASK]",
+            },
             _BERT_PAIR,
         ),
         Arch("xlm-roberta", "xlm-roberta", "unigram", _ROBERTA_SPECIALS, _ROBERTA_PAIR),
@@ -178,7 +190,13 @@ def _config(arch: Arch, tokenizer: Any) -> Any:
     pad = tokenizer.pad_token_id
     if arch.name == "distilbert":
         return transformers.DistilBertConfig(
-            vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=POSITIONS, pad_token_id=pad
+            vocab_size=vocab,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=POSITIONS,
+            pad_token_id=pad,
         )
     common = dict(vocab_size=vocab, pad_token_id=pad, **WIDTH)
     if arch.name == "bert":
