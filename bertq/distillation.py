@@ -241,6 +241,11 @@ def build_distill_spec(
         try:
             ref = resolve_model(student)
             student_location = ref.location
+            if ref.max_length is not None and max_length > ref.max_length:
+                problems.append(
+                    f"--max-length {max_length} is longer than --student {student!r} accepts ({ref.max_length} "
+                    f"tokens); use --max-length {ref.max_length} or less"
+                )
             problems.extend(
                 f"--student: {p}"
                 for p in ref.loading_problems(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)

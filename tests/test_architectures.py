@@ -397,12 +397,23 @@ def test_submit_refuses_what_the_worker_would(finetuned, arch_models, arch_data,
             output=str(tmp_path / "out"),
             question="what?",
         )
+    train, evaluation = arch_data["classification"]
+    with pytest.raises(SpecError, match=r"longer than --student .* accepts \(128 tokens\)"):
+        build_distill_spec(
+            teacher=str(finetuned("bert", "classification")),
+            teacher_job=None,
+            task="sst2",
+            train=str(train),
+            eval=str(evaluation),
+            student=str(arch_models["roberta"]),  # 130 positions, 2 of them reserved
+            student_layers=None,
+            max_length=129,
+        )
     grouped = tmp_path / "albert-groups"
     model = AutoModelForSequenceClassification.from_pretrained(finetuned("albert", "classification"))
     model.config.num_hidden_groups = 2
     AutoModelForSequenceClassification.from_config(model.config).save_pretrained(grouped)
     AutoTokenizer.from_pretrained(arch_models["albert"]).save_pretrained(grouped)
-    train, evaluation = arch_data["classification"]
     with pytest.raises(SpecError, match="groups of shared layers"):
         build_distill_spec(
             teacher=str(grouped),
@@ -414,3 +425,34 @@ def test_submit_refuses_what_the_worker_would(finetuned, arch_models, arch_data,
             student_layers="1",
             max_length=MAX_LENGTH,
         )
+
+
+FUSED = {"bert", "roberta", "electra", "xlm-roberta"}
+"""Architectures whose encoder layers bulk inference replaces by serving layers; the others run as they are."""
+
+
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_bulk_inference_serves_each_architecture_its_own_scores(arch, finetuned):
+    """Serving layers replace BERT-layout layers only; every other architecture falls back to its own
+    layers. Either way the served model scores what the model itself scores."""
+    import torch
+
+    from bertq.worker.inference import ServingLayer, run_model
+    from bertq.worker.loading import load_trained
+    from bertq.worker.predict import load_predictor
+
+    checkpoint = str(finetuned(arch, "classification"))
+    predictor = load_predictor(checkpoint, "classify", device="cpu", precision="fp32", max_length=MAX_LENGTH)
+    served = any(isinstance(module, ServingLayer) for module in predictor.model.modules())
+    assert served == (arch in FUSED)
+    texts = ["a stirring , funny and finally transporting film", "dull", "the plot is thin but the acting is fine"]
+    features = {k: list(v) for k, v in predictor.tokenizer(texts, truncation=True, max_length=MAX_LENGTH).items()}
+    own = run_model(
+        load_trained(checkpoint, "classification").eval(),
+        features,
+        pad_id=predictor.tokenizer.pad_token_id,
+        device="cpu",
+    )
+    got = run_model(predictor.model, features, pad_id=predictor.tokenizer.pad_token_id, device="cpu")
+    for expected, result in zip(own, got):
+        assert torch.allclose(torch.tensor(expected["logits"]), torch.tensor(result["logits"]), atol=1e-5)
