@@ -137,6 +137,19 @@ def _layers(value: str | None, teacher_layers: int | None, problems: list[str]) 
     return numbers
 
 
+def cut_problem(config: dict[str, Any]) -> str | None:
+    """Why a student cannot be cut from a teacher with this config.json, or None. ALBERT shares its
+    weights: with one group a student is the shared layer applied fewer times, but with several
+    groups the layers a group serves move when the depth changes, so no weights would stay in place."""
+    groups = config.get("num_hidden_groups", 1)
+    if config.get("model_type") == "albert" and groups != 1:
+        return (
+            f"this ALBERT teacher has {groups} groups of shared layers; a cut student would reassign them, "
+            "so --student teacher needs an ALBERT with num_hidden_groups 1 (or give --student a smaller model)"
+        )
+    return None
+
+
 def _layer_count(config: dict[str, Any]) -> int | None:
     for key in ("num_hidden_layers", "n_layers"):
         if isinstance(config.get(key), int):
@@ -272,12 +285,19 @@ def build_distill_spec(
         if student_layers is None:
             problems.append("--student teacher needs --student-layers: a count (6) or indices (0,2,4)")
         layers = _layers(student_layers, _layer_count(teacher_config), problems)
+        problem = cut_problem(teacher_config)
+        problems.extend([f"--student teacher: {problem}"] if problem else [])
     else:
         if student_layers is not None:
             problems.append("--student-layers cuts the student from the teacher: use it with --student teacher")
         try:
             ref = resolve_model(student)
             student_location = ref.location
+            if ref.max_length is not None and max_length > ref.max_length:
+                problems.append(
+                    f"--max-length {max_length} is longer than --student {student!r} accepts ({ref.max_length} "
+                    f"tokens); use --max-length {ref.max_length} or less"
+                )
             problems.extend(
                 f"--student: {p}"
                 for p in ref.loading_problems(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)

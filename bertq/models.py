@@ -30,6 +30,17 @@ OFFLINE_ALIAS = "minilm"
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer"}
 
 
+def accepted_length(config: dict) -> int | None:
+    """The longest input, in tokens, a model with this config.json accepts: its position table, less
+    the two reserved slots of RoBERTa-style models (514 positions accept 512 tokens)."""
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int):
+        return None
+    if config.get("model_type") in _OFFSET_POSITIONS:
+        positions -= 2
+    return positions
+
+
 class ModelNotFound(BertqError):
     pass
 
@@ -49,12 +60,7 @@ class ModelRef:
 
     @property
     def max_length(self) -> int | None:
-        positions = self.config.get("max_position_embeddings")
-        if not isinstance(positions, int):
-            return None
-        if self.config.get("model_type") in _OFFSET_POSITIONS:
-            positions -= 2
-        return positions
+        return accepted_length(self.config)
 
     @property
     def model_type(self) -> str | None:

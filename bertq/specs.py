@@ -503,7 +503,8 @@ def build_evaluate_spec(
         precision=precision,
         device=device,
         max_length=max_length,
-        stride=trained.get("stride", 128),
+        # A folder carries no stride: the windows overlap by a quarter, as bulk inference's do.
+        stride=trained.get("stride", min(FinetuneSpec.stride, max_length // 4)),
         max_answer_length=trained.get("max_answer_length", 30),
         batch_size=batch_size,
         latency_samples=latency_samples,

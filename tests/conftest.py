@@ -303,3 +303,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def database_outage():  # type: ignore[no-untyped-def]
     """`database_outage(bertq, seconds)`: the database unusable for a while (see _database_outage)."""
     return _database_outage
+
+
+pytest_plugins = ["archs"]
+"""tests/archs.py: tiny models of every supported architecture (`arch_models`), built once per run."""

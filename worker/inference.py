@@ -69,10 +69,27 @@ def length_sorted_batches(
         yield batch
 
 
-def collate(features: dict[str, list], indices: list[int], *, pad_id: int, device: str) -> dict[str, torch.Tensor]:
+def model_inputs(model: Any) -> tuple[str, ...]:
+    """The MODEL_INPUTS this model reads. Segment ids (`token_type_ids`) only where the model has two
+    or more segment embeddings to look them up in: DistilBERT has none, DeBERTa-v2 may have 0, and
+    RoBERTa / XLM-R have one, so a text pair's segment ids of 1 would index past the table; yet their
+    tokenizers (or one saved with the checkpoint) may still return them."""
+    if getattr(model.config, "type_vocab_size", 0) >= 2:
+        return MODEL_INPUTS
+    return tuple(name for name in MODEL_INPUTS if name != "token_type_ids")
+
+
+def collate(
+    features: dict[str, list],
+    indices: list[int],
+    *,
+    pad_id: int,
+    device: str,
+    inputs: tuple[str, ...] = MODEL_INPUTS,
+) -> dict[str, torch.Tensor]:
     longest = max(len(features["input_ids"][i]) for i in indices)
     batch: dict[str, torch.Tensor] = {}
-    for name in MODEL_INPUTS:
+    for name in inputs:
         if name not in features:
             continue
         fill = pad_id if name == "input_ids" else 0
@@ -144,12 +161,13 @@ def run_batches(
     half the tokens. Positions index `lengths` (and `indices`, which maps them to rows of `features`;
     the identity when None)."""
     pending = deque(length_sorted_batches(lengths, batch_size=batch_size, max_tokens=max_tokens))
+    inputs = model_inputs(model)
     with torch.inference_mode(), autocast(precision, device):
         while pending:
             positions = pending.popleft()
             rows = positions if indices is None else [indices[p] for p in positions]
             try:
-                batch = collate(features, rows, pad_id=pad_id, device=device)
+                batch = collate(features, rows, pad_id=pad_id, device=device, inputs=inputs)
                 output = model(**batch)
             except Exception as error:  # noqa: BLE001 - only out-of-memory is handled here
                 if not is_out_of_memory(error):

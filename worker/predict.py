@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from bertq.infer_tasks import get_infer_task
+from bertq.models import accepted_length
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 from bertq.worker.inference import prepare_model, run_batches, serve_encoder
 
@@ -322,12 +323,22 @@ def load_predictor(location: str, task: str, *, device: str, precision: str, **o
 
     head = get_infer_task(task).head
     tokenizer = load_tokenizer(location, family=head.name if head else None)
-    options_for_device = {"attn_implementation": CPU_ATTENTION} if device == "cpu" else {}
-    model = load_with(worker_family(head.name).model_class() if head else AutoModel, location, **options_for_device)
+    auto_class = worker_family(head.name).model_class() if head else AutoModel
+    try:
+        model = load_with(auto_class, location, **({"attn_implementation": CPU_ATTENTION} if device == "cpu" else {}))
+    except ValueError as error:  # DeBERTa-v2 and others have only their own attention: they run it
+        if "attention implementation" not in str(error):
+            raise
+        model = load_with(auto_class, location)
     pooling = pooling_of(location)
     served = serve_model(model, task=task, precision=precision, device=device, pooling=pooling)
     options.setdefault("batch_size_cap", 2048 if device == "cuda" else 128)
-    options.setdefault("max_length", min(512, getattr(tokenizer, "model_max_length", 512) or 512))
+    # The spec's max_length was clamped at submit only when the model was known then (not for a job
+    # id still training): RoBERTa's 514 positions accept 512 tokens, a longer input indexes past them.
+    longest = accepted_length(model.config.to_dict()) or 512
+    options["max_length"] = min(
+        options.get("max_length") or 512, longest, getattr(tokenizer, "model_max_length", 512) or 512
+    )
     return Predictor(
         task=task, model=served, tokenizer=tokenizer, device=device, precision=precision, pooling=pooling, **options
     )

@@ -1,11 +1,15 @@
 """Students cut from their teacher, the way DistilBERT was initialised: the embeddings, the chosen
-encoder layers and the task head keep the teacher's weights; the other layers are dropped."""
+encoder layers and the task head keep the teacher's weights; the other layers are dropped.
+
+ALBERT applies one shared layer at every depth: its student is the same shared layer applied fewer
+times (`num_hidden_layers` is the count kept; which indices were named makes no difference)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from bertq.distillation import cut_problem
 from bertq.errors import BertqError
 
 # `bert.encoder.layer.3.attention...`, `roberta.encoder.layer.3...`, `distilbert.transformer.layer.3...`
@@ -23,8 +27,9 @@ def layer_count(config: Any) -> int:
 def cut_from_teacher(teacher: Any, layers: list[int]) -> Any:
     """A new model of the teacher's class with only `layers` (in that order), weights copied exactly."""
     config = teacher.config
-    if config.model_type == "albert":
-        raise BertqError("ALBERT shares one set of weights across its layers: there are no layers to cut")
+    problem = cut_problem(config.to_dict())
+    if problem:
+        raise BertqError(problem)
     total = layer_count(config)
     if not layers or any(not 0 <= i < total for i in layers):
         raise BertqError(f"student layers {layers} must be indices of the teacher's {total} layers (0..{total - 1})")
