@@ -19,77 +19,22 @@ from hfcache import cache_dataset, cache_model
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def _corpus_lines() -> list[str]:
-    wiki = [line.strip() for line in (SHARED / "corpus" / "wikitext2_test.raw").open(encoding="utf-8") if line.strip()]
-    sst = [row["sentence"] for row in _sst2("train_sentences.tsv", 600)]
-    return wiki[:300] + sst
-
-
 def _sst2(name: str, count: int) -> list[dict]:
     with open(SHARED / "sst2" / name, encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
     return [{"sentence": r["sentence"], "label": int(r["label"]), "idx": i} for i, r in enumerate(rows[:count])]
 
 
-def _tiny_roberta(folder: Path, lines: list[str]) -> Path:
-    """RoBERTa: byte-level BPE (the Ġ prefix), no token types, positions offset by 2."""
-    import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
-
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(lines, vocab_size=1200, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    folder.mkdir(parents=True)
-    bpe.save_model(str(folder))
-    tokenizer = RobertaTokenizerFast.from_pretrained(folder)
-    config = RobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=130,
-        type_vocab_size=1,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    RobertaModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def _tiny_distilbert(folder: Path, lines: list[str]) -> Path:
-    """DistilBERT: WordPiece, no token_type_ids, its own layer names (transformer.layer)."""
-    import torch
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
-
-    wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(lines, vocab_size=1200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    folder.mkdir(parents=True)
-    wordpiece.save_model(str(folder))
-    tokenizer = DistilBertTokenizerFast.from_pretrained(folder)
-    config = DistilBertConfig(
-        vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128
-    )
-    torch.manual_seed(0)
-    DistilBertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="session")
-def hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Hugging Face cache holding what the tutorial loads by name, in tiny or sliced form."""
+def hf_home(tmp_path_factory: pytest.TempPathFactory, arch_models: dict[str, Path]) -> Path:
+    """A Hugging Face cache holding what the tutorial loads by name, in tiny or sliced form: the tiny
+    RoBERTa (byte-level BPE) and DistilBERT (WordPiece) of tests/archs.py under their real names."""
     from datasets import ClassLabel, Features, Sequence, Value
 
     root = tmp_path_factory.mktemp("hf-home")
     built = tmp_path_factory.mktemp("built")
-    lines = _corpus_lines()
-    cache_model(root, "roberta-base", _tiny_roberta(built / "roberta", lines))
-    distilbert = _tiny_distilbert(built / "distilbert", lines)
+    cache_model(root, "roberta-base", arch_models["roberta"])
+    distilbert = arch_models["distilbert"]
     cache_model(root, "distilbert-base-uncased", distilbert)
 
     # A fine-tuned Hub classifier that names its classes, as distilbert-base-uncased-finetuned-sst-2-english does.
