@@ -45,9 +45,11 @@ class InferSpec(_Spec):
     precision: str = "auto"
     """auto: bf16 on a GPU, and on a CPU with fast bf16 if its answers agree with fp32 on >= 99.5%
     of a sample; else fp32. Or fp32, fp16, bf16, int8."""
-    device: str = "cpu"
-    token_budget: int = DEFAULT_TOKEN_BUDGET["cpu"]
-    """Tokens per batch (batch size x longest input); halved on a CUDA out-of-memory error."""
+    device: str = "auto"
+    """auto: the device of the worker that claims the shard (cuda when it has a GPU), or cpu, or cuda."""
+    token_budget: int = 0
+    """Tokens per batch (batch size x longest input); 0: by the device (cpu 16384... see DEFAULT_TOKEN_BUDGET);
+    halved on a CUDA out-of-memory error."""
     max_length: int = 512
     all_scores: bool = False
     normalize: bool = False
@@ -100,7 +102,7 @@ def build_infer_spec(
     id_column: str | None = None,
     shards: str | None = None,
     precision: str = "auto",
-    device: str = "cpu",
+    device: str = "auto",
     token_budget: int | None = None,
     max_length: int | None = None,
     all_scores: bool = False,
@@ -121,8 +123,8 @@ def build_infer_spec(
         problems.append(f"--precision {precision!r}: choose auto, {', '.join(PRECISIONS)}")
     if precision == "int8" and device == "cuda":
         problems.append("--precision int8 runs on the CPU only; use bf16 or fp16 with --device cuda")
-    token_budget = token_budget or DEFAULT_TOKEN_BUDGET.get(device, DEFAULT_TOKEN_BUDGET["cpu"])
-    if token_budget < 64:
+    token_budget = token_budget or DEFAULT_TOKEN_BUDGET.get(device, 0)  # auto: chosen by the worker's device
+    if 0 < token_budget < 64:
         problems.append(f"--token-budget {token_budget} is too small; use at least 64 (16384 is a good start)")
     if on_bad_line not in ("fail", "skip"):
         problems.append(f"--on-bad-line {on_bad_line!r}: choose fail or skip")

@@ -16,12 +16,6 @@ from bertq.errors import SpecError
 QUEUE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
-def device_for_queue(queue: str) -> str:
-    """The device a job planned onto `queue` is measured on: a queue named gpu, or gpu-<anything>, is
-    served by GPU workers (the compose file and the README name them so)."""
-    return "cuda" if queue == "gpu" or queue.startswith("gpu-") else "cpu"
-
-
 def queue_for_device(device: str) -> str:
     """The default queue of a job that runs on `device`: BERTQ_DEFAULT_QUEUE, else gpu or cpu."""
     configured = os.environ.get("BERTQ_DEFAULT_QUEUE", "auto")

@@ -20,7 +20,7 @@ from bertq.labels import match_labels, parse_label_map
 from bertq.models import ModelRef, resolve_model
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-DEVICES = ("cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")
 SPLITS = ("article",)
 
 
@@ -163,8 +163,9 @@ class EvaluateSpec(_Spec):
     precision: str = "fp32"
     """fp32, fp16, bf16 (weights in bf16; fp16 on a CPU under autocast) or int8 (dynamic quantisation of
     the Linear layers, CPU)."""
-    device: str = "cpu"
-    """cpu or cuda: where the model is served and measured."""
+    device: str = "auto"
+    """auto (the device of the worker that claims the job: cuda when it has a GPU; cpu for int8), cpu or
+    cuda: where the model is served and measured."""
     max_length: int = 128
     stride: int = 128
     max_answer_length: int = 30
@@ -426,7 +427,7 @@ def build_evaluate_spec(
     if precision not in PRECISIONS:
         problems.append(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if device not in DEVICES:
-        problems.append(f"--device {device!r}: choose cpu or cuda")
+        problems.append(f"--device {device!r}: choose auto, cpu or cuda")
     if precision == "int8" and device == "cuda":
         problems.append("--precision int8 is dynamic quantisation for the CPU; use --device cpu (or bf16/fp16 on cuda)")
     if split_by is None and trained.get("split_by") and data is None:

@@ -15,7 +15,7 @@ from bertq.distillation import DistillSpec, recipes_help
 from bertq.families import presets_help
 from bertq.formats import TEXT_COLUMN_GUESSES
 from bertq.infer_tasks import INFER_TASKS
-from bertq.plan import device_for_queue, queue_for_device
+from bertq.plan import queue_for_device
 from bertq.specs import PRECISIONS, EvaluateSpec, FinetuneSpec
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 
@@ -223,7 +223,7 @@ def submit_finetune(
     )
     plan = [PlannedJob("finetune", spec.to_dict(), queue, priority)]
     if evaluate:
-        device = device_for_queue(queue)
+        device = "auto"  # measured on what the worker that takes it has
         plan.append(
             PlannedJob(
                 "evaluate",
@@ -274,7 +274,13 @@ def _model_job(model: str) -> dict[str, Any] | None:
 )
 @click.option("--label-map", default=None, help=LABEL_MAP_HELP)
 @spec_option(EvaluateSpec, "precision", type=click.Choice(list(PRECISIONS)))
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: the device of the worker that takes the job (cuda when it has a GPU).",
+)
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
 @click.option("--max-length", type=int, default=None, help="[default: the job's, else 128; qa 384]")
@@ -453,9 +459,7 @@ def submit_distill(
         ),
     )
     spec, teacher_finetune = built
-    ids = submit_plan(
-        plan_distill(spec, teacher_finetune, queue=queue, priority=priority, device=device_for_queue(queue))
-    )
+    ids = submit_plan(plan_distill(spec, teacher_finetune, queue=queue, priority=priority, device="auto"))
     _report_submitted(ids[0], "distill", queue, wait, as_json, f"; steps {', '.join(map(str, ids[1:]))}")
 
 
@@ -494,7 +498,13 @@ def submit_distill(
 @click.option(
     "--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto", show_default=True
 )
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: the device of the worker that takes the job (cuda when it has a GPU).",
+)
 @click.option(
     "--token-budget",
     type=int,

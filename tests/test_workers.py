@@ -31,6 +31,9 @@ def test_workers_register_route_and_unregister(bertq, tiny_classifier, tiny_data
     job = json.loads(bertq.run(*common, "--latency-samples", "2", check=True).stdout)["id"]
     assert bertq.json("show", str(job))["queue"] == "cpu"
     assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+    measured = bertq.json("show", str(job))
+    # --device auto (the default): the device comes from the worker that ran it.
+    assert measured["result"]["device"] == "cpu" and measured["metrics"]["throughput_per_s"] > 0
 
     # A queue nobody consumes: the job says so in `jobs` and `show`.
     stranded = json.loads(bertq.run(*common, "--queue", "nowhere", check=True).stdout)["id"]

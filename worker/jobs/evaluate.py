@@ -22,7 +22,7 @@ from bertq.errors import BertqError
 from bertq.specs import EvaluateSpec
 from bertq.worker.families import latency_sample, worker_family
 from bertq.worker.inference import prepare_model, run_model
-from bertq.worker.loading import device_name, load_tokenizer, load_trained, set_policy
+from bertq.worker.loading import best_device, device_name, load_tokenizer, load_trained, set_policy
 from bertq.worker.runner import JobContext
 
 WARMUP_CALLS = 10
@@ -33,13 +33,16 @@ def run_evaluate(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     location = spec.model_location or ctx.checkpoint_of(spec.model_job_id)
     if location is None:
         raise BertqError(f"job {spec.model_job_id} recorded no checkpoint to evaluate")
-    ctx.log.info("evaluate %s (%s) on %s: %s on %s", spec.model, location, spec.data, spec.precision, spec.device)
+    device = spec.device
+    if device == "auto":  # the device of this worker; int8 (dynamic quantisation) is the CPU's
+        device = "cpu" if spec.precision == "int8" else best_device()
+    ctx.log.info("evaluate %s (%s) on %s: %s on %s", spec.model, location, spec.data, spec.precision, device)
     ctx.progress(0.05, force=True, phase="measuring in a fresh process")
     # A fresh process, so that its peak memory is the serving's alone, not what this worker process
     # kept from earlier jobs (a prefork child may have trained a model just before).
     probe = subprocess.run(
         [sys.executable, "-m", "bertq.worker.jobs.evaluate"],
-        input=json.dumps({**spec_values, "model_location": location}),
+        input=json.dumps({**spec_values, "model_location": location, "device": device}),
         capture_output=True,
         text=True,
     )

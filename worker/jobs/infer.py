@@ -25,6 +25,7 @@ from bertq.db.models import utcnow
 from bertq.errors import BertqError
 from bertq.infer_tasks import get_infer_task
 from bertq.safety import check_output_folder
+from bertq.tasks import DEFAULT_TOKEN_BUDGET
 from bertq.worker import faults
 from bertq.worker.loading import best_device
 from bertq.worker.predict import agreement, cpu_has_fast_bf16, load_predictor
@@ -126,7 +127,7 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         raise BertqError("an infer_shard job needs its shard and parent_job_id (set when the bulk job is planned)")
     shard = sharding.Shard(**spec.shard)
     parent = spec.parent_job_id
-    device = best_device() if spec.device == "cuda" else "cpu"
+    device = best_device() if spec.device in ("cuda", "auto") else "cpu"  # auto: what this worker has
     location = spec.model_location or ctx.checkpoint_of(spec.model_job_id)
     if location is None:
         raise BertqError(f"job {spec.model_job_id} recorded no checkpoint to run")
@@ -160,7 +161,9 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         )
         ctx.shard_progress(parent, shard.index, done)
 
-    results = predictor.predict(texts, token_budget=spec.token_budget, on_batch=on_batch)
+    results = predictor.predict(
+        texts, token_budget=spec.token_budget or DEFAULT_TOKEN_BUDGET[device], on_batch=on_batch
+    )
 
     # This attempt's own file, checked before it is offered as the shard's output.
     folder = check_output_folder(spec.output, ctx.settings)  # checked again: it may have become a symlink
