@@ -239,6 +239,18 @@ def test_bulk_inference_reads_a_hub_dataset(hub_bertq, tmp_path):
     assert len(rows) == 20 and {row["label"] for row in rows} <= {"NEGATIVE", "POSITIVE"}
 
 
+def test_transfer_data_from_the_hub_is_checked_and_stored_canonically(hub_bertq):
+    result = hub_bertq.run(
+        "submit", "distill", "--teacher", "roberta", "--student", "distilbert",
+        "--transfer-data", "hub:nyu-mll/glue#sst2:validation", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    parent = json.loads(result.stdout)["id"]
+    outputs = next(c for c in hub_bertq.json("show", str(parent))["children"] if c["kind"] == "teacher_outputs")
+    spec = hub_bertq.json("show", str(outputs["id"]))["spec"]
+    assert spec["transfer_data"] == "hub:nyu-mll/glue#sst2:validation" and spec["transfer_column"] == "sentence"
+
+
 def test_a_pickle_only_hub_repository_is_refused_at_submit(hub_bertq):
     result = hub_bertq.run("submit", "finetune", "--model", "someone/pickled-bert")
     assert result.returncode == 2 and "pytorch_model.bin" in result.stderr and "--allow-pickle" in result.stderr
