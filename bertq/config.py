@@ -45,7 +45,8 @@ class Settings:
     broker_url: str | None
     """Redis URL; None means the embedded Redis server that bertq starts in `home`."""
     artifacts: Path
-    """Where checkpoints, logs and outputs are written; every worker must reach it."""
+    """Where jobs write checkpoints, logs and outputs: the artifact root, or, when `artifact_store`
+    is set, this machine's staging folder (BERTQ_HOME/artifacts) before the upload."""
     lease_seconds: float
     heartbeat_seconds: float
     max_attempts: int
@@ -58,6 +59,9 @@ class Settings:
     its next attempt."""
     db_busy_seconds: float = DEFAULT_DB_BUSY_SECONDS
     """SQLite: how long a write waits for another writer's lock before failing ("database is locked")."""
+    artifact_store: str | None = None
+    """BERTQ_ARTIFACTS as an object-store URL (s3://bucket/prefix, gs://..., file://...): artifacts are
+    uploaded there and recorded as URLs, so no two machines need a disk in common."""
 
     @property
     def uses_embedded_redis(self) -> bool:
@@ -68,7 +72,7 @@ class Settings:
         env = {
             "BERTQ_HOME": str(self.home),
             "BERTQ_DATABASE_URL": self.database_url,
-            "BERTQ_ARTIFACTS": str(self.artifacts),
+            "BERTQ_ARTIFACTS": self.artifact_store or str(self.artifacts),
             "BERTQ_LEASE_SECONDS": str(self.lease_seconds),
             "BERTQ_HEARTBEAT_SECONDS": str(self.heartbeat_seconds),
             "BERTQ_MAX_ATTEMPTS": str(self.max_attempts),
@@ -107,7 +111,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     home = Path(env.get("BERTQ_HOME") or DEFAULT_HOME).expanduser().resolve()
     database_url = env.get("BERTQ_DATABASE_URL") or f"sqlite:///{home / 'bertq.db'}"
-    artifacts = Path(env.get("BERTQ_ARTIFACTS") or home / "artifacts").expanduser().resolve()
+    configured = env.get("BERTQ_ARTIFACTS") or ""
+    store = configured.rstrip("/") if re.match(r"^[a-z][a-z0-9+.-]*://", configured, re.IGNORECASE) else None
+    artifacts = Path((None if store else configured) or home / "artifacts").expanduser().resolve()
     return Settings(
         home=home,
         database_url=database_url,
@@ -122,4 +128,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         else default_allowed_roots(),
         retry_delay_seconds=number("BERTQ_RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECONDS),
         db_busy_seconds=number("BERTQ_DB_BUSY_SECONDS", DEFAULT_DB_BUSY_SECONDS),
+        artifact_store=store,
     )

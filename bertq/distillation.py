@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bertq import datafiles, formats, hubdata
+from bertq import datafiles, formats, hubdata, store
 from bertq.errors import BertqError, SpecError
 from bertq.families import PRESETS, head_family
 from bertq.labels import match_labels, parse_label_map
@@ -366,6 +366,8 @@ def _source(value: str | None) -> str | None:
         return None
     if hubdata.is_hub(value):
         return str(hubdata.HubData.parse(value))
+    if store.is_url(value):
+        return value
     return str(Path(value).resolve())
 
 
@@ -393,10 +395,10 @@ def _folder_labels(ref: ModelRef) -> list[str]:
 
 def _check_transfer(path: str, column: str | None, problems: list[str]) -> str | None:
     file = Path(path)
-    if hubdata.is_hub(path):
+    if hubdata.is_hub(path) or store.is_url(path):
         try:
-            file = hubdata.local_copy(path, hubdata.default_root()).path
-        except hubdata.HubDataError as error:
+            file = hubdata.local_path(path)
+        except (hubdata.HubDataError, store.StoreError) as error:
             problems.append(f"--transfer-data: {error}")
             return None
     if not file.is_file():

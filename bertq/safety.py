@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bertq import store
 from bertq.config import Settings
 from bertq.errors import BertqError, SpecError
 from bertq.formats import is_hub_dataset_name
@@ -100,6 +101,10 @@ def spec_problems(spec: dict[str, Any], settings: Settings) -> list[str]:
     problems = _choice_problems(spec)
     roots = {"model": model_roots(settings), "data": allowed_roots(settings), "output": allowed_roots(settings)}
     for role, key, value in _path_values(spec):
+        if store.is_url(value) and not str(value).lower().startswith("file://"):
+            continue  # an object store: reached with this machine's credentials, no local path to check
+        if isinstance(value, str) and value.lower().startswith("file://"):
+            value = value[len("file://") :]
         if role == "model" and isinstance(value, str) and HUB_ID.match(value) and not Path(value).exists():
             continue  # a hub id (transformers would load a relative folder of that name instead: checked as a path)
         if role == "data" and isinstance(value, str) and value.startswith("hub:"):

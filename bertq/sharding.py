@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bertq import hubdata
+from bertq import hubdata, store
 from bertq.errors import BertqError
 from bertq.formats import TEXT_COLUMN_GUESSES, csv_dialect, format_of, guess_text_column
 
@@ -85,10 +85,10 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
     found: list[Path] = []
     seen: set[Path] = set()
     for pattern in patterns:
-        if hubdata.is_hub(pattern):  # a Hub dataset: its local copy (BERTQ_HOME/hub-data), read as JSONL
+        if hubdata.is_hub(pattern) or store.is_url(pattern):  # a Hub dataset or a store object: its local copy
             try:
-                copy = hubdata.local_copy(pattern, hubdata.default_root()).path
-            except hubdata.HubDataError as error:
+                copy = hubdata.local_path(pattern)
+            except (hubdata.HubDataError, store.StoreError) as error:
                 raise InputError(str(error)) from None
             if copy.resolve() not in seen:
                 seen.add(copy.resolve())

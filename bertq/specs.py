@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from bertq import datafiles, hubdata
+from bertq import datafiles, hubdata, store
 from bertq.errors import BertqError, SpecError
 from bertq.families import PRESETS, DataCheck, Family, Preset, head_problem
 from bertq.labels import match_labels, parse_label_map
@@ -260,6 +260,12 @@ def _check_data(
             return None, text_column
         path, shown = copy.path, str(copy.source)
         label_names = copy.label_names.get(label_column)
+    elif store.is_url(name):
+        try:
+            path, shown = store.local_path(name), name
+        except store.StoreError as error:
+            problems.append(f"{option}: {error}")
+            return None, text_column
     else:
         path = Path(name).expanduser()
         shown = str(path.resolve())

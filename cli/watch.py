@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -133,6 +134,26 @@ def show(job_id: int, as_json: bool) -> None:
         click.echo(f"error: {view['error']}")
 
 
+def _logs_from_store(artifact_store: str, job_id: int, follow: bool, factory: Any) -> None:
+    """The job's log from the artifact store, where its worker copies it (every 15 s while it runs)."""
+    from bertq import store
+    from bertq.db.models import JobStatus
+
+    url = store.join(artifact_store, "jobs", str(job_id), "job.log")
+    shown = 0
+    while True:
+        with factory() as session:
+            finished = JobStatus(get_job(session, job_id).status).finished
+        text = store.read_text(url) if store.exists(url) else ""
+        click.echo(text[shown:], nl=False)
+        shown = len(text)
+        if not follow or finished:
+            if not text:
+                click.echo(f"job {job_id} has no log yet (it has not started)", err=True)
+            return
+        time.sleep(2.0)
+
+
 def wait_for(job_id: int, *, timeout: float | None = None, quiet: bool = False) -> int:
     from bertq.cli.render import progress_line
     from bertq.db.engine import sessions
@@ -200,6 +221,9 @@ def logs(job_id: int, follow: bool) -> None:
     factory = sessions(settings)
     with factory() as session:
         get_job(session, job_id)
+    if settings.artifact_store:
+        _logs_from_store(settings.artifact_store, job_id, follow, factory)
+        return
     position = 0
     while True:
         if path.exists():

@@ -488,6 +488,17 @@ def artifact_path(*, session: Session, job_id: int, kind: str) -> str | None:
     )
 
 
+def artifact_record(*, session: Session, job_id: int, kind: str) -> tuple[str, str] | None:
+    """(path or URL, sha256) of the newest artifact of `kind` a job recorded, or None."""
+    row = session.execute(
+        select(Artifact.path, Artifact.sha256)
+        .where(Artifact.job_id == job_id, Artifact.kind == kind)
+        .order_by(Artifact.id.desc())
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
 def request_preemption(*, session: Session, worker_prefix: str) -> list[int]:
     """Ask every job running on this worker (lease owner `host/pid...`) to checkpoint and requeue."""
     ids = list(

@@ -42,6 +42,13 @@ def _policy_now() -> LoadPolicy:
     return getattr(_current, "policy", None) or LoadPolicy()
 
 
+def local_model(location: str) -> str:
+    """A model folder named by an object-store URL, as its local copy (downloaded once, cached)."""
+    from bertq import store
+
+    return str(store.local_path(location)) if store.is_url(location) else location
+
+
 def check_loadable(location: str) -> None:
     """Refuse a local folder whose weights are pickle-only or that ships its own code, unless the job
     allowed it: the worker checks again what the CLI checked, as a forged or edited spec skips the CLI."""
@@ -70,6 +77,7 @@ def load_tokenizer(location: str, *, family: str | None = None) -> Any:
 
     from bertq.worker.families import worker_family
 
+    location = local_model(location)
     check_loadable(location)
     trust = _policy_now().trust_remote_code
     options: dict[str, Any] = {}
@@ -104,6 +112,7 @@ def load_trained(location: str, family: str) -> Any:
 
 def load_with(auto_class: Any, location: str, **options: Any) -> Any:
     """`auto_class.from_pretrained(location, **options)` under the job's policy."""
+    location = local_model(location)
     check_loadable(location)
     return arm_out_of_memory(auto_class.from_pretrained(location, **_weights_options(), **options))
 

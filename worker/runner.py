@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import importlib
 import logging
 import os
@@ -22,7 +21,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from bertq import safety
+from bertq import safety, store
 from bertq.config import Settings, load_settings
 from bertq.db import jobs as job_queries
 from bertq.db import shards as shard_queries
@@ -102,12 +101,25 @@ class DbContext:
         )
 
     def artifact(self, kind: str, path: Path) -> None:
+        """Record an artifact the job wrote; with an artifact store, upload it first and record its URL."""
         size, digest = size_and_digest(path)
+        where = str(path)
+        if self.settings.artifact_store:
+            relative = path.relative_to(self.workdir).as_posix() if path.is_relative_to(self.workdir) else path.name
+            where = store.join(self.settings.artifact_store, "jobs", str(self.job_id), relative)
+            self.write()  # still this attempt's job: a superseded attempt uploads nothing
+            store.upload(path, where)
         self.write(
             lambda s: job_queries.add_artifact(
-                session=s, job_id=self.job_id, kind=kind, path=str(path), size_bytes=size, sha256=digest
+                session=s, job_id=self.job_id, kind=kind, path=where, size_bytes=size, sha256=digest
             )
         )
+
+    def publish_log(self) -> None:
+        """With an artifact store, copy the job's log there, so `bertq logs` works from any machine."""
+        log_file = self.workdir / "job.log"
+        if self.settings.artifact_store and log_file.is_file():
+            store.upload(log_file, store.join(self.settings.artifact_store, "jobs", str(self.job_id), "job.log"))
 
     def resumed_from(self, checkpoint: str) -> None:
         self.write(
@@ -141,10 +153,28 @@ class DbContext:
         return self.artifact_of(job_id, "checkpoint")
 
     def artifact_of(self, job_id: int | None, kind: str) -> str | None:
+        """Another job's artifact as a local path: one in the artifact store is downloaded once into
+        this machine's cache, keyed and checked by the sha256 the job recorded."""
         if job_id is None:
             return None
         with self._sessions() as session:
-            return job_queries.artifact_path(session=session, job_id=job_id, kind=kind)
+            record = job_queries.artifact_record(session=session, job_id=job_id, kind=kind)
+        if record is None:
+            return None
+        location, digest = record
+        if store.is_url(location):
+            cache = store.cache(self.settings.home)
+            path = cache.artifact(location, digest)
+            self.log.info(
+                "artifact %s of job %s: local copy %s (cache hits %d, misses %d)",
+                kind,
+                job_id,
+                path,
+                cache.hits,
+                cache.misses,
+            )
+            return str(path)
+        return location
 
     def metrics_of(self, job_id: int) -> dict[str, float]:
         """Another job's metrics (name -> latest value)."""
@@ -172,23 +202,15 @@ class DbContext:
         self._last_heartbeat = time.monotonic()
 
 
+LOG_PUBLISH_SECONDS = 15.0
+"""With an artifact store: how often a running job's log is copied there."""
+
+
 def job_folder(settings: Settings, job_id: int) -> Path:
     return settings.artifacts / "jobs" / str(job_id)
 
 
-def size_and_digest(path: Path) -> tuple[int, str]:
-    """Size and sha256 of a file; for a folder, of its files' names and contents in order."""
-    digest = hashlib.sha256()
-    size = 0
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-                size += len(block)
-    return size, digest.hexdigest()
+size_and_digest = store.size_and_digest
 
 
 def load_job_function(kind: str) -> Callable[[dict[str, Any], JobContext], dict[str, Any] | None]:
@@ -204,8 +226,12 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         adopt(self.ctx.job_id)  # its warnings belong in the job's log
+        published = time.monotonic()
         while not self.done.wait(self.ctx.settings.heartbeat_seconds):
             self.ctx.heartbeat()
+            if self.ctx.settings.artifact_store and time.monotonic() - published > LOG_PUBLISH_SECONDS:
+                published = time.monotonic()
+                _publish_log(self.ctx)  # `bertq logs --follow` on another machine sees it grow
             if self.ctx.should_stop:
                 return
 
@@ -231,8 +257,18 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         return "refused"
     loading.set_policy(claim.spec)
     ctx = DbContext(settings=settings, job_id=job_id, attempt=claim.attempt, kind=claim.kind, spec=claim.spec)
-    with job_log(ctx.workdir / "job.log", job_id):
-        return _run_claimed(ctx, factory, worker)
+    try:
+        with job_log(ctx.workdir / "job.log", job_id):
+            return _run_claimed(ctx, factory, worker)
+    finally:
+        _publish_log(ctx)
+
+
+def _publish_log(ctx: DbContext) -> None:
+    try:
+        ctx.publish_log()
+    except Exception as error:  # noqa: BLE001 - the job's outcome is recorded already; the log copy is a courtesy
+        log.warning("job %s: could not copy its log to the artifact store: %s", ctx.job_id, error)
 
 
 def _run_claimed(ctx: DbContext, factory: Any, worker: str) -> str:
@@ -268,7 +304,7 @@ def _run_claimed(ctx: DbContext, factory: Any, worker: str) -> str:
 
 def passing_fault(error: BaseException) -> str | None:
     """Why the attempt stopped, when it was a fault that may pass (the job should be tried again):
-    the database unreachable or locked, or a full disk. None for any other error."""
+    the database unreachable or locked, a full disk, or the object store down. None for any other error."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, DBAPIError) and (
@@ -281,6 +317,8 @@ def passing_fault(error: BaseException) -> str | None:
             return f"disk full: {seen.strerror or 'No space left on device'}{where}; free space there"
         if "No space left on device" in str(seen) or "StorageFull" in str(seen):  # e.g. safetensors' own error
             return f"disk full: {str(seen).splitlines()[0]}; free space where the job writes"
+        if isinstance(seen, store.StoreTransient):
+            return f"the object store was unavailable ({seen}); the attempt stopped and will be retried"
         seen = seen.__cause__ or seen.__context__
     return None
 

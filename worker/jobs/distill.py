@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from transformers import set_seed
 
-from bertq import datafiles, hubdata
+from bertq import datafiles, hubdata, store
 from bertq.distillation import DistillSpec
 from bertq.errors import BertqError
 from bertq.families import get_family
@@ -94,6 +94,11 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
         ).encode()
     ).hexdigest()[:32]
     cache = ctx.settings.artifacts / "cache" / "teacher-outputs" / f"{key}.npz"
+    shared = ctx.settings.artifact_store and store.join(
+        ctx.settings.artifact_store, "cache", "teacher-outputs", f"{key}.npz"
+    )
+    if shared and not cache.is_file() and store.exists(shared):  # computed on another machine
+        cache = store.cache(ctx.settings.home).data(shared)
     hit = cache.is_file()
     if hit:
         ctx.log.info("teacher outputs for key %s are cached at %s: reused", key, cache)
@@ -119,6 +124,8 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
         partial = cache.with_name(f".{cache.name}.{os.getpid()}.partial.npz")
         np.savez(partial, ids=np.array([example_id(t) for t in unique]), logits=logits)
         os.replace(partial, cache)  # atomic: a reader sees the whole file or none
+        if shared:
+            store.upload(cache, shared)  # for the next distill of this teacher and data, on any machine
     ctx.artifact("teacher_logits", cache)
     ctx.metrics({"cache_hit": float(hit)})
     return {"cache_key": key, "cache_hit": hit, "path": str(cache)}

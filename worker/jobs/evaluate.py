@@ -30,7 +30,8 @@ WARMUP_CALLS = 10
 
 def run_evaluate(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     spec = EvaluateSpec.from_dict(spec_values)
-    location = spec.model_location or ctx.checkpoint_of(spec.model_job_id)
+    # A job's checkpoint through the context: from the artifact store, its sha256 is checked.
+    location = (ctx.checkpoint_of(spec.model_job_id) if spec.model_job_id else None) or spec.model_location
     if location is None:
         raise BertqError(f"job {spec.model_job_id} recorded no checkpoint to evaluate")
     device = spec.device

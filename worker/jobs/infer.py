@@ -128,7 +128,8 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
     shard = sharding.Shard(**spec.shard)
     parent = spec.parent_job_id
     device = best_device() if spec.device in ("cuda", "auto") else "cpu"  # auto: what this worker has
-    location = spec.model_location or ctx.checkpoint_of(spec.model_job_id)
+    # A job's checkpoint through the context: from the artifact store, its sha256 is checked.
+    location = (ctx.checkpoint_of(spec.model_job_id) if spec.model_job_id else None) or spec.model_location
     if location is None:
         raise BertqError(f"job {spec.model_job_id} recorded no checkpoint to run")
 
