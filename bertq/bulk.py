@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bertq import sharding
+from bertq import hubdata, sharding, store
 from bertq.errors import BertqError, SpecError
 from bertq.families import head_family
 from bertq.infer_tasks import INFER_TASKS
@@ -79,10 +79,27 @@ def _output_problem(folder: Path) -> str | None:
     return f"--output {folder} already holds {what}; choose another folder (for nightly runs put {{date}} in --output) or empty it"
 
 
-def resolve_output(output: str, run_date: dt.date | None = None) -> Path:
-    """`{date}` in --output becomes the run's date (the schedule slot's, or today's), e.g. 2026-11-26."""
+def resolve_output(output: str, run_date: dt.date | None = None) -> str:
+    """`{date}` in --output becomes the run's date (the schedule slot's, or today's), e.g. 2026-11-26;
+    a local folder becomes absolute, a store URL stays a URL."""
     date = run_date or _run_date()
-    return Path(output.replace("{date}", date.isoformat())).expanduser().resolve()
+    filled = output.replace("{date}", date.isoformat())
+    return filled.rstrip("/") if store.is_url(filled) else str(Path(filled).expanduser().resolve())
+
+
+def _stored_output_problem(url: str) -> str | None:
+    """A store folder is free when nothing is under it (or only another submit's marker of this job)."""
+    try:
+        fs, path = store.filesystem(url)
+        marker = store.join(url, MARKER)
+        if store.exists(marker):
+            owner = store.read_text(marker).strip()
+            return f"--output {url} already holds the output of job {owner}; choose another folder (put {{date}} in it for nightly runs)"
+        if fs.exists(path) and fs.find(path):
+            return f"--output {url} already holds other objects; choose another folder or empty it"
+    except store.StoreError as error:
+        return f"--output: {error}"
+    return None
 
 
 def _run_date() -> dt.date:
@@ -184,10 +201,18 @@ def build_infer_spec(
         plan = sharding.plan_shards(
             paths, shards=shard_count, text_column=text_column, id_column=id_column, on_bad_line=on_bad_line
         )
+        # Shards of a Hub dataset or a store object name it, not this machine's copy: each worker
+        # reads its own copy of the same bytes.
+        origin = {
+            str(hubdata.local_path(value)): str(hubdata.HubData.parse(value)) if hubdata.is_hub(value) else value
+            for value in inputs
+            if hubdata.is_hub(value) or store.is_url(value)
+        }
+        plan = [replace(s, path=origin.get(s.path, s.path)) for s in plan]
     except BertqError as error:
         problems.append(f"--input: {error}")
     folder = resolve_output(output)
-    problem = _output_problem(folder)
+    problem = _stored_output_problem(folder) if store.is_url(folder) else _output_problem(Path(folder))
     if problem:
         problems.append(problem)
     if problems:
@@ -198,7 +223,7 @@ def build_infer_spec(
         model_job_id=job_id,
         task=task,
         inputs=sorted({s.path for s in plan}),
-        output=str(folder),
+        output=folder,
         format=format,
         text_column=text_column,
         id_column=id_column,
@@ -240,6 +265,15 @@ def shard_rows(ids: list[int], shards: list[sharding.Shard]) -> list[dict[str, A
     return [{**asdict(s), "job_id": ids[0], "shard_job_id": ids[i + 1]} for i, s in enumerate(shards)]
 
 
-def claim_output(folder: Path, job_id: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / MARKER).write_text(f"{job_id}\n")
+def claim_output(folder: str, job_id: int) -> None:
+    """Mark the output folder (or store prefix) as this job's: a second submit to it is refused."""
+    if store.is_url(folder):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            marker = Path(scratch) / MARKER
+            marker.write_text(f"{job_id}\n")
+            store.upload(marker, store.join(folder, MARKER))
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / MARKER).write_text(f"{job_id}\n")

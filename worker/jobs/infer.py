@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bertq import sharding
+from bertq import sharding, store
 from bertq.bulk import InferSpec
 from bertq.db.models import utcnow
 from bertq.errors import BertqError
@@ -167,14 +167,23 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
     )
 
     # This attempt's own file, checked before it is offered as the shard's output.
-    folder = check_output_folder(spec.output, ctx.settings)  # checked again: it may have become a symlink
+    name = f"part-{shard.index:05d}.attempt-{ctx.attempt}.{spec.format}"
+    stored = store.is_url(spec.output)
+    if stored:  # written here, checked, then uploaded under its attempt's name; the commit names the URL
+        folder = ctx.workdir / "output"
+    else:
+        folder = check_output_folder(spec.output, ctx.settings)  # checked again: it may have become a symlink
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"part-{shard.index:05d}.attempt-{ctx.attempt}.{spec.format}"
+    path = folder / name
     _write_records(path, spec.format, ids, results)
     if read_output_ids(path, spec.format) != ids:
         raise BertqError(f"{path}: the written ids differ from the shard's ids; the file was not committed")
     digest = size_and_digest(path)[1]
-    ctx.commit_shard_output(parent, shard.index, path=str(path), sha256=digest, rows=len(ids))
+    where = str(path)
+    if stored:
+        where = store.join(spec.output, name)
+        store.upload(path, where)
+    ctx.commit_shard_output(parent, shard.index, path=where, sha256=digest, rows=len(ids))
     rate = len(ids) / max(time.monotonic() - started, 1e-6)
     return {"records": len(ids), "output": str(path), "precision": decision, "rate_per_s": round(rate, 1)}
 
@@ -182,6 +191,8 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
 def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Every shard succeeded: check their committed files, drop the losers', seal the folder."""
     spec = InferSpec.from_dict(spec_values)
+    if store.is_url(spec.output):
+        return _seal_stored_output(spec, ctx)
     folder = check_output_folder(spec.output, ctx.settings)  # checked again: it may have become a symlink
     shards = ctx.shards()
     files = []
@@ -224,6 +235,52 @@ def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     ctx.artifact("output", folder / "manifest.json")
     ctx.metrics({"records": float(manifest["records"]), "files": float(len(files))})
     return {"output": str(folder), "records": manifest["records"], "files": len(files)}
+
+
+def _seal_stored_output(spec: InferSpec, ctx: JobContext) -> dict[str, Any]:
+    """The same commit as a local folder's, on a store without rename: every shard's committed part
+    (named by its attempt) is checked to exist, parts of attempts that lost are deleted, then the
+    manifest naming the committed parts and their sha256 is written, and `_SUCCESS` last."""
+    fs, prefix = store.filesystem(spec.output)
+    files = []
+    for shard in ctx.shards():
+        if not shard.output_path or not store.exists(shard.output_path):
+            raise BertqError(f"shard {shard.index} has no committed output in {spec.output}")
+        files.append(
+            {
+                "path": shard.output_path.rsplit("/", 1)[-1],
+                "records": shard.records,
+                "sha256": shard.output_sha256,
+                "shard": shard.index,
+                "input": shard.path,
+                "input_range": [shard.start, shard.end],
+                "first_line": shard.first_line,
+            }
+        )
+    committed = {f["path"] for f in files}
+    for leftover in fs.glob(f"{prefix.rstrip('/')}/part-*.attempt-*.{spec.format}"):
+        if leftover.rsplit("/", 1)[-1] not in committed:  # an attempt that lost: not part of the output
+            fs.rm_file(leftover)
+    manifest: dict[str, Any] = {
+        "job_id": ctx.job_id,
+        "model": spec.model,
+        "model_location": spec.model_location,
+        "task": spec.task,
+        "format": spec.format,
+        "records": sum(f["records"] for f in files),
+        "files": files,
+        "inputs": spec.inputs,
+        "created_at": utcnow().isoformat(timespec="seconds") + "Z",
+    }
+    local = ctx.workdir / "manifest.json"
+    local.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    store.upload(local, store.join(spec.output, "manifest.json"))
+    success = ctx.workdir / "_SUCCESS"
+    success.write_text("")
+    store.upload(success, store.join(spec.output, "_SUCCESS"))  # last: readers wait for it
+    ctx.artifact("output", local)
+    ctx.metrics({"records": float(manifest["records"]), "files": float(len(files))})
+    return {"output": spec.output, "records": manifest["records"], "files": len(files)}
 
 
 def _atomic_write(path: Path, text: str) -> None:
