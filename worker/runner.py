@@ -164,15 +164,10 @@ class DbContext:
         location, digest = record
         if store.is_url(location):
             cache = store.cache(self.settings.home)
+            hits = cache.hits
             path = cache.artifact(location, digest)
-            self.log.info(
-                "artifact %s of job %s: local copy %s (cache hits %d, misses %d)",
-                kind,
-                job_id,
-                path,
-                cache.hits,
-                cache.misses,
-            )
+            how = "cache hit" if cache.hits > hits else "downloaded"
+            self.log.info("artifact %s of job %s: %s, %s", kind, job_id, how, path)
             return str(path)
         return location
 
