@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bertq.config import DEFAULT_DB_BUSY_SECONDS, Settings, load_settings
 
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 """The newest Alembic revision; a test checks it matches migrations/versions."""
 
 _engines: dict[str, Engine] = {}

@@ -4,6 +4,7 @@ by them, and a job no live worker can take says so."""
 from __future__ import annotations
 
 import json
+import os
 
 
 def test_workers_register_route_and_unregister(bertq, tiny_classifier, tiny_data):
@@ -59,3 +60,23 @@ def test_workers_register_route_and_unregister(bertq, tiny_classifier, tiny_data
     names = {w["name"]: w for w in bertq.json("workers", "--all")}
     assert not names["alpha@here"]["live"] and names["alpha@here"]["stopped_at"]
     assert "alpha@here" not in {w["name"] for w in bertq.json("workers")}
+
+
+def test_a_worker_on_a_gpu_machine_records_the_gpu(tmp_path, monkeypatch):
+    """No GPU here: a stand-in `nvidia-smi` on PATH answers as the real one does on an H200 machine
+    (the query and its CSV are nvidia-smi's documented format)."""
+    from bertq.worker.registry import describe_device
+
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho '0, NVIDIA H200, 143771'\necho '1, NVIDIA H200, 143771'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert describe_device() | {"torch_version": None} == {
+        "device": "cuda",
+        "gpu_name": "NVIDIA H200",
+        "gpu_memory_mb": 143771,
+        "torch_version": None,
+    }
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a worker told to see no GPU
+    assert describe_device()["device"] == "cpu"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 import threading
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 log = logging.getLogger("bertq.worker")
@@ -21,16 +22,38 @@ def heartbeat_seconds() -> float:
 
 
 def describe_device() -> dict[str, Any]:
-    """cuda with the first GPU's name and memory when torch sees one, else cpu."""
+    """cuda with the first visible GPU's name and memory when nvidia-smi sees one, else cpu.
+
+    Asked of nvidia-smi, not torch: the worker's parent process never imports torch (its children
+    do, per job), so that it starts fast and holds no GPU context."""
+    details: dict[str, Any] = {"device": "cpu", "torch_version": _version_of("torch")}
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return details
     try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a worker dependency
-        return {"device": "cpu", "torch_version": None}
-    details: dict[str, Any] = {"device": "cpu", "torch_version": torch.__version__.split("+")[0]}
-    if torch.cuda.is_available():
-        properties = torch.cuda.get_device_properties(0)
-        details.update(device="cuda", gpu_name=properties.name, gpu_memory_mb=properties.total_memory // 2**20)
+        listing = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return details
+    gpus = [line.split(", ") for line in listing.stdout.strip().splitlines() if line.count(", ") == 2]
+    if visible:
+        wanted = visible.split(",")[0].strip()
+        gpus = [g for g in gpus if g[0] == wanted] or gpus
+    if listing.returncode == 0 and gpus:
+        _, name, memory = gpus[0]
+        details.update(device="cuda", gpu_name=name, gpu_memory_mb=int(float(memory)))
     return details
+
+
+def _version_of(package: str) -> str | None:
+    try:
+        return version(package).split("+")[0]
+    except PackageNotFoundError:
+        return None
 
 
 def start(name: str) -> None:
