@@ -112,6 +112,24 @@ def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel:
     os.execv(sys.executable, argv)
 
 
+@cli.command("metrics")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=9808, show_default=True)
+@click.option("--once", is_flag=True, help="Print one scrape in the Prometheus text format and exit.")
+def metrics_command(address: str, port: int, once: bool) -> None:
+    """Serve Prometheus metrics at /metrics: queue depth and oldest age per queue, jobs by kind and
+    status, attempts by outcome, bulk rows/s, live workers by device (read from the database per scrape)."""
+    from bertq.cli.metrics import registry, serve
+
+    if once:
+        from prometheus_client import generate_latest
+
+        click.echo(generate_latest(registry()).decode(), nl=False)
+        return
+    click.echo(f"serving Prometheus metrics on http://{address}:{port}/metrics")
+    serve(address, port)
+
+
 @cli.command("workers")
 @click.option("--all", "include_gone", is_flag=True, help="Also workers that stopped or have not been seen lately.")
 @click.option("--json", "as_json", is_flag=True)

@@ -420,3 +420,18 @@ def test_disk_full_while_writing_outputs_is_a_retryable_error_and_leaves_no_trun
     ids = [json.loads(line)["id"] for line in part.read_text().splitlines()]
     assert ids == [f"corpus.txt:{n}" for n in range(1, 4001)]
     assert [a["outcome"] for a in bertq.json("show", str(shard))["attempt_history"]] == ["RETRY", "SUCCEEDED"]
+
+
+def test_workers_alone_recover_a_killed_peer_without_beat(bertq, tiny_model, tiny_data):
+    """No `bertq beat` runs: the surviving worker reaps the dead one's expired lease and requeues."""
+    bertq.env.update(SLOW_STEPS, BERTQ_WORKER_HEARTBEAT="1")
+    workers = {"one": bertq.start_worker(name="one@%h"), "two": bertq.start_worker(name="two@%h")}
+    job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "3")
+    _wait_for(lambda: _checkpoints(bertq, job))
+    owner = bertq.json("show", str(job))["lease_owner"].split("@", 1)[0]
+    os.killpg(workers[owner].pid, signal.SIGKILL)
+    assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+    history = bertq.json("show", str(job))["attempt_history"]
+    assert [a["outcome"] for a in history] == ["LOST", "SUCCEEDED"]
+    survivor = "two" if owner == "one" else "one"
+    assert history[1]["worker"].startswith(f"{survivor}@")

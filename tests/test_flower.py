@@ -102,6 +102,32 @@ def test_flower_answers_401_without_credentials_and_lists_a_running_bertq_task(b
             time.sleep(0.5)
         assert seen is not None, "Flower never listed the bertq task"
         assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+
+        def task_of(job_id: int, state: str) -> dict:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                tasks = json.loads(_get(base + "/api/tasks", auth=("ops", "s3cret-pw"))[1]).values()
+                for task in tasks:
+                    if str(job_id) in str(task.get("args")) and task.get("state") == state:
+                        return task
+                time.sleep(0.5)
+            raise AssertionError(f"Flower never showed job {job_id}'s task as {state}")
+
+        # Flower tells the truth: the succeeded job's task names the job; a job that FAILED is a FAILURE.
+        done = task_of(job, "SUCCESS")
+        assert f"'job': {job}" in str(done["result"]) and "'kind': 'finetune'" in str(done["result"])
+        broken = bertq.home / "broken.tsv"
+        broken.write_text(train.read_text())
+        failing = json.loads(
+            bertq.run(
+                "submit", "finetune", "--model", str(tiny_model), "--task", "sst2", "--train", str(broken),
+                "--eval", str(dev), "--max-length", "32", "--no-evaluate", "--json", check=True,
+            ).stdout
+        )["id"]  # fmt: skip
+        broken.write_text("sentence\tlabel\n")  # emptied after the submit checked it: the job fails
+        assert bertq.run("wait", str(failing), "--timeout", "300").returncode != 0
+        failure = task_of(failing, "FAILURE")
+        assert f"job {failing} (finetune" in failure["exception"] and "no examples" in failure["exception"]
     finally:
         os.killpg(flower.pid, signal.SIGTERM)
         flower.wait(timeout=20)

@@ -259,6 +259,28 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
         _publish_log(ctx)
 
 
+def describe_outcome(job_id: int, outcome: str, settings: Settings | None = None) -> dict[str, Any]:
+    """What a Celery task reports about the job it ran (Flower shows it): id, kind, model, status,
+    attempt, what this delivery did, and the error of a failed job."""
+    from bertq.jobkinds import model_of
+
+    summary: dict[str, Any] = {"job": job_id, "outcome": outcome}
+    try:
+        with sessions(settings or load_settings())() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                summary.update(
+                    kind=job.kind,
+                    model=model_of(job.kind, job.spec),
+                    status=job.status,
+                    attempt=job.attempts,
+                    error=job.error,
+                )
+    except DBAPIError:  # the database is away: the task still reports what it knows
+        pass
+    return summary
+
+
 def _publish_log(ctx: DbContext) -> None:
     try:
         ctx.publish_log()
