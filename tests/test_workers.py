@@ -80,3 +80,16 @@ def test_a_worker_on_a_gpu_machine_records_the_gpu(tmp_path, monkeypatch):
     }
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a worker told to see no GPU
     assert describe_device()["device"] == "cpu"
+
+
+def test_half_precision_is_the_gpus_native_one():
+    """bf16 only where the GPU computes it natively (compute capability 8.0 on); older GPUs get fp16
+    (training with loss scaling), a CPU fp32. Capabilities as the CUDA runtime reports them."""
+    from bertq.worker.loading import half_precision
+
+    assert half_precision((7, 5)) == "fp16"  # T4: bf16 only emulated
+    assert half_precision((7, 0)) == "fp16"  # V100
+    assert half_precision((8, 0)) == "bf16"  # A100
+    assert half_precision((8, 9)) == "bf16"  # L4
+    assert half_precision((9, 0)) == "bf16"  # H100/H200
+    assert half_precision(None) == "fp32"

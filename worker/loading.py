@@ -117,6 +117,27 @@ def load_with(auto_class: Any, location: str, **options: Any) -> Any:
     return arm_out_of_memory(auto_class.from_pretrained(location, **_weights_options(), **options))
 
 
+NATIVE_BF16_CAPABILITY = (8, 0)
+"""NVIDIA GPUs compute bf16 natively from Ampere (compute capability 8.0: A100, A10, L4, H100, H200)
+on; older ones (T4 7.5, V100 7.0) only emulate it, slowly, though torch.cuda.is_bf16_supported()
+counts emulation by default."""
+
+
+def gpu_capability() -> tuple[int, int] | None:
+    """The compute capability of this process's GPU, or None without one."""
+    import torch
+
+    return tuple(torch.cuda.get_device_capability()) if torch.cuda.is_available() else None  # type: ignore[return-value]
+
+
+def half_precision(capability: tuple[int, int] | None) -> str:
+    """The 16-bit precision a device runs natively: bf16 where the GPU has it, fp16 (with loss scaling
+    when training) on an older GPU, fp32 without a GPU."""
+    if capability is None:
+        return "fp32"
+    return "bf16" if tuple(capability) >= NATIVE_BF16_CAPABILITY else "fp16"
+
+
 def best_device() -> str:
     import torch
 

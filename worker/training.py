@@ -14,6 +14,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from bertq.errors import AttemptSuperseded, BertqError, Preempted
 from bertq.worker import faults
 from bertq.worker.inference import OutOfMemory, is_out_of_memory
+from bertq.worker.loading import gpu_capability, half_precision
 from bertq.worker.runner import JobContext
 
 COMPLETE_MARKER = "BERTQ_COMPLETE"
@@ -25,13 +26,9 @@ def training_arguments(
 ) -> TrainingArguments:
     """`keep_columns`: pass dataset columns the model does not take (a distillation's teacher_logits)."""
     on_gpu = device == "cuda"
-    bf16 = False
-    fp16 = False
-    if on_gpu:
-        import torch
-
-        bf16 = torch.cuda.is_bf16_supported()
-        fp16 = not bf16
+    # Native bf16 only (Ampere and later); fp16 with the Trainer's loss scaling on older GPUs.
+    half = half_precision(gpu_capability()) if on_gpu else "fp32"
+    bf16, fp16 = half == "bf16", half == "fp16"
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=spec.epochs,

@@ -21,9 +21,16 @@ from bertq.distillation import DistillSpec
 from bertq.errors import BertqError
 from bertq.families import get_family
 from bertq.worker.families import worker_family
-from bertq.worker.inference import run_model
+from bertq.worker.inference import prepare_model, run_model
 from bertq.worker.kd import IGNORE_INDEX, distillation_loss
-from bertq.worker.loading import best_device, load_for_training, load_tokenizer, load_trained
+from bertq.worker.loading import (
+    best_device,
+    gpu_capability,
+    half_precision,
+    load_for_training,
+    load_tokenizer,
+    load_trained,
+)
 from bertq.worker.runner import JobContext, size_and_digest
 from bertq.worker.students import cut_from_teacher
 from bertq.worker.textdata import load_labelled
@@ -100,6 +107,7 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
     if shared and not cache.is_file() and store.exists(shared):  # computed on another machine
         cache = store.cache(ctx.settings.home).data(shared)
     hit = cache.is_file()
+    precision: str | None = None  # of the teacher pass, when this job ran it
     if hit:
         ctx.log.info("teacher outputs for key %s are cached at %s: reused", key, cache)
     else:
@@ -107,8 +115,10 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
         unique = list(dict.fromkeys(texts))
         device = best_device()
         tokenizer = load_tokenizer(teacher_folder)  # the teacher's own tokenizer and vocabulary
-        model = load_trained(teacher_folder, spec.family).to(device)
-        model.eval()
+        precision = half_precision(gpu_capability()) if device == "cuda" else "fp32"
+        # Through prepare_model, so the pass runs in the precision it records (weights cast, not
+        # an autocast that a bare model ignores).
+        model = prepare_model(load_trained(teacher_folder, spec.family), precision=precision, device=device)
         ctx.progress(0.05, force=True, phase=f"teacher pass over {len(unique)} texts")
         features = {k: list(v) for k, v in tokenizer(unique, truncation=True, max_length=spec.max_length).items()}
         outputs = run_model(
@@ -116,7 +126,7 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
             features,
             pad_id=tokenizer.pad_token_id or 0,
             device=device,
-            precision="bf16" if device == "cuda" else "fp32",
+            precision=precision,
             batch_size=128,
         )
         logits = np.stack([o["logits"] for o in outputs]).astype(np.float32)
@@ -128,7 +138,7 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
             store.upload(cache, shared)  # for the next distill of this teacher and data, on any machine
     ctx.artifact("teacher_logits", cache)
     ctx.metrics({"cache_hit": float(hit)})
-    return {"cache_key": key, "cache_hit": hit, "path": str(cache)}
+    return {"cache_key": key, "cache_hit": hit, "path": str(cache), "precision": precision}
 
 
 def _soft_labels(ctx: JobContext, spec: DistillSpec) -> dict[str, np.ndarray]:

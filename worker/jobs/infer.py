@@ -27,7 +27,7 @@ from bertq.infer_tasks import get_infer_task
 from bertq.safety import check_output_folder
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 from bertq.worker import faults
-from bertq.worker.loading import best_device
+from bertq.worker.loading import best_device, gpu_capability, half_precision
 from bertq.worker.predict import agreement, cpu_has_fast_bf16, load_predictor
 from bertq.worker.runner import JobContext, size_and_digest
 
@@ -53,24 +53,35 @@ def choose_precision(
     """`auto`: bf16 where the hardware is fast at it and its answers agree with fp32's on a sample."""
     if spec.precision != "auto":
         return spec.precision, {"chosen": spec.precision, "reason": "requested"}
-    if device == "cuda":
-        return "bf16", {"chosen": "bf16", "reason": "GPU"}
-    if not cpu_has_fast_bf16():
+    candidate_precision = "bf16"
+    if device == "cuda":  # the GPU's native 16-bit format, checked against fp32 like the CPU's bf16
+        candidate_precision = half_precision(gpu_capability())
+    elif not cpu_has_fast_bf16():
         return "fp32", {"chosen": "fp32", "reason": "this CPU has no fast bf16 (AMX/AVX512-BF16)"}
     sample = texts[:PRECISION_SAMPLE]
     reference = load_predictor(
         location, spec.task, device=device, precision="fp32", **_predictor_options(spec)
     ).predict(sample)
     candidate = load_predictor(
-        location, spec.task, device=device, precision="bf16", **_predictor_options(spec)
+        location, spec.task, device=device, precision=candidate_precision, **_predictor_options(spec)
     ).predict(sample)
     score = agreement(spec.task, reference, candidate)
     needed = REQUIRED_COSINE if get_infer_task(spec.task).vectors else REQUIRED_AGREEMENT
-    chosen = "bf16" if score >= needed else "fp32"
+    chosen = candidate_precision if score >= needed else "fp32"
     ctx.log.info(
-        "precision check on %d records: bf16 agreement %.4f (needs %.3f): %s", len(sample), score, needed, chosen
+        "precision check on %d records: %s agreement %.4f (needs %.3f): %s",
+        len(sample),
+        candidate_precision,
+        score,
+        needed,
+        chosen,
     )
-    return chosen, {"chosen": chosen, "reason": "accuracy check", "bf16_agreement": score, "sample": len(sample)}
+    return chosen, {
+        "chosen": chosen,
+        "reason": "accuracy check",
+        f"{candidate_precision}_agreement": score,
+        "sample": len(sample),
+    }
 
 
 def _write_records(path: Path, fmt: str, ids: list[str], results: list[dict[str, Any]]) -> None:
