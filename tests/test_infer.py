@@ -477,3 +477,65 @@ def test_models_of_other_layouts_are_served_as_they_are():
         is_decoder=True,
     )
     assert serve_encoder(AutoModelForSequenceClassification.from_config(decoder).eval(), task="classify") == 0
+
+
+def test_predictors_copy_results_to_the_host_once_a_batch_not_once_a_row(tiny_model, tmp_path, monkeypatch):
+    """On a GPU each `.cpu()` is a synchronising device-to-host copy: the predictors make one (or
+    two, QA's start and end) per batch, whatever the number of rows in it."""
+    import torch
+    from transformers import (
+        AutoModelForQuestionAnswering,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
+
+    from bertq.worker.predict import load_predictor
+
+    def saved(model, name):  # type: ignore[no-untyped-def]
+        folder = tmp_path / name
+        model.save_pretrained(folder)
+        AutoTokenizer.from_pretrained(tiny_model).save_pretrained(folder)
+        return str(folder)
+
+    ner = saved(
+        AutoModelForTokenClassification.from_pretrained(
+            tiny_model, num_labels=3, id2label={0: "O", 1: "B-X", 2: "I-X"}
+        ),
+        "ner",
+    )
+    nli = saved(
+        AutoModelForSequenceClassification.from_pretrained(
+            tiny_model, num_labels=3, id2label={0: "entailment", 1: "neutral", 2: "contradiction"}
+        ),
+        "nli",
+    )
+    qa = saved(AutoModelForQuestionAnswering.from_pretrained(tiny_model), "qa")
+    texts = [f"the movie number {i} was good" for i in range(24)]
+    copies = {"count": 0}
+    originals = {name: getattr(torch.Tensor, name) for name in ("cpu", "__float__", "item")}
+
+    def counting(name: str):  # type: ignore[no-untyped-def]
+        def call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            copies["count"] += 1
+            return originals[name](self, *args, **kwargs)
+
+        return call
+
+    # Every case fits one batch (token budget and batch cap above its rows): copies are per batch.
+    cases = [
+        (str(tiny_model), "embed", {}, 1),
+        (ner, "ner", {}, 1),
+        (nli, "zero-shot", {"labels": ["good", "bad"]}, 1),
+        (qa, "qa", {"question": "what was good?"}, 2),
+    ]
+    for location, task, options, per_batch in cases:
+        predictor = load_predictor(location, task, device="cpu", precision="fp32", max_length=32, **options)
+        for name in originals:
+            monkeypatch.setattr(torch.Tensor, name, counting(name))
+        copies["count"] = 0
+        results = predictor.predict(texts, token_budget=1 << 20)
+        for name, method in originals.items():
+            monkeypatch.setattr(torch.Tensor, name, method)
+        assert len(results) == len(texts)
+        assert copies["count"] <= per_batch, (task, copies["count"])

@@ -86,9 +86,9 @@ class Predictor:
         results: list[dict[str, Any]] = [{}] * len(texts)
 
         def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
+            vectors = self._pooled(output.last_hidden_state, batch["attention_mask"])  # one copy a batch
             for row, index in enumerate(indices):
-                vector = self._pooled(output.last_hidden_state[row], batch["attention_mask"][row])
-                results[index] = {"embedding": vector}
+                results[index] = {"embedding": [round(float(x), 6) for x in vectors[row]]}
 
         self._run(features, consume, token_budget=token_budget, on_batch=on_batch)
         return results
@@ -102,9 +102,11 @@ class Predictor:
         results: list[dict[str, Any]] = [{}] * len(texts)
 
         def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
+            # One softmax and one device-to-host copy a batch, not one a row.
+            probabilities = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
             for row, index in enumerate(indices):
-                logits = output.logits[row, : len(offsets[index])]
-                results[index] = {"entities": self._entities(texts[index], logits, offsets[index])}
+                rows = probabilities[row, : len(offsets[index])]
+                results[index] = {"entities": self._entities(texts[index], rows, offsets[index])}
 
         self._run(features, consume, token_budget=token_budget, on_batch=on_batch)
         return results
@@ -157,26 +159,27 @@ class Predictor:
             results.append(result)
         return results
 
-    def _pooled(self, hidden: torch.Tensor, mask: torch.Tensor) -> list[float]:
+    def _pooled(self, hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        """A batch's sentence vectors ([batch, hidden]), pooled on the device, copied to the host once."""
         hidden = hidden.float()
         if self.pooling == "cls":
-            vector = hidden[0]
+            vectors = hidden[:, 0]
         else:  # mean over real tokens, as sentence-transformers models were trained
             weights = mask.unsqueeze(-1).float()
-            vector = (hidden * weights).sum(0) / weights.sum().clamp(min=1.0)
+            vectors = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         if self.normalize:
-            vector = torch.nn.functional.normalize(vector, dim=-1)
-        return [round(float(x), 6) for x in vector.cpu()]
+            vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        return vectors.cpu().numpy()
 
-    def _entities(self, text: str, logits: torch.Tensor, offsets: list[tuple[int, int]]) -> list[dict[str, Any]]:
-        """Token predictions merged into entity spans with character offsets into `text`."""
-        probabilities = torch.softmax(logits.float(), dim=-1).cpu()
+    def _entities(self, text: str, probabilities: np.ndarray, offsets: list[tuple[int, int]]) -> list[dict[str, Any]]:
+        """Token predictions (a row's softmax, on the host) merged into entity spans with character
+        offsets into `text`."""
         entities: list[dict[str, Any]] = []
         current: dict[str, Any] | None = None
         for position, (start, end) in enumerate(offsets[: len(probabilities)]):
             if start == end:  # special token
                 continue
-            best = int(torch.argmax(probabilities[position]))
+            best = int(np.argmax(probabilities[position]))
             tag = self._label(best)
             score = float(probabilities[position, best])
             prefix, _, kind = tag.partition("-")
@@ -213,8 +216,9 @@ class Predictor:
         scores = np.zeros((len(texts), len(labels)), dtype=np.float32)
 
         def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
+            column = output.logits[:, entail].float().cpu().numpy()  # one copy a batch
             for row, index in enumerate(indices):
-                scores[index // len(labels), index % len(labels)] = float(output.logits[row, entail])
+                scores[index // len(labels), index % len(labels)] = column[row]
 
         self._run(features, consume, token_budget=token_budget, on_batch=None)
         if on_batch is not None:
@@ -247,10 +251,12 @@ class Predictor:
         end = np.full_like(start, -1e9)
 
         def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
+            starts = output.start_logits.float().cpu().numpy()  # one copy a batch, not one a row
+            ends = output.end_logits.float().cpu().numpy()
             for row, index in enumerate(indices):
                 length = len(features["input_ids"][index])
-                start[index, :length] = output.start_logits[row, :length].float().cpu().numpy()
-                end[index, :length] = output.end_logits[row, :length].float().cpu().numpy()
+                start[index, :length] = starts[row, :length]
+                end[index, :length] = ends[row, :length]
 
         model_inputs = {k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         self._run(model_inputs, consume, token_budget=token_budget, on_batch=None)
