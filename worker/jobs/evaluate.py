@@ -12,6 +12,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,9 +35,7 @@ def run_evaluate(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     location = (ctx.checkpoint_of(spec.model_job_id) if spec.model_job_id else None) or spec.model_location
     if location is None:
         raise BertqError(f"job {spec.model_job_id} recorded no checkpoint to evaluate")
-    device = spec.device
-    if device == "auto":  # the device of this worker; int8 (dynamic quantisation) is the CPU's
-        device = "cpu" if spec.precision == "int8" else best_device()
+    device = resolve_device(spec.device, spec.precision)
     ctx.log.info("evaluate %s (%s) on %s: %s on %s", spec.model, location, spec.data, spec.precision, device)
     ctx.progress(0.05, force=True, phase="measuring in a fresh process")
     # A fresh process, so that its peak memory is the serving's alone, not what this worker process
@@ -57,8 +56,16 @@ def run_evaluate(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     return measured["result"]
 
 
+def resolve_device(device: str, precision: str) -> str:
+    """`auto`: the device of this worker (cuda when it has one); int8 (dynamic quantisation) is the CPU's."""
+    if device != "auto":
+        return device
+    return "cpu" if precision == "int8" else best_device()
+
+
 def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
     """Task metrics and deployment numbers of `spec.model_location`, measured in this process."""
+    spec = replace(spec, device=resolve_device(spec.device, spec.precision))
     if spec.device == "cuda" and not torch.cuda.is_available():
         raise BertqError(
             "--device cuda, but this worker has no CUDA device; submit to a GPU worker's queue (--queue gpu)"
