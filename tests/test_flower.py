@@ -121,10 +121,11 @@ def test_flower_answers_401_without_credentials_and_lists_a_running_bertq_task(b
         failing = json.loads(
             bertq.run(
                 "submit", "finetune", "--model", str(tiny_model), "--task", "sst2", "--train", str(broken),
-                "--eval", str(dev), "--max-length", "32", "--no-evaluate", "--json", check=True,
+                "--eval", str(dev), "--max-length", "32", "--no-evaluate", "--queue", "held", "--json", check=True,
             ).stdout
         )["id"]  # fmt: skip
         broken.write_text("sentence\tlabel\n")  # emptied after the submit checked it: the job fails
+        bertq.start_worker("--queues", "held", name="held@%h")
         assert bertq.run("wait", str(failing), "--timeout", "300").returncode != 0
         failure = task_of(failing, "FAILURE")
         assert f"job {failing} (finetune" in failure["exception"] and "no examples" in failure["exception"]
