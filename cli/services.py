@@ -77,8 +77,16 @@ def db_upgrade(revision: str) -> None:
 @click.option("--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True)
 @click.option("--name", default=None, help="Worker name (default bertq-<queues>-<pid>@<host>).")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel: str) -> None:
-    """Start a Celery worker that runs bertq jobs (replaces this process)."""
+@click.option(
+    "--gpus",
+    default=None,
+    help="all, or GPU indices (0,1): one worker process per GPU, each seeing only its own device "
+    "(CUDA_VISIBLE_DEVICES), named <name>-gpuN, with a fresh child per job so GPU memory is released "
+    "between jobs. Default queue then: gpu.",
+)
+def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel: str, gpus: str | None) -> None:
+    """Start a Celery worker that runs bertq jobs (replaces this process; with --gpus, supervises
+    one worker process per GPU)."""
     from bertq.broker import broker_url
     from bertq.db.engine import sessions
 
@@ -87,29 +95,50 @@ def worker(queues: str, concurrency: int, pool: str, name: str | None, loglevel:
     sessions(settings)  # migrate once here, not in every child
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if gpus is not None:
+        _worker_per_gpu(gpus, queues, name, loglevel)
+        return
     node = name or f"bertq-{queues.replace(',', '-')}-{os.getpid()}@%h"
+    os.execv(sys.executable, _celery_worker_argv(queues, concurrency, pool, node, loglevel))
+
+
+def _celery_worker_argv(queues: str, concurrency: int, pool: str, node: str, loglevel: str, *extra: str) -> list[str]:
     os.environ["BERTQ_WORKER_QUEUES"] = queues  # what the worker records in the registry
     os.environ["BERTQ_WORKER_CONCURRENCY"] = str(concurrency)
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "bertq.worker.celery_app:app",
-        "worker",
-        "-Q",
-        queues,
-        "-c",
-        str(concurrency),
-        "--pool",
-        pool,
-        "-n",
-        node,
-        "-E",
-        "--loglevel",
-        loglevel,
-    ]
-    os.execv(sys.executable, argv)
+    return [
+        sys.executable, "-m", "celery", "-A", "bertq.worker.celery_app:app", "worker", "-Q", queues,
+        "-c", str(concurrency), "--pool", pool, "-n", node, "-E", "--loglevel", loglevel, *extra,
+    ]  # fmt: skip
+
+
+def _worker_per_gpu(gpus: str, queues: str, name: str | None, loglevel: str) -> None:
+    """One pinned Celery worker per GPU, supervised here: SIGTERM/SIGINT are passed on (each worker
+    then checkpoints its running job), and this process exits when they all have."""
+    import signal
+    import subprocess
+
+    from bertq.worker_gpus import visible_gpus
+
+    indices = visible_gpus(gpus)
+    queues = queues if queues != "cpu" else "gpu"  # --gpus without --queues: the gpu queue
+    children = []
+    for index in indices:
+        node = f"{name or 'bertq'}-gpu{index}-{os.getpid()}@%h"
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(index))
+        argv = _celery_worker_argv(queues, 1, "prefork", node, loglevel, "--max-tasks-per-child", "1")
+        env.update(BERTQ_WORKER_QUEUES=queues, BERTQ_WORKER_CONCURRENCY="1")
+        children.append(subprocess.Popen(argv, env=env))
+    click.echo(f"started {len(children)} workers, one per GPU ({', '.join(indices)}), on queue(s) {queues}")
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    sys.exit(max(codes) if any(codes) else 0)
 
 
 @cli.command("metrics")

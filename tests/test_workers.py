@@ -93,3 +93,63 @@ def test_half_precision_is_the_gpus_native_one():
     assert half_precision((8, 9)) == "bf16"  # L4
     assert half_precision((9, 0)) == "bf16"  # H100/H200
     assert half_precision(None) == "fp32"
+
+
+def test_one_pinned_worker_per_gpu_with_a_fresh_child_per_job(bertq, tiny_classifier, tiny_data, tmp_path):
+    """`bertq worker --gpus all`: one worker process per GPU, each seeing its own device only. No GPU
+    here: a stand-in nvidia-smi lists two (documented query format); the jobs themselves run on the
+    CPU, since torch sees no CUDA device."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        '  *index,name*) echo "0, NVIDIA A100-SXM4-80GB, 81920"; echo "1, Tesla T4, 15360" ;;\n'
+        "  *) echo 0; echo 1 ;;\n"
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    bertq.env["PATH"] = f"{fake.parent}:{bertq.env['PATH']}"
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "bertq.cli", "worker", "--gpus", "all", "--name", "box"],
+        env=bertq.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        rows: list = []
+        while len(rows) < 2 and time.monotonic() < deadline:
+            rows = bertq.json("workers")
+            time.sleep(0.5)
+        by_gpu = {row["name"].split("-")[1]: row for row in rows}
+        assert set(by_gpu) == {"gpu0", "gpu1"}, rows
+        assert by_gpu["gpu0"]["gpu_name"] == "NVIDIA A100-SXM4-80GB" and by_gpu["gpu0"]["queues"] == ["gpu"]
+        assert by_gpu["gpu1"]["gpu_name"] == "Tesla T4" and by_gpu["gpu1"]["gpu_memory_mb"] == 15360
+
+        _, dev = tiny_data
+        jobs = [
+            json.loads(
+                bertq.run(
+                    "submit", "evaluate", "--model", str(tiny_classifier), "--task", "sst2", "--data", str(dev),
+                    "--max-length", "32", "--latency-samples", "2", "--queue", "gpu", "--json", check=True,
+                ).stdout
+            )["id"]
+            for _ in range(3)
+        ]  # fmt: skip
+        for job in jobs:
+            assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
+        runs = [bertq.json("show", str(job))["attempt_history"][-1]["worker"] for job in jobs]
+        nodes = [run.split("/pid")[0] for run in runs]
+        assert len(set(runs)) == 3  # a fresh child process for every job, even on one GPU's worker
+        assert len(set(nodes)) <= 2
+    finally:
+        os.killpg(supervisor.pid, signal.SIGTERM)
+        supervisor.wait(timeout=30)
+    assert all(not row["live"] for row in bertq.json("workers", "--all"))
