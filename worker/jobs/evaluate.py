@@ -115,8 +115,13 @@ def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
         _synchronize(spec.device)
         timings.append((time.perf_counter() - started) * 1000)
 
+    device_used_mb: float | None = None
     if spec.device == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated() / 1e6
+        # The caching allocator's peak reservation (what the process held, not only live tensors), and
+        # the device's own view (mem_get_info: context and every process on it included).
+        peak_mb = torch.cuda.max_memory_reserved() / 1e6
+        free, total = torch.cuda.mem_get_info()
+        device_used_mb = (total - free) / 1e6
     else:
         peak_mb = _peak_rss_mb()
     metrics = {
@@ -127,6 +132,7 @@ def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
         "latency_p50_ms": float(np.percentile(timings, 50)),
         "latency_p95_ms": float(np.percentile(timings, 95)),
         "throughput_per_s": float(throughput),
+        **({"device_memory_used_mb": device_used_mb} if device_used_mb is not None else {}),
     }
     result = {
         "device": spec.device,
@@ -138,7 +144,9 @@ def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
         "examples": evaluation.num_examples,
         "latency_samples": len(timings),
         "threads": torch.get_num_threads(),
-        "peak_memory": "peak allocated on the GPU" if spec.device == "cuda" else "peak RSS of a fresh serving process",
+        "peak_memory": "peak reserved by the CUDA caching allocator (device_memory_used_mb: the device's own view, from mem_get_info)"
+        if spec.device == "cuda"
+        else "peak RSS of a fresh serving process",
     }
     return {"metrics": metrics, "result": result}
 
