@@ -179,6 +179,27 @@ class LocalCache:
 
         return self._entry(f"sha-{sha256}", name, fetch)
 
+    def adopt(self, local: Path, url: str, sha256: str) -> None:
+        """An artifact this machine just wrote and uploaded: entered into the cache by hard links (no
+        second copy on disk), so its later use here is a hit, not a download of what is on disk."""
+        name = url.rstrip("/").rsplit("/", 1)[-1] or "artifact"
+
+        def link(target: Path) -> None:
+            def hard_link(source: str, destination: str) -> None:
+                try:
+                    os.link(source, destination)
+                except OSError:  # another filesystem: a copy
+                    shutil.copy2(source, destination)
+
+            if local.is_dir():
+                shutil.copytree(local, target, copy_function=hard_link)
+            else:
+                hard_link(str(local), str(target))
+
+        hits, misses = self.hits, self.misses
+        self._entry(f"sha-{sha256}", name, link)
+        self.hits, self.misses = hits, misses  # adopting is neither a hit nor a miss of a use
+
     # -- the entries ---------------------------------------------------------------------
 
     def _entry(self, key: str, name: str, fill: Any) -> Path:

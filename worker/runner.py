@@ -109,6 +109,7 @@ class DbContext:
             where = store.join(self.settings.artifact_store, "jobs", str(self.job_id), relative)
             self.write()  # still this attempt's job: a superseded attempt uploads nothing
             store.upload(path, where)
+            store.cache(self.settings.home).adopt(path, where, digest)
         self.write(
             lambda s: job_queries.add_artifact(
                 session=s, job_id=self.job_id, kind=kind, path=where, size_bytes=size, sha256=digest
