@@ -25,3 +25,11 @@ class AttemptSuperseded(BertqError):
 
 class Preempted(BertqError):
     """The worker is shutting down: the attempt saved a checkpoint and the job goes back to the queue."""
+
+
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    """` (did you mean 'minilm'?)` for the closest of `choices` to a mistyped `name`, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

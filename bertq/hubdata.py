@@ -20,10 +20,12 @@ a `ClassLabel` keep their ids, and their names become the label names; a sequenc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,9 +167,24 @@ def _load(source: HubData) -> Any:
     datasets.utils.logging.set_verbosity_error()
     datasets.disable_progress_bars()
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    if not offline:
+        # Ask the Hub first, with a short timeout: `datasets` would retry for half a minute before
+        # giving up. Unreachable: read the cache only (offline mode, for this load).
+        from bertq.hub import HubNotFound, HubUnreachable, fetch_json
+
+        try:
+            fetch_json(f"api/datasets/{source.name}")
+        except HubNotFound:
+            raise HubDataError(
+                f"Hub dataset {source.words}: the Hugging Face Hub has no public dataset {source.name!r}; check the "
+                "name on https://huggingface.co/datasets, or give a local file"
+            ) from None
+        except HubUnreachable:
+            offline = True
     try:
-        # The cache folder is read from the environment now, not when `datasets` was imported.
-        return datasets.load_dataset(source.name, source.config, split=source.split, cache_dir=_cache_dir())
+        with _offline(offline):
+            # The cache folder is read from the environment now, not when `datasets` was imported.
+            return datasets.load_dataset(source.name, source.config, split=source.split, cache_dir=_cache_dir())
     except ValueError as error:
         text = str(error)
         if "Couldn't find cache" in text:
@@ -190,7 +207,11 @@ def _load(source: HubData) -> Any:
             "(e.g. :train, :validation, :test)"
         ) from None
     except (ConnectionError, FileNotFoundError, OSError) as error:
-        where = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face Hub is unreachable or has no such dataset"
+        where = (
+            "the Hugging Face Hub is unreachable (or HF_HUB_OFFLINE is set)"
+            if offline
+            else "the Hugging Face Hub has no such dataset"
+        )
         raise HubDataError(
             f"Hub dataset {source.words} cannot be loaded: {where}, and it is not in the local Hugging Face "
             f"cache ({_cache_dir()}). On a machine with a network, load it once with the same HF_HOME: "
@@ -205,6 +226,23 @@ def _load(source: HubData) -> Any:
                 "https://huggingface.co/datasets"
             ) from None
         raise
+
+
+@contextlib.contextmanager
+def _offline(offline: bool) -> Iterator[None]:
+    """`datasets` and `huggingface_hub` in offline mode (cache only) for the duration, when asked."""
+    if not offline:
+        yield
+        return
+    import datasets
+    import huggingface_hub.constants as hub_constants
+
+    saved = (datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE)
+    datasets.config.HF_HUB_OFFLINE = hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
 
 
 def _first_line(text: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bertq import store
-from bertq.errors import BertqError
+from bertq.errors import BertqError, did_you_mean
 from bertq.hub import HubNotFound, HubUnreachable, fetch_json
 
 HUB_ALIASES: dict[str, str] = {
@@ -209,7 +209,7 @@ def _hub_config(name: str, hub_id: str) -> tuple[dict, tuple[str, ...] | None]:
         config = fetch_json(f"{hub_id}/resolve/main/config.json")
     except HubNotFound as error:
         raise ModelNotFound(
-            f"model {name!r}: the Hugging Face Hub has no public model {hub_id!r} ({error}); "
+            f"model {name!r}{_alias_hint(name)}: the Hugging Face Hub has no public model {hub_id!r} ({error}); "
             "check the id, or pass a local folder as --model"
         ) from error
     except HubUnreachable as error:
@@ -217,7 +217,7 @@ def _hub_config(name: str, hub_id: str) -> tuple[dict, tuple[str, ...] | None]:
         if cached is not None:
             return cached
         raise ModelNotFound(
-            f"model {name!r} ({hub_id}) must come from the Hugging Face Hub, which is unreachable here "
+            f"model {name!r}{_alias_hint(name)} ({hub_id}) must come from the Hugging Face Hub, which is unreachable here "
             f"({error}) and it is not in the local cache; " + _offline_help(name, hub_id)
         ) from error
     try:
@@ -226,6 +226,11 @@ def _hub_config(name: str, hub_id: str) -> tuple[dict, tuple[str, ...] | None]:
     except (HubNotFound, HubUnreachable):
         files = None
     return config, files or None
+
+
+def _alias_hint(name: str) -> str:
+    """` (did you mean 'minilm'?)` when a name that is not an alias is close to one."""
+    return "" if name in HUB_ALIASES or "/" in name else did_you_mean(name, [*HUB_ALIASES, OFFLINE_ALIAS])
 
 
 def hub_cache_dir() -> Path:

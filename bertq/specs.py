@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bertq import datafiles, hubdata, store
-from bertq.errors import BertqError, SpecError
+from bertq.errors import BertqError, SpecError, did_you_mean
 from bertq.families import PRESETS, DataCheck, Family, Preset, head_problem
 from bertq.labels import match_labels, parse_label_map
 from bertq.models import ModelRef, resolve_model
@@ -228,7 +228,9 @@ def _resolve(
 
 def _task(name: str) -> Preset:
     if name not in PRESETS:
-        raise SpecError([f"unknown task {name!r}; choose one of: {', '.join(PRESETS)}"])
+        raise SpecError(
+            [f"unknown task {name!r}{did_you_mean(name, list(PRESETS))}; choose one of: {', '.join(PRESETS)}"]
+        )
     return PRESETS[name]
 
 

@@ -262,3 +262,25 @@ def test_a_model_neither_online_nor_cached_fails_fast_with_the_fix(hub_bertq):
     assert result.returncode == 2
     assert "albert-base-v2" in result.stderr and "not in the local cache" in result.stderr
     assert result.stderr.count("not in the local cache") == 1  # said once, not once per step
+
+
+def test_an_unreachable_hub_falls_back_to_the_cache_at_once(hub_bertq):
+    """No HF_HUB_OFFLINE, and the Hub does not answer (a closed port as its endpoint): submit asks it
+    once with a short timeout, then reads the cache, instead of retrying for half a minute."""
+    import time
+
+    hub_bertq.env.pop("HF_HUB_OFFLINE", None)
+    hub_bertq.env["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    started = time.monotonic()
+    result = hub_bertq.run("submit", "distill", "--teacher", "roberta", "--student", "distilbert", "--json")
+    assert result.returncode == 0, result.stderr
+    result = hub_bertq.run("submit", "finetune", "--model", "distilbert", "--train", "hub:nobody/none", "--eval", "x")
+    assert result.returncode == 2 and "the Hugging Face Hub is unreachable" in result.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_typos_get_a_did_you_mean(hub_bertq):
+    result = hub_bertq.run("submit", "finetune", "--model", "minlm")
+    assert result.returncode == 2 and "did you mean 'minilm'?" in result.stderr
+    result = hub_bertq.run("submit", "finetune", "--model", "minilm", "--task", "sts2")
+    assert result.returncode == 2 and "did you mean 'sst2'?" in result.stderr
