@@ -56,6 +56,15 @@ def _queue_options(command: Any) -> Any:
     return command
 
 
+_device_option = click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: the device of the worker that takes the job (cuda when it has a GPU).",
+)
+
+
 def _loading_options(command: Any) -> Any:
     command = click.option(
         "--allow-pickle",
@@ -274,13 +283,7 @@ def _model_job(model: str) -> dict[str, Any] | None:
 )
 @click.option("--label-map", default=None, help=LABEL_MAP_HELP)
 @spec_option(EvaluateSpec, "precision", type=click.Choice(list(PRECISIONS)))
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="auto: the device of the worker that takes the job (cuda when it has a GPU).",
-)
+@_device_option
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
 @click.option("--max-length", type=int, default=None, help="[default: the job's, else 128; qa 384]")
@@ -498,13 +501,7 @@ def submit_distill(
 @click.option(
     "--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto", show_default=True
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="auto: the device of the worker that takes the job (cuda when it has a GPU).",
-)
+@_device_option
 @click.option(
     "--token-budget",
     type=int,

@@ -27,6 +27,7 @@ from bertq.infer_tasks import get_infer_task
 from bertq.safety import check_output_folder
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 from bertq.worker import faults
+from bertq.worker.context import ShardRecord
 from bertq.worker.loading import best_device, gpu_capability, half_precision
 from bertq.worker.predict import agreement, cpu_has_fast_bf16, load_predictor
 from bertq.worker.runner import JobContext, size_and_digest
@@ -215,22 +216,34 @@ def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             raise BertqError(
                 f"{path}: the committed output of shard {shard.index} is missing or changed since its commit"
             )
-        files.append(
-            {
-                "path": path.name,
-                "records": shard.records,
-                "sha256": shard.output_sha256,
-                "shard": shard.index,
-                "input": shard.path,
-                "input_range": [shard.start, shard.end],
-                "first_line": shard.first_line,
-            }
-        )
+        files.append(_manifest_entry(shard, path.name))
     committed = {f["path"] for f in files}
     for leftover in folder.glob(f"part-*.attempt-*.{spec.format}"):
         if leftover.name not in committed:  # an attempt that lost (killed, superseded): not part of the output
             leftover.unlink()
-    manifest: dict[str, Any] = {
+    manifest = _manifest(spec, ctx, files)
+    _atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2))
+    _atomic_write(folder / "_SUCCESS", "")
+    ctx.artifact("output", folder / "manifest.json")
+    ctx.metrics({"records": float(manifest["records"]), "files": float(len(files))})
+    return {"output": str(folder), "records": manifest["records"], "files": len(files)}
+
+
+def _manifest_entry(shard: ShardRecord, name: str) -> dict[str, Any]:
+    """One committed part, as the manifest lists it."""
+    return {
+        "path": name,
+        "records": shard.records,
+        "sha256": shard.output_sha256,
+        "shard": shard.index,
+        "input": shard.path,
+        "input_range": [shard.start, shard.end],
+        "first_line": shard.first_line,
+    }
+
+
+def _manifest(spec: InferSpec, ctx: JobContext, files: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
         "job_id": ctx.job_id,
         "model": spec.model,
         "model_location": spec.model_location,
@@ -241,11 +254,6 @@ def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         "inputs": spec.inputs,
         "created_at": utcnow().isoformat(timespec="seconds") + "Z",
     }
-    _atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2))
-    _atomic_write(folder / "_SUCCESS", "")
-    ctx.artifact("output", folder / "manifest.json")
-    ctx.metrics({"records": float(manifest["records"]), "files": float(len(files))})
-    return {"output": str(folder), "records": manifest["records"], "files": len(files)}
 
 
 def _seal_stored_output(spec: InferSpec, ctx: JobContext) -> dict[str, Any]:
@@ -257,32 +265,12 @@ def _seal_stored_output(spec: InferSpec, ctx: JobContext) -> dict[str, Any]:
     for shard in ctx.shards():
         if not shard.output_path or not store.exists(shard.output_path):
             raise BertqError(f"shard {shard.index} has no committed output in {spec.output}")
-        files.append(
-            {
-                "path": shard.output_path.rsplit("/", 1)[-1],
-                "records": shard.records,
-                "sha256": shard.output_sha256,
-                "shard": shard.index,
-                "input": shard.path,
-                "input_range": [shard.start, shard.end],
-                "first_line": shard.first_line,
-            }
-        )
+        files.append(_manifest_entry(shard, shard.output_path.rsplit("/", 1)[-1]))
     committed = {f["path"] for f in files}
     for leftover in fs.glob(f"{prefix.rstrip('/')}/part-*.attempt-*.{spec.format}"):
         if leftover.rsplit("/", 1)[-1] not in committed:  # an attempt that lost: not part of the output
             fs.rm_file(leftover)
-    manifest: dict[str, Any] = {
-        "job_id": ctx.job_id,
-        "model": spec.model,
-        "model_location": spec.model_location,
-        "task": spec.task,
-        "format": spec.format,
-        "records": sum(f["records"] for f in files),
-        "files": files,
-        "inputs": spec.inputs,
-        "created_at": utcnow().isoformat(timespec="seconds") + "Z",
-    }
+    manifest = _manifest(spec, ctx, files)
     local = ctx.workdir / "manifest.json"
     local.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     store.upload(local, store.join(spec.output, "manifest.json"))
