@@ -1,9 +1,12 @@
-"""`bertq submit infer`: bulk inference as one job per shard plus a finishing job.
+"""`bertq submit infer`: bulk inference as a planning step, one job per shard, and a finishing job.
 
-    plan shards (submit) -> infer_shard x N (any worker) -> infer (manifest + _SUCCESS)
+    submit (sample check) -> infer_plan (a worker) -> infer_shard x N (any worker) -> infer (manifest + _SUCCESS)
 
-The submit reads every input once: it counts and checks the records, hashes each shard's byte
-range, and refuses bad input before anything is enqueued. Standard library and the DB layer only.
+The submit reads a sample of each input (size, header, first MiB) and refuses bad input before
+anything is enqueued; it never reads a whole corpus, so a nightly schedule fires in milliseconds.
+The `infer_plan` step, on a worker, reads every input: it counts and checks the records, hashes each
+shard's byte range, and adds the shard jobs to the pipeline in one fenced transaction. Standard
+library and the spec modules only.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class InferSpec(_Spec):
     task: str
     """classify, ner, embed, zero-shot or qa."""
     inputs: list[str] = field(metadata={"path": "data"})
-    """Absolute paths of the input files (globs expanded at submit)."""
+    """Absolute paths, store URLs or Hub datasets of the inputs (globs expanded at submit)."""
     output: str = field(metadata={"path": "output"})
     """The output folder (with `{date}` already filled in)."""
     format: str = "jsonl"
@@ -57,7 +60,11 @@ class InferSpec(_Spec):
     question: str | None = None
     on_bad_line: str = "fail"
     shards: int | None = None
+    """Shards asked for (None: about one per 20 000 records); once planned, the number planned."""
     records: int = 0
+    """Records in all inputs; 0 until the planning step has counted them."""
+    input_versions: dict[str, str | None] | None = None
+    """Each input's version when submitted (size and mtime, a store's ETag): planning checks it."""
     trust_remote_code: bool = False
     """Let the model run its own Python code (`auto_map`); off unless asked for."""
     allow_pickle: bool = False
@@ -129,7 +136,7 @@ def build_infer_spec(
     on_bad_line: str = "fail",
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
-) -> tuple[InferSpec, list[sharding.Shard]]:
+) -> InferSpec:
     problems: list[str] = []
     if task not in INFER_TASKS:
         raise SpecError([f"unknown --task {task!r}; choose one of {', '.join(INFER_TASKS)}"])
@@ -195,20 +202,12 @@ def build_infer_spec(
                     )
             max_length = min(max_length or 512, ref.max_length or 512)
 
-    plan: list[sharding.Shard] = []
+    sources: list[str] = []
+    versions: dict[str, str | None] = {}
     try:
-        paths = sharding.expand_inputs(inputs)
-        plan = sharding.plan_shards(
-            paths, shards=shard_count, text_column=text_column, id_column=id_column, on_bad_line=on_bad_line
-        )
-        # Shards of a Hub dataset or a store object name it, not this machine's copy: each worker
-        # reads its own copy of the same bytes.
-        origin = {
-            str(hubdata.local_path(value)): str(hubdata.HubData.parse(value)) if hubdata.is_hub(value) else value
-            for value in inputs
-            if hubdata.is_hub(value) or store.is_url(value)
-        }
-        plan = [replace(s, path=origin.get(s.path, s.path)) for s in plan]
+        samples = sharding.sample_inputs(inputs, text_column=text_column, id_column=id_column, on_bad_line=on_bad_line)
+        sources = [s.name for s in samples]
+        versions = {s.name: s.version for s in samples}
     except BertqError as error:
         problems.append(f"--input: {error}")
     folder = resolve_output(output)
@@ -222,7 +221,8 @@ def build_infer_spec(
         model_location=location,
         model_job_id=job_id,
         task=task,
-        inputs=sorted({s.path for s in plan}),
+        inputs=sources,
+        input_versions=versions,
         output=folder,
         format=format,
         text_column=text_column,
@@ -236,33 +236,59 @@ def build_infer_spec(
         labels=label_list,
         question=question,
         on_bad_line=on_bad_line,
-        shards=len(plan),
-        records=sum(s.records for s in plan),
+        shards=shard_count,
         trust_remote_code=trust_remote_code,
         allow_pickle=allow_pickle,
     )
-    return spec, plan
+    return spec
 
 
-def plan_infer(spec: InferSpec, shards: list[sharding.Shard], *, queue: str, priority: int) -> list[PlannedJob]:
-    """Index 0 is the finishing job (manifest, _SUCCESS); it waits for every shard job."""
-    shard_jobs = [
+def plan_infer(spec: InferSpec, *, queue: str, priority: int) -> list[PlannedJob]:
+    """Index 0 is the finishing job (manifest, _SUCCESS); it waits for the planning step, and once
+    planned for every shard job too (`shard_jobs`)."""
+    planning = PlannedJob(
+        "infer_plan", lambda ids: replace(spec, parent_job_id=ids[0]).to_dict(), queue, priority, parent=0
+    )
+    return [PlannedJob("infer", spec.to_dict(), queue, priority, after=[1]), planning]
+
+
+def plan_shards(spec: InferSpec) -> list[sharding.Shard]:
+    """The planning step's work: read every input (a store object or Hub dataset through this
+    machine's copy), check every record and cut the inputs into shards. A shard names its input
+    as the spec does, so each worker reads its own copy of the same bytes."""
+    sharding.check_versions(spec.input_versions or {})
+    paths = sharding.expand_inputs(spec.inputs)
+    planned = sharding.plan_shards(
+        paths, shards=spec.shards, text_column=spec.text_column, id_column=spec.id_column, on_bad_line=spec.on_bad_line
+    )
+    origin = {
+        str(hubdata.local_path(value)): str(hubdata.HubData.parse(value)) if hubdata.is_hub(value) else value
+        for value in spec.inputs
+        if hubdata.is_hub(value) or store.is_url(value)
+    }
+    return [replace(s, path=origin.get(s.path, s.path)) for s in planned]
+
+
+def shard_jobs(
+    spec: InferSpec, shards: list[sharding.Shard], *, parent: int, queue: str, priority: int
+) -> list[PlannedJob]:
+    """The steps the planning step adds to bulk job `parent`: one infer_shard job per shard."""
+    return [
         PlannedJob(
             "infer_shard",
-            lambda ids, s=s: replace(spec, parent_job_id=ids[0], shard=asdict(s)).to_dict(),  # type: ignore[misc]
+            replace(spec, parent_job_id=parent, shard=asdict(s)).to_dict(),
             queue,
             priority,
-            parent=0,
             after_existing=[spec.model_job_id] if spec.model_job_id and spec.model_location is None else [],
+            parent_id=parent,
         )
         for s in shards
     ]
-    return [PlannedJob("infer", spec.to_dict(), queue, priority, after=list(range(1, len(shards) + 1))), *shard_jobs]
 
 
-def shard_rows(ids: list[int], shards: list[sharding.Shard]) -> list[dict[str, Any]]:
+def shard_rows(parent: int, ids: list[int], shards: list[sharding.Shard]) -> list[dict[str, Any]]:
     """The `shards` table rows of a planned job: one per shard, linked to the shard's own job."""
-    return [{**asdict(s), "job_id": ids[0], "shard_job_id": ids[i + 1]} for i, s in enumerate(shards)]
+    return [{**asdict(s), "job_id": parent, "shard_job_id": ids[i]} for i, s in enumerate(shards)]
 
 
 def claim_output(folder: str, job_id: int) -> None:

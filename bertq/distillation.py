@@ -19,7 +19,7 @@ from bertq.families import PRESETS, head_family
 from bertq.labels import match_labels, parse_label_map
 from bertq.models import ModelRef, resolve_model
 from bertq.plan import PlannedJob
-from bertq.specs import DEFAULT_TASK, EvaluateSpec, FinetuneSpec, _Spec, build_finetune_spec
+from bertq.specs import DEFAULT_TASK, EvaluateSpec, FinetuneSpec, _check_numbers, _Spec, build_finetune_spec
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,8 @@ class DistillSpec(_Spec):
     epochs: float = 3.0
     batch_size: int = 32
     lr: float = 1e-4
+    gpus: int = 1
+    """Data-parallel processes for the student's training (and the teacher's fine-tune), one GPU each."""
     max_length: int = 128
     seed: int = 42
     teacher_outputs_job_id: int | None = None
@@ -183,6 +185,7 @@ def build_distill_spec(
     label_map: str | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    gpus: int = 1,
 ) -> tuple[DistillSpec, FinetuneSpec | None]:
     """The distill spec, and the teacher's fine-tune spec when the teacher must be trained first."""
     problems: list[str] = []
@@ -203,6 +206,7 @@ def build_distill_spec(
         problems.append(f"--alpha must be between 0 and 1 (got {alpha}): the weight of the teacher's soft labels")
     if temperature <= 0:
         problems.append(f"--temperature must be more than 0 (got {temperature}); 2 to 8 is usual")
+    _check_numbers(problems, batch_size=batch_size, gpus=gpus)
     if trained:
         train = train or trained["train"]
         eval = eval or trained["eval"]
@@ -256,6 +260,7 @@ def build_distill_spec(
             evaluate=False,
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
+            gpus=gpus,
         )
     except SpecError as error:
         # The teacher was resolved above already: its problem is not said twice.
@@ -351,6 +356,7 @@ def build_distill_spec(
             epochs=float(epochs),
             batch_size=batch_size,
             lr=lr,
+            gpus=gpus,
             max_length=max_length,
             seed=seed,
             trust_remote_code=trust_remote_code,

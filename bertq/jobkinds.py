@@ -46,6 +46,8 @@ class JobKind:
     summary: str
     model_column: Callable[[dict[str, Any]], str | None] = _model
     """What `bertq jobs` shows as the job's model."""
+    data_parallel: bool = False
+    """Trains a model: with `gpus` > 1 in its spec it runs as that many DDP processes (`worker/data_parallel.py`)."""
 
 
 _WORKER = "bertq.worker.jobs"
@@ -56,6 +58,7 @@ KINDS: tuple[JobKind, ...] = (
         f"{_WORKER}.finetune:run_finetune",
         True,
         "fine-tune a model on a task; saves the best epoch",
+        data_parallel=True,
     ),
     JobKind(
         "evaluate",
@@ -87,6 +90,7 @@ KINDS: tuple[JobKind, ...] = (
         False,
         "distillation step: train the student on gold and soft labels",
         _teacher_to_student,
+        data_parallel=True,
     ),
     JobKind(
         "infer",
@@ -94,6 +98,13 @@ KINDS: tuple[JobKind, ...] = (
         f"{_WORKER}.infer:run_infer",
         True,
         "bulk inference over corpora; ends by checking and listing every shard's output",
+    ),
+    JobKind(
+        "infer_plan",
+        InferSpec,
+        f"{_WORKER}.infer:run_infer_plan",
+        False,
+        "bulk inference step: read the inputs, check every record, plan the shards",
     ),
     JobKind(
         "infer_shard",

@@ -45,3 +45,5 @@ class PlannedJob:
     """Ids of jobs already in the database that must succeed first."""
     parent: int | None = None
     """Index of the plan's job that this one is a step of."""
+    parent_id: int | None = None
+    """Id of a job already in the database that this one is a step of (steps a running job adds)."""

@@ -5,10 +5,12 @@ A shard is one contiguous range of one input file: line-aligned byte offsets for
 or row is in exactly one shard), so every input record is read by exactly one worker: that is what
 lets bulk inference promise one output record per input record.
 
-Planning reads every input twice, streaming: a first pass checks every line and counts the records
-(bad input fails at submit time, not in a worker), a second pass cuts the file where the record
-counts say and hashes each range. A worker reading a shard first checks that the bytes are still the
-ones that were planned.
+Submitting reads a sample of each input (`sample_inputs`: its size, its header or first records,
+its first MiB), so bad input is refused at submit without reading a whole corpus, and a nightly
+schedule fires in milliseconds whatever the corpus size. Planning (`plan_shards`) is the first step
+of the job, on a worker: it reads every input twice, streaming: a first pass checks every line and
+counts the records, a second pass cuts the file where the record counts say and hashes each range.
+A worker reading a shard first checks that the bytes are still the ones that were planned.
 
 What a record is:
 - plain text: a line that is not empty or whitespace only (such lines still count in line numbers);
@@ -30,17 +32,21 @@ import csv
 import glob
 import hashlib
 import heapq
+import io
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from bertq import hubdata, store
 from bertq.errors import BertqError
 from bertq.formats import TEXT_COLUMN_GUESSES, csv_dialect, format_of, guess_text_column
 
+SAMPLE_BYTES = 1 << 20
+"""What submit reads of each text input: its first MiB (and the first SAMPLE_ROWS rows of a Parquet file)."""
+SAMPLE_ROWS = 2000
 DEFAULT_RECORDS_PER_SHARD = 20_000
 """With no shard count given, shards hold about this many records."""
 
@@ -116,6 +122,166 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
                 seen.add(path.resolve())
                 found.append(path)
     return found
+
+
+@dataclass(frozen=True)
+class InputSample:
+    """What submit learnt of one input without reading all of it."""
+
+    name: str
+    """The absolute path, store URL or Hub dataset, as the job's spec names it."""
+    size: int
+    records: int
+    """Records in the sample."""
+    whole: bool
+    """The sample is the whole input (so `records` is its count)."""
+    version: str | None
+    """What changes when the input changes (size and mtime; a store's ETag); None for a Hub dataset."""
+
+
+def input_version(name: str) -> str | None:
+    """Size and modification time of a local file, the store's tag of an object (its ETag), None for
+    a Hub dataset: planning compares it with submit's, so an input edited in between fails loudly."""
+    if hubdata.is_hub(name):
+        return None
+    if store.is_url(name):
+        fs, path = store.filesystem(name)
+        return store.tag(store.call(name, "look it up", lambda: fs.info(path)))
+    try:
+        stat = os.stat(name)
+    except OSError:
+        return None
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def check_versions(versions: dict[str, str | None]) -> None:
+    """Raise InputChanged for an input that is no longer what submit sampled."""
+    for name, version in versions.items():
+        if version is not None and input_version(name) != version:
+            raise InputChanged(
+                f"{name} changed after the job was submitted (or no longer exists); restore it or submit the job again"
+            )
+
+
+class _Label(str):
+    """A store URL where the record code expects a Path: only `.name` and `str()` are used."""
+
+    @property
+    def name(self) -> str:
+        return self.rstrip("/").rsplit("/", 1)[-1]
+
+
+def sample_inputs(
+    patterns: list[str],
+    *,
+    text_column: str | None,
+    id_column: str | None,
+    on_bad_line: str = "fail",
+    sample_bytes: int = SAMPLE_BYTES,
+) -> list[InputSample]:
+    """Check the inputs as submit can without reading whole corpora: each exists and is a readable
+    file (a store object: through the store), its header or first record names the text and id
+    columns, and the records of its first `sample_bytes` (a Parquet file: first SAMPLE_ROWS rows)
+    parse. A bad line further in is found by planning, on a worker, and fails the job saying where."""
+    _check_on_bad_line(on_bad_line)
+    names = _expand_names(patterns)
+    if not names:
+        raise InputError("no input files given")
+    if id_column is None:
+        _check_default_ids_are_distinct([cast(Path, _Label(n)) if store.is_url(n) else Path(n) for n in names])
+    seen_ids: dict[str, tuple[str, int]] | None = {} if id_column else None
+    samples = [_sample(name, text_column, id_column, on_bad_line, sample_bytes, seen_ids) for name in names]
+    if all(s.whole for s in samples) and not sum(s.records for s in samples):
+        raise InputError(
+            f"no records in {', '.join(names)}: the inputs are empty or hold only blank lines or a header"
+            + (" (bad lines were left out by --on-bad-line skip)" if on_bad_line == "skip" else "")
+        )
+    return samples
+
+
+def _expand_names(patterns: list[str]) -> list[str]:
+    """Local paths and globs as expand_inputs finds them; store URLs (and their globs) by listing
+    the store; Hub datasets as they are."""
+    names: list[str] = []
+    for pattern in patterns:
+        if hubdata.is_hub(pattern):
+            found = [pattern]
+        elif store.is_url(pattern):
+            found = _store_matches(pattern)
+        else:
+            found = [str(p) for p in expand_inputs([pattern])]
+        names.extend(n for n in found if n not in names)
+    return names
+
+
+def _store_matches(url: str) -> list[str]:
+    fs, path = store.filesystem(url)
+    scheme = url.split("://", 1)[0]
+    if any(char in path for char in "*?["):
+        matches = sorted(store.call(url, "list it", lambda: fs.glob(path)))
+        if not matches:
+            raise InputError(f"{url!r} matches no object; check the URL (and the bucket)")
+        return [f"{scheme}://{m}" for m in matches if not fs.isdir(m)]
+    if store.call(url, "look it up", lambda: fs.isdir(path)):
+        raise InputError(f"{url} is a folder; name the objects in it instead, e.g. '{url.rstrip('/')}/*.jsonl'")
+    store.call(url, "look it up", lambda: fs.info(path))  # no such object: a clear error
+    return [url]
+
+
+def _sample(
+    name: str,
+    text_column: str | None,
+    id_column: str | None,
+    on_bad_line: str,
+    sample_bytes: int,
+    seen_ids: dict[str, tuple[str, int]] | None,
+) -> InputSample:
+    if hubdata.is_hub(name):
+        try:
+            local = hubdata.local_path(name)
+        except (hubdata.HubDataError, store.StoreError) as error:
+            raise InputError(str(error)) from None
+        label: Path = local
+        opener: Any = lambda: open(local, "rb")  # noqa: E731, SIM115 - opened in the with below
+        size = local.stat().st_size
+    elif store.is_url(name):
+        fs, path = store.filesystem(name)
+        label = cast(Path, _Label(name))
+        opener = lambda: store.call(name, "read it", lambda: fs.open(path, "rb"))  # noqa: E731
+        size = int(store.call(name, "look it up", lambda: fs.info(path))["size"])
+    else:
+        label = Path(name)
+        opener = lambda: _open_input(label, planned=False)  # noqa: E731
+        size = label.stat().st_size
+    fmt = input_format(Path(label.name))
+    place = f"{label}, {'row' if fmt == 'parquet' else 'line'}"
+    with opener() as handle:
+        if fmt == "parquet":
+            parquet, layout = _parquet_layout(label, handle, text_column, id_column)
+            rows = parquet.metadata.num_rows
+            records = _parquet_records(parquet, layout, 0, min(rows, SAMPLE_ROWS), on_bad_line)
+            whole = rows <= SAMPLE_ROWS
+        else:
+            data = handle.read(sample_bytes + 1)
+            whole = len(data) <= sample_bytes
+            if not whole:  # whole lines only: a line cut by the sample's end is not judged
+                data = data[: data.rfind(b"\n") + 1] if b"\n" in data[:sample_bytes] else data[:sample_bytes]
+            sample = io.BytesIO(data)
+            layout = _text_layout(label, fmt, sample, text_column, id_column, on_bad_line)
+            records = _text_records(layout, sample, 0, None, 1, on_bad_line)
+        count = 0
+        for number, record in records:
+            if record is None:
+                continue
+            count += 1
+            if seen_ids is not None:
+                earlier = seen_ids.setdefault(record[0], (place, number))
+                if earlier != (place, number):
+                    raise InputError(
+                        f"duplicate id {record[0]!r}: {earlier[0]} {earlier[1]} and {place} {number}; the values "
+                        "of --id-column must be unique across all inputs (or leave it out for <file name>:<line> ids)"
+                    )
+    return InputSample(name, size, count, whole, input_version(name))
 
 
 def input_format(path: Path) -> str:

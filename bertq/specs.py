@@ -123,6 +123,10 @@ class FinetuneSpec(_Spec):
     """Examples per optimiser step."""
     lr: float = 5e-5
     """Peak learning rate of AdamW with linear warm-up and decay."""
+    gpus: int = 1
+    """Data-parallel processes (torch.distributed DDP), one GPU each, on one worker that sees that many
+    GPUs; the batch is shared out (batch-size / gpus each). On a CPU-only worker: that many CPU
+    processes (gloo)."""
     max_length: int = 128
     """Longer inputs are truncated (qa: split into windows) at this many tokens; batches are padded
     only to their longest input."""
@@ -194,10 +198,17 @@ def _check_numbers(problems: list[str], **values: float | int | None) -> None:
         "max_length": (lambda v: v > 0, "--max-length must be at least 1 token"),
         "stride": (lambda v: v >= 0, "--stride must be 0 or more tokens"),
         "latency_samples": (lambda v: v > 0, "--latency-samples must be at least 1"),
+        "gpus": (lambda v: 1 <= v <= 64, "--gpus must be 1 to 64 processes"),
     }
     for name, value in values.items():
         if value is not None and not rules[name][0](value):
             problems.append(f"{rules[name][1]} (got {value})")
+    gpus, batch_size = values.get("gpus") or 1, values.get("batch_size") or 1
+    if gpus > 1 and batch_size % gpus:
+        problems.append(
+            f"--batch-size {batch_size} does not split evenly over --gpus {gpus}: use a multiple of {gpus} "
+            f"(e.g. {gpus * max(1, batch_size // gpus)}); each process takes batch-size / gpus examples a step"
+        )
 
 
 def _resolve(
@@ -319,6 +330,7 @@ def build_finetune_spec(
     evaluate: bool = True,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    gpus: int = 1,
 ) -> FinetuneSpec:
     task = task or DEFAULT_TASK
     preset = _task(task)
@@ -330,7 +342,14 @@ def build_finetune_spec(
         eval = preset.eval  # the preset's own data: its evaluation split
     max_length = max_length or preset.max_length
     _check_numbers(
-        problems, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length, stride=stride
+        problems,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        max_length=max_length,
+        stride=stride,
+        gpus=gpus,
     )
     if preset.family.windows and stride >= max_length:
         problems.append(f"--stride {stride} must be smaller than --max-length {max_length}")
@@ -396,6 +415,7 @@ def build_finetune_spec(
         evaluate=evaluate,
         trust_remote_code=trust_remote_code,
         allow_pickle=allow_pickle,
+        gpus=gpus,
     )
 
 

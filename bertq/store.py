@@ -61,7 +61,7 @@ def filesystem(url: str) -> tuple[Any, str]:
         raise StoreError(f"{url}: {error}; fsspec knows no {scheme}:// filesystem") from None
 
 
-def _call(url: str, action: str, function: Any) -> Any:
+def call(url: str, action: str, function: Any) -> Any:
     """Run a store operation and turn its failures into errors that name the URL and the fix."""
     try:
         return function()
@@ -93,7 +93,7 @@ def join(url: str, *parts: str) -> str:
 
 def exists(url: str) -> bool:
     fs, path = filesystem(url)
-    return bool(_call(url, "look it up", lambda: fs.exists(path)))
+    return bool(call(url, "look it up", lambda: fs.exists(path)))
 
 
 def upload(local: Path, url: str) -> None:
@@ -102,28 +102,28 @@ def upload(local: Path, url: str) -> None:
     files = sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else [local]
     for file in files:
         target = f"{path.rstrip('/')}/{file.relative_to(local).as_posix()}" if local.is_dir() else path
-        _call(url, "upload to it", lambda f=file, t=target: fs.put_file(str(f), t))
+        call(url, "upload to it", lambda f=file, t=target: fs.put_file(str(f), t))
 
 
 def read_text(url: str) -> str:
     fs, path = filesystem(url)
-    return _call(url, "read it", lambda: fs.cat_file(path).decode("utf-8", errors="replace"))
+    return call(url, "read it", lambda: fs.cat_file(path).decode("utf-8", errors="replace"))
 
 
 def _version(url: str) -> tuple[str, bool]:
     """What changes when the object (or any object under a folder URL) changes, and whether it is a folder."""
     fs, path = filesystem(url)
-    if _call(url, "look it up", lambda: fs.isdir(path)):
-        entries = _call(url, "list it", lambda: fs.find(path, detail=True))
-        parts = [f"{name}:{_tag(info)}" for name, info in sorted(entries.items())]
+    if call(url, "look it up", lambda: fs.isdir(path)):
+        entries = call(url, "list it", lambda: fs.find(path, detail=True))
+        parts = [f"{name}:{tag(info)}" for name, info in sorted(entries.items())]
         if not parts:
             raise StoreError(f"{url}: the folder is empty or does not exist; check the URL")
         return hashlib.sha256("|".join(parts).encode()).hexdigest(), True
-    info = _call(url, "look it up", lambda: fs.info(path))
-    return _tag(info), False
+    info = call(url, "look it up", lambda: fs.info(path))
+    return tag(info), False
 
 
-def _tag(info: dict[str, Any]) -> str:
+def tag(info: dict[str, Any]) -> str:
     return str(
         info.get("ETag") or info.get("etag") or f"{info.get('size')}:{info.get('LastModified') or info.get('mtime')}"
     )
@@ -169,7 +169,7 @@ class LocalCache:
 
         def fetch(target: Path) -> None:
             fs, path = filesystem(url)
-            self._download(url, target, bool(_call(url, "look it up", lambda: fs.isdir(path))))
+            self._download(url, target, bool(call(url, "look it up", lambda: fs.isdir(path))))
             got = size_and_digest(target)[1]
             if got != sha256:
                 raise StoreError(
@@ -230,15 +230,15 @@ class LocalCache:
     def _download(self, url: str, target: Path, folder: bool) -> None:
         fs, path = filesystem(url)
         if folder:
-            entries = _call(url, "list it", lambda: fs.find(path))
+            entries = call(url, "list it", lambda: fs.find(path))
             base = path.rstrip("/") + "/"
             for entry in entries:
                 local = target / entry[len(base) :] if entry.startswith(base) else target / Path(entry).name
                 local.parent.mkdir(parents=True, exist_ok=True)
-                _call(url, "download it", lambda e=entry, t=local: fs.get_file(e, str(t)))
+                call(url, "download it", lambda e=entry, t=local: fs.get_file(e, str(t)))
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _call(url, "download it", lambda: fs.get_file(path, str(target)))
+            call(url, "download it", lambda: fs.get_file(path, str(target)))
 
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:

@@ -154,6 +154,7 @@ def _pick_queue(queue: str | None, device: str = "cpu") -> str:
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (overrides --epochs).")
 @spec_option(FinetuneSpec, "batch_size", type=int)
 @spec_option(FinetuneSpec, "lr", type=float)
+@spec_option(FinetuneSpec, "gpus", type=int)
 @click.option(
     "--max-length", type=int, default=None, help="Truncate (qa: window) inputs at this many tokens [128; qa 384]."
 )
@@ -187,6 +188,7 @@ def submit_finetune(
     max_steps: int | None,
     batch_size: int,
     lr: float,
+    gpus: int,
     max_length: int | None,
     stride: int,
     split_by: str | None,
@@ -228,6 +230,7 @@ def submit_finetune(
             evaluate=evaluate,
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
+            gpus=gpus,
         ),
     )
     plan = [PlannedJob("finetune", spec.to_dict(), queue, priority)]
@@ -391,6 +394,7 @@ def submit_evaluate(
 @click.option("--transfer-column", default=None, help="Text column of --transfer-data when it is TSV/CSV/JSONL.")
 @spec_option(DistillSpec, "epochs", type=float)
 @spec_option(DistillSpec, "batch_size", type=int)
+@spec_option(DistillSpec, "gpus", type=int)
 @spec_option(DistillSpec, "lr", type=float)
 @spec_option(DistillSpec, "max_length", type=int)
 @spec_option(DistillSpec, "seed", type=int)
@@ -415,6 +419,7 @@ def submit_distill(
     transfer_column: str | None,
     epochs: float,
     batch_size: int,
+    gpus: int,
     lr: float,
     max_length: int,
     seed: int,
@@ -459,6 +464,7 @@ def submit_distill(
             label_map=label_map,
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
+            gpus=gpus,
         ),
     )
     spec, teacher_finetune = built
@@ -544,13 +550,12 @@ def submit_infer(
     as_json: bool,
 ) -> None:
     """Run MODEL over corpora: sharded across workers, exactly one output record per input record."""
-    from bertq.bulk import build_infer_spec, claim_output, plan_infer, shard_rows
-    from bertq.db.models import ShardRow
+    from bertq.bulk import build_infer_spec, claim_output, plan_infer
     from bertq.db.submit import submit_plan
 
     queue = _pick_queue(queue, device)
     model_job = _model_job(model)
-    spec, planned = _validated(
+    spec = _validated(
         queue,
         priority,
         lambda: build_infer_spec(
@@ -576,12 +581,14 @@ def submit_infer(
             allow_pickle=allow_pickle,
         ),
     )
-    ids = submit_plan(
-        plan_infer(spec, planned, queue=queue, priority=priority),
-        extra_rows=lambda ids: [ShardRow(**row) for row in shard_rows(ids, planned)],
-    )
+    ids = submit_plan(plan_infer(spec, queue=queue, priority=priority))
 
     claim_output(spec.output, ids[0])
     _report_submitted(
-        ids[0], "infer", queue, wait, as_json, f"; {spec.records} records in {len(planned)} shards -> {spec.output}"
+        ids[0],
+        "infer",
+        queue,
+        wait,
+        as_json,
+        f"; {len(spec.inputs)} input(s), planned into shards on a worker -> {spec.output}",
     )

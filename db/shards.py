@@ -6,7 +6,12 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bertq.db.models import Job, ShardRow, utcnow
+from bertq import bulk
+from bertq.config import Settings
+from bertq.db.models import Job, JobDependency, JobStatus, ShardRow, utcnow
+from bertq.db.submit import record_plan
+from bertq.dispatch import Delivery
+from bertq.sharding import Shard
 
 
 def report_rows(*, session: Session, parent: int, index: int, done: int) -> None:
@@ -56,3 +61,29 @@ def commit_output(*, session: Session, parent: int, index: int, path: str, sha25
 
 def shards_of(*, session: Session, job_id: int) -> list[ShardRow]:
     return list(session.scalars(select(ShardRow).where(ShardRow.job_id == job_id).order_by(ShardRow.index)))
+
+
+def add_shards(*, session: Session, parent: int, shards: list[Shard], settings: Settings) -> list[Delivery]:
+    """The planning step's commit (fenced by the caller): the shard jobs of bulk job `parent`, their
+    shard rows, and the bulk job waiting on each; its spec gets the planned counts. Once only: an
+    attempt that finds the shards planned already (its predecessor committed, then died) adds
+    nothing. Returns the shard jobs to send to the broker once committed."""
+    job = session.get(Job, parent)
+    assert job is not None
+    if shards_of(session=session, job_id=parent):
+        queued = session.scalars(
+            select(Job).where(Job.parent_id == parent, Job.kind == "infer_shard", Job.status == JobStatus.QUEUED)
+        )
+        return [Delivery(j.id, j.kind, j.queue, j.priority) for j in queued]
+    spec = bulk.InferSpec.from_dict(job.spec)
+    steps = bulk.shard_jobs(spec, shards, parent=parent, queue=job.queue, priority=job.priority)
+
+    def rows(ids: list[int]) -> list[object]:
+        return [
+            *(ShardRow(**row) for row in bulk.shard_rows(parent, ids, shards)),
+            *(JobDependency(job_id=parent, depends_on_id=i) for i in ids),
+        ]
+
+    _, ready = record_plan(session=session, plan=steps, settings=settings, extra_rows=rows)
+    job.spec = {**job.spec, "shards": len(shards), "records": sum(s.records for s in shards)}
+    return ready

@@ -157,18 +157,23 @@ def test_evaluate(arch, family, precision, finetuned, arch_data):
 # Bulk inference: the planned shard jobs, then the finishing job, as a worker would run them.
 
 
-def run_plan(plan: list[PlannedJob], folder: Path, shards: list[Any] | None = None) -> dict[int, LocalContext]:
-    """Run a plan's jobs in-process in dependency order (steps first, index 0 last); returns each
-    step's context by plan index. Artifacts and metrics are shared as the database would share them."""
+def run_plan(plan: list[PlannedJob], folder: Path) -> dict[int, LocalContext]:
+    """Run a plan's jobs in-process in dependency order (steps first, index 0 last), with the shard
+    jobs a planning step adds run after it; returns each job's context by plan index (added steps
+    after the plan's own). Artifacts and metrics are shared as the database would share them."""
+    from bertq.bulk import InferSpec, shard_jobs
     from bertq.worker.runner import size_and_digest
 
     ids = [1000 + index for index in range(len(plan))]
+    jobs = list(plan)
     artifacts: dict[tuple[int, str], str] = {}
     metrics: dict[int, dict[str, float]] = {}
     contexts: dict[int, LocalContext] = {}
     shard_rows: list[ShardRecord] = []
-    for index in [*range(1, len(plan)), 0]:
-        job = plan[index]
+    order = [*range(1, len(plan)), 0]
+    while order:
+        index = order.pop(0)
+        job = jobs[index]
         values = job.spec(ids) if callable(job.spec) else job.spec
         ctx = _context(
             folder / f"{index}-{job.kind}",
@@ -180,17 +185,22 @@ def run_plan(plan: list[PlannedJob], folder: Path, shards: list[Any] | None = No
         call_local(job.kind, values, ctx)
         metrics[ids[index]] = ctx.latest_metrics()
         contexts[index] = ctx
-        if job.kind == "infer_shard" and shards is not None:
-            shard = shards[values["shard"]["index"]]
+        if job.kind == "infer_plan":  # the shard jobs it planned run next, before the finishing job
+            steps = shard_jobs(InferSpec.from_dict(values), ctx.planned_shards, parent=ids[0], queue="cpu", priority=5)
+            order[:0] = range(len(jobs), len(jobs) + len(steps))
+            ids += [1000 + index for index in range(len(jobs), len(jobs) + len(steps))]
+            jobs += steps
+        if job.kind == "infer_shard":
+            shard = values["shard"]
             [(_, output)] = [a for a in ctx.reported_artifacts if a[0] == "shard_output"]
             shard_rows.append(
                 ShardRecord(
-                    shard.index,
-                    shard.path,
-                    shard.start,
-                    shard.end,
-                    shard.first_line,
-                    shard.records,
+                    shard["index"],
+                    shard["path"],
+                    shard["start"],
+                    shard["end"],
+                    shard["first_line"],
+                    shard["records"],
                     str(output),
                     size_and_digest(output)[1],
                 )
@@ -242,7 +252,7 @@ def run_infer(
 ) -> list[dict]:
     from bertq.bulk import build_infer_spec, plan_infer
 
-    spec, shards = build_infer_spec(
+    spec = build_infer_spec(
         model=str(model),
         model_job=None,
         task=task,
@@ -252,7 +262,7 @@ def run_infer(
         precision=precision,
         **options,
     )
-    run_plan(plan_infer(spec, shards, queue="cpu", priority=5), output.parent / f"jobs-{output.name}", shards)
+    run_plan(plan_infer(spec, queue="cpu", priority=5), output.parent / f"jobs-{output.name}")
     manifest = json.loads((output / "manifest.json").read_text())
     rows = []
     for entry in manifest["files"]:

@@ -108,3 +108,50 @@ def test_the_same_message_delivered_twice_runs_the_job_once(bertq_any_db, tiny_m
     assert final_evals == 2  # one per epoch (1) + the best model's final evaluation: written once
     skipped = sum(p.log_path.read_text().count("not claimable") for p in bertq.workers)
     assert skipped == 2
+
+
+def test_a_retried_planning_step_adds_the_shards_once_and_the_bulk_job_waits_for_them(bertq_any_db, tmp_path):
+    """The planning step commits shard jobs, shard rows and the bulk job's dependencies in one fenced
+    transaction; an attempt that finds them there (its predecessor died after committing) adds none."""
+    from bertq.bulk import InferSpec, plan_infer
+    from bertq.config import load_settings
+    from bertq.db import shards as shard_queries
+    from bertq.db.models import JobDependency, ShardRow
+    from bertq.db.submit import record_plan
+    from bertq.sharding import Shard
+
+    settings = load_settings(env=bertq_any_db.env)
+    factory = bertq_any_db.sessions()
+    spec = InferSpec(
+        model="m", model_location=None, model_job_id=None, task="classify", inputs=[], output=str(tmp_path / "out")
+    )
+    with factory() as s, s.begin():
+        (bulk_id, plan_id), ready = record_plan(
+            session=s, plan=plan_infer(spec, queue="cpu", priority=5), settings=settings
+        )
+    assert [d.id for d in ready] == [plan_id]  # the bulk job waits for its planning step
+    shards = [Shard(i, str(tmp_path / "in.txt"), i * 10, i * 10 + 10, i + 1, 1, "0" * 64, 20) for i in range(2)]
+    for attempt in (1, 2):  # attempt 1 commits its plan, then its worker dies (its lease runs out)
+        with factory() as s, s.begin():
+            assert q.claim(session=s, job_id=plan_id, worker=f"w{attempt}", lease_seconds=60).attempt == attempt
+        with factory() as s, s.begin():
+            q.fence(session=s, job_id=plan_id, attempt=attempt, lease_seconds=60)
+            added = shard_queries.add_shards(session=s, parent=bulk_id, shards=shards, settings=settings)
+        assert len(added) == 2  # the first attempt's shard jobs, sent again: a duplicate delivery is harmless
+        with factory() as s, s.begin():
+            s.get(Job, plan_id).lease_expires_at = q.utcnow().replace(year=2000)
+    with factory() as s, s.begin():
+        q.finish(session=s, job_id=plan_id, attempt=2, status=JobStatus.SUCCEEDED)
+        assert q.release_dependants(session=s, job_id=plan_id) == []  # the shards are not done yet
+    with factory() as s:
+        shard_jobs = s.scalars(select(Job.id).where(Job.kind == "infer_shard")).all()
+        assert len(shard_jobs) == 2 and s.scalar(select(func.count()).select_from(ShardRow)) == 2
+        assert s.scalar(select(func.count()).where(JobDependency.job_id == bulk_id)) == 3
+        bulk = s.get(Job, bulk_id)
+        assert bulk.status == "WAITING" and bulk.spec["shards"] == 2 and bulk.spec["records"] == 2
+    for job_id in shard_jobs:
+        with factory() as s, s.begin():
+            claimed = q.claim(session=s, job_id=job_id, worker="w", lease_seconds=60)
+            q.finish(session=s, job_id=job_id, attempt=claimed.attempt, status=JobStatus.SUCCEEDED)
+            released = [j.id for j in q.release_dependants(session=s, job_id=job_id)]
+    assert released == [bulk_id]

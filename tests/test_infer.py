@@ -260,7 +260,7 @@ def test_bad_infer_input_is_refused_with_nothing_enqueued(bertq, tiny_classifier
         *base, "--input", str(latin), "--output", str(tmp_path / "o6"), "--on-bad-line", "skip", "--json"
     )
     assert result.returncode == 0, result.stderr
-    assert bertq.json("show", str(json.loads(result.stdout)["id"]))["spec"]["records"] == 2
+    assert bertq.json("show", str(json.loads(result.stdout)["id"]))["spec"]["on_bad_line"] == "skip"
     # A path through ".." (what the README's D=../shared/data gives) is fine, and stored normalised.
     detour = tmp_path / "taken" / ".." / "table.tsv"
     result = bertq.run(
@@ -271,7 +271,7 @@ def test_bad_infer_input_is_refused_with_nothing_enqueued(bertq, tiny_classifier
 
 
 @pytest.mark.slow
-def test_an_input_changed_after_planning_fails_the_job_loudly(bertq, tiny_classifier, tmp_path):
+def test_an_input_changed_after_submit_fails_the_job_loudly(bertq, tiny_classifier, tmp_path):
     corpus = tmp_path / "changing.txt"
     corpus.write_text("one good line\nanother line\n")
     job = _submit(

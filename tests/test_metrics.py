@@ -44,7 +44,7 @@ def test_metrics_show_queues_jobs_rows_per_second_and_workers(bertq, tiny_classi
 
     submit_infer("stranded", "nowhere")  # a queue no worker consumes
     once = bertq.run("metrics", "--once", check=True).stdout
-    assert _value(once, "bertq_queue_depth", queue="nowhere") == 2  # its two shard jobs
+    assert _value(once, "bertq_queue_depth", queue="nowhere") == 1  # its planning step (shards come once planned)
     assert _value(once, "bertq_queue_oldest_age_seconds", queue="nowhere") >= 0
     assert _value(once, "bertq_jobs", kind="infer", status="WAITING") == 1
 

@@ -494,3 +494,52 @@ def test_goemotions_corpus_in_eight_shards() -> None:
     else:
         assert len({record_id for record_id, _ in got}) == len(got)
     assert [text for _, text in got] == [row[1] for row in rows]
+
+
+# --------------------------------------------------------------------------------------------
+# Submit samples; the planning step (on a worker) reads everything.
+
+
+def test_submit_samples_the_inputs_and_planning_finds_a_bad_line_past_the_sample(tmp_path):
+    from bertq.bulk import InferSpec
+    from bertq.bulk import plan_shards as plan_on_worker
+    from bertq.sharding import sample_inputs
+
+    good = "".join(f"review number {i} is fine\n" for i in range(60_000))  # ~1.6 MB: past the 1 MiB sample
+    corpus = write(tmp_path / "big.txt", good.encode() + b"caf\xe9 au lait\n")
+    [sample] = sample_inputs([str(corpus)], text_column=None, id_column=None)
+    assert not sample.whole and 0 < sample.records < 60_000 and sample.size == corpus.stat().st_size
+    spec = InferSpec(
+        model="m",
+        model_location=None,
+        model_job_id=None,
+        task="classify",
+        inputs=[sample.name],
+        output=str(tmp_path / "out"),
+        input_versions={sample.name: sample.version},
+    )
+    with pytest.raises(InputError, match=r"big\.txt, line 60001: bytes that are not UTF-8"):
+        plan_on_worker(spec)
+    # Within the sample, the same line is refused at submit.
+    small = write(tmp_path / "small.txt", b"fine\ncaf\xe9\n")
+    with pytest.raises(InputError, match=r"small\.txt, line 2: bytes that are not UTF-8"):
+        sample_inputs([str(small)], text_column=None, id_column=None)
+    # An input edited between submit and planning fails the plan, naming it.
+    corpus.write_text("one line now\n")
+    with pytest.raises(InputChanged, match=r"big\.txt changed after the job was submitted"):
+        plan_on_worker(spec)
+
+
+def test_a_sample_settles_columns_and_ids_like_planning(tmp_path):
+    from bertq.sharding import sample_inputs
+
+    table = write(tmp_path / "t.tsv", "id\tbody\n1\thello\n2\tworld\n")
+    [sample] = sample_inputs([str(table)], text_column="body", id_column="id")
+    assert sample.whole and sample.records == 2
+    with pytest.raises(InputError, match=r"no column 'text'.*'id', 'body'"):
+        sample_inputs([str(table)], text_column="text", id_column=None)
+    dupes = write(tmp_path / "d.jsonl", '{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
+    with pytest.raises(InputError, match="duplicate id '1'"):
+        sample_inputs([str(dupes)], text_column=None, id_column="id")
+    with pytest.raises(InputError, match="no records"):
+        sample_inputs([str(write(tmp_path / "e.txt", "\n \n"))], text_column=None, id_column=None)

@@ -143,7 +143,7 @@ def test_two_workers_with_no_disk_in_common_share_work_through_the_store(hosts, 
     _upload(train, "s3://bertq/data/train.tsv")
     _upload(dev, "s3://bertq/data/dev.tsv")
     _upload(tiny_model, "s3://bertq/models/tiny")
-    start_worker("a", BERTQ_FAULT_STEP_SECONDS="0.02")
+    worker_a = start_worker("a", BERTQ_FAULT_STEP_SECONDS="0.3")  # slowed: killed mid-training below
     worker_b = start_worker("b", BERTQ_FAULT_STEP_SECONDS="0.02")  # slowed: killed mid-shard below
 
     def submit(*args: str) -> int:
@@ -157,16 +157,23 @@ def test_two_workers_with_no_disk_in_common_share_work_through_the_store(hosts, 
         assert result.returncode == 0, (view["error"], run("cli", "logs", str(job)).stdout)
         return view
 
-    # Fine-tune on A: model and data from the store; the checkpoint goes to the store.
+    # Fine-tune on A: model and data from the store; the checkpoint goes to the store. A dies after
+    # its first epoch; a new machine on A's queue (its own empty home) resumes from the store.
     finetune = submit(
         "finetune", "--model", "s3://bertq/models/tiny", "--task", "sst2",
         "--train", "s3://bertq/data/train.tsv", "--eval", "s3://bertq/data/dev.tsv",
-        "--max-length", "32", "--epochs", "1", "--batch-size", "16", "--no-evaluate", "--queue", "a",
+        "--max-length", "32", "--epochs", "2", "--batch-size", "16", "--no-evaluate", "--queue", "a",
     )  # fmt: skip
+    wait_for_artifact(envs["cli"], finetune, "resume")
+    os.killpg(worker_a.pid, signal.SIGKILL)
+    start_worker("a", BERTQ_HOME=str(tmp_path / "home-a2"), BERTQ_FAULT_STEP_SECONDS="0.02")
     trained = wait(finetune)
     [checkpoint] = [a for a in trained["artifacts"] if a["kind"] == "checkpoint"]
     assert checkpoint["path"] == f"s3://bertq/artifacts/jobs/{finetune}/checkpoint" and len(checkpoint["sha256"]) == 64
-    assert trained["attempt_history"][-1]["worker"].startswith("a@host-a")
+    lost, resumed = trained["attempt_history"]
+    assert lost["outcome"] == "LOST" and resumed["outcome"] == "SUCCEEDED"
+    assert resumed["resumed_from"].startswith(str(tmp_path / "home-a2" / "cache")), resumed  # from the store
+    assert resumed["resumed_from"].endswith("checkpoint-10")  # epoch 1 of 2 (160 rows, batch 16)
 
     # Evaluate on B: it reads A's checkpoint from the store (B has never seen A's disk).
     evaluate = submit(
@@ -234,6 +241,23 @@ def test_two_workers_with_no_disk_in_common_share_work_through_the_store(hosts, 
     killed = json.loads(run("cli", "show", str(victim), "--json").stdout)
     assert [a["outcome"] for a in killed["attempt_history"]] == ["LOST", "SUCCEEDED"]
     assert killed["attempt_history"][-1]["worker"].startswith("a@host-a")
+
+
+def wait_for_artifact(env: dict[str, str], job: int, kind: str) -> None:
+    from sqlalchemy import select
+
+    from bertq.config import load_settings
+    from bertq.db.engine import sessions
+    from bertq.db.models import Artifact
+
+    factory = sessions(load_settings(env))
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        with factory() as session:
+            if session.scalar(select(Artifact.id).where(Artifact.job_id == job, Artifact.kind == kind)):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"job {job} never recorded a {kind} artifact")
 
 
 def _caught_mid_shard(env: dict[str, str], job: int, worker: str) -> int:

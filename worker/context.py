@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bertq.config import Settings, load_settings
+from bertq.sharding import Shard
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class JobContext(Protocol):
     def forget_metrics_after(self, step: int) -> None: ...
     def shard_progress(self, parent: int, index: int, done: int) -> None: ...
     def commit_shard_output(self, parent: int, index: int, *, path: str, sha256: str, rows: int) -> None: ...
+    def add_shards(self, parent: int, shards: list[Shard]) -> None: ...
     def shards(self) -> list[ShardRecord]: ...
 
 
@@ -88,6 +90,7 @@ class LocalContext:
     artifacts_of: dict[tuple[int, str], str] = field(default_factory=dict)
     metrics_of_jobs: dict[int, dict[str, float]] = field(default_factory=dict)
     shard_rows: list[ShardRecord] = field(default_factory=list)
+    planned_shards: list[Shard] = field(default_factory=list)
     reported_progress: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     reported_metrics: list[tuple[dict[str, float], str | None, int | None]] = field(default_factory=list)
     reported_artifacts: list[tuple[str, Path]] = field(default_factory=list)
@@ -145,6 +148,9 @@ class LocalContext:
 
     def commit_shard_output(self, parent: int, index: int, *, path: str, sha256: str, rows: int) -> None:
         self.reported_artifacts.append(("shard_output", Path(path)))
+
+    def add_shards(self, parent: int, shards: list[Shard]) -> None:
+        self.planned_shards = list(shards)
 
     def shards(self) -> list[ShardRecord]:
         return list(self.shard_rows)

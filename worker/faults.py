@@ -8,6 +8,8 @@ Each is off unless its environment variable is set on the worker; production nev
   middle of its second checkpoint save: the files are written, the completeness marker is not.
 - BERTQ_FAULT_OOM_ABOVE_BATCH=4: every forward pass of more than 4 inputs raises the error CUDA
   raises when memory runs out (torch.cuda.OutOfMemoryError, "CUDA out of memory."), on any device.
+- BERTQ_FAULT_KILL_RANK="1:12": data-parallel rank 1 of a training job's first attempt dies by
+  SIGKILL at optimiser step 12 (its peers see their collective fail).
 - BERTQ_FAULT_STEP_SECONDS=0.05: every training step and every inference batch takes at least this
   long, so that a test's fault reliably lands while a tiny model still runs (it trains ~100 steps a
   second otherwise).
@@ -71,3 +73,11 @@ def arm_out_of_memory(model: Any) -> Any:
 
     model.register_forward_pre_hook(hook, with_kwargs=True)
     return model
+
+
+def kill_rank(attempt: int, step: int) -> None:
+    target = os.environ.get("BERTQ_FAULT_KILL_RANK", "")
+    if target and attempt == 1:
+        rank, _, at_step = target.partition(":")
+        if os.environ.get("RANK") == rank and str(step) == at_step:
+            _die()

@@ -30,7 +30,8 @@ from bertq.db.models import Job, JobStatus
 from bertq.dispatch import Delivery, dispatch
 from bertq.errors import AttemptSuperseded, BertqError, Preempted
 from bertq.jobkinds import job_kind
-from bertq.worker import faults, loading
+from bertq.sharding import Shard
+from bertq.worker import data_parallel, faults, loading
 from bertq.worker.context import JobContext, ShardRecord, adopt, job_log
 
 log = logging.getLogger("bertq.worker")
@@ -142,6 +143,20 @@ class DbContext:
             )
         )
 
+    def add_shards(self, parent: int, shards: list[Shard]) -> None:
+        """Add bulk job `parent`'s shard jobs (once, fenced), then send them to the broker. If the
+        broker is away after the commit, the rows are there: recovery re-sends queued jobs."""
+        ready: list[Delivery] = []
+
+        def action(session: Session) -> None:
+            ready[:] = shard_queries.add_shards(session=session, parent=parent, shards=shards, settings=self.settings)
+
+        self.write(action)
+        try:
+            dispatch(ready, settings=self.settings)
+        except Exception as error:  # noqa: BLE001 - committed rows are recovered by the reconcile pass
+            self.log.warning("the shard jobs of job %s are planned but not yet sent (%s); recovery will", parent, error)
+
     def shards(self) -> list[ShardRecord]:
         with self._sessions() as session:
             return [
@@ -196,6 +211,19 @@ class DbContext:
                 self._superseded.set()
             return
         self._last_heartbeat = time.monotonic()
+
+
+class QuietContext(DbContext):
+    """The context of a data-parallel rank other than 0: it trains, and reports nothing (rank 0 does)."""
+
+    def write(self, action: Callable[[Session], None] | None = None) -> None:
+        pass
+
+    def artifact(self, kind: str, path: Path) -> None:
+        pass
+
+    def publish_log(self) -> None:
+        pass
 
 
 LOG_PUBLISH_SECONDS = 15.0
@@ -296,7 +324,11 @@ def _run_claimed(ctx: DbContext, factory: Any, worker: str) -> str:
     heartbeat.start()
     log.info("job %s (%s): attempt %s started on %s", job_id, ctx.kind, ctx.attempt, worker)
     try:
-        result = load_job_function(ctx.kind)(ctx.spec, ctx)
+        processes = int(ctx.spec.get("gpus") or 1) if job_kind(ctx.kind).data_parallel else 1
+        if processes > 1:
+            result: dict[str, Any] | None = data_parallel.run_ranks(ctx, processes)
+        else:
+            result = load_job_function(ctx.kind)(ctx.spec, ctx)
         heartbeat.done.set()
         return _succeed(ctx, factory, result or {})
     except Preempted as error:
@@ -337,6 +369,8 @@ def passing_fault(error: BaseException) -> str | None:
             return f"disk full: {str(seen).splitlines()[0]}; free space where the job writes"
         if isinstance(seen, store.StoreTransient):
             return f"the object store was unavailable ({seen}); the attempt stopped and will be retried"
+        if isinstance(seen, data_parallel.RankDied):
+            return f"{seen}; the job resumes from its last complete checkpoint"
         seen = seen.__cause__ or seen.__context__
     return None
 

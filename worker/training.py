@@ -13,12 +13,15 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from bertq.errors import AttemptSuperseded, BertqError, Preempted
 from bertq.worker import faults
+from bertq.worker.data_parallel import is_main_process, world
 from bertq.worker.inference import OutOfMemory, is_out_of_memory
 from bertq.worker.loading import gpu_capability, half_precision
 from bertq.worker.runner import JobContext
 
 COMPLETE_MARKER = "BERTQ_COMPLETE"
 """Written into a checkpoint folder after everything else: a folder without it is not resumed from."""
+RESUME_ARTIFACT = "resume"
+"""With an artifact store, each complete checkpoint is uploaded and recorded as this kind of artifact."""
 
 
 def training_arguments(
@@ -34,7 +37,13 @@ def training_arguments(
         num_train_epochs=spec.epochs,
         max_steps=getattr(spec, "max_steps", None) or -1,
         remove_unused_columns=not keep_columns,
-        per_device_train_batch_size=spec.batch_size,
+        # Data-parallel ranks share the batch: the same examples per optimiser step as one process.
+        per_device_train_batch_size=spec.batch_size // world()[1],
+        # transformers 5 multiplies each rank's loss by the number of ranks when this is on, expecting the
+        # model to divide by the items of the whole batch; sequence classifiers take the mean of their own
+        # batch, so data-parallel runs trained at twice the step (logged loss 1.38 vs 0.69 on one process).
+        # Off: every rank's batch is the same size, and DDP's gradient mean is the whole batch's.
+        average_tokens_across_devices=False,
         per_device_eval_batch_size=max(spec.batch_size, 64),
         learning_rate=spec.lr,
         weight_decay=0.01,
@@ -105,6 +114,7 @@ class JobCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         faults.slow_step()
+        faults.kill_rank(self.ctx.attempt, state.global_step)
         if self.ctx.should_stop:
             control.should_training_stop = True
             return
@@ -151,10 +161,12 @@ class JobCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
+        if folder.is_dir() and state.is_world_process_zero:  # data-parallel: rank 0 owns the checkpoints
             faults.kill_in_save(self.ctx.job_id, self.ctx.attempt)
             (folder / COMPLETE_MARKER).write_text(json.dumps({"step": state.global_step, "attempt": self.ctx.attempt}))
             prune_checkpoints(Path(args.output_dir), keep=[folder, Path(state.best_model_checkpoint or folder)])
+            if self.ctx.settings.artifact_store:  # another machine can resume from it: no disk is shared
+                self.ctx.artifact(RESUME_ARTIFACT, folder)
 
 
 def prune_checkpoints(output_dir: Path, *, keep: list[Path]) -> None:
@@ -183,16 +195,24 @@ def last_complete_checkpoint(attempts_root: Path) -> Path | None:
 
 
 def resume_point(ctx: JobContext) -> str | None:
-    """The checkpoint an earlier attempt left complete, if any. The attempt records it (so the resume
-    shows in `bertq show`), and the metric rows written after it are removed: this attempt writes
-    them again, so none is counted twice."""
+    """The checkpoint an earlier attempt left complete, if any: on this machine's disk, or (with an
+    artifact store) the newest one any machine uploaded, whichever is further on. The attempt records
+    it (so the resume shows in `bertq show`), and the metric rows written after it are removed: this
+    attempt writes them again, so none is counted twice."""
     checkpoint = last_complete_checkpoint(ctx.workdir / "attempts")
+    stored = ctx.artifact_of(ctx.job_id, RESUME_ARTIFACT) if ctx.settings.artifact_store else None
+    if stored and (Path(stored) / COMPLETE_MARKER).is_file() and _step(Path(stored)) > _step(checkpoint):
+        checkpoint = Path(stored)
     if checkpoint is None:
         return None
     ctx.resumed_from(str(checkpoint))
     forget_metrics_after(ctx, checkpoint)
     ctx.log.info("attempt %s resumes from %s", ctx.attempt, checkpoint)
     return str(checkpoint)
+
+
+def _step(checkpoint: Path | None) -> int:
+    return int(checkpoint.name.removeprefix("checkpoint-")) if checkpoint else -1
 
 
 def forget_metrics_after(ctx: JobContext, checkpoint: Path | None) -> None:
@@ -324,6 +344,8 @@ def train_and_save(
     ctx.progress(0.0, force=True, step=0, total=None, phase=phase)
     train_backing_off(ctx, trainer, resume)
     raise_if_superseded(ctx)
+    if not is_main_process():  # a data-parallel rank other than 0: rank 0 scores, saves and reports
+        return {}
     # The Trainer reloaded the best epoch's weights. Their numbers were measured when that epoch was
     # evaluated; score again only if that happened in an earlier attempt (a resumed job).
     best = callback.best_evaluation(trainer.state)

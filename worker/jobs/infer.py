@@ -1,4 +1,7 @@
-"""Bulk inference: one job per shard, then one job that seals the output folder.
+"""Bulk inference: a planning step, one job per shard, then one job that seals the output folder.
+
+The planning step reads every input on a worker (not the submitting host), cuts it into shards and
+adds the shard jobs to the pipeline (`ctx.add_shards`, once, fenced by its attempt).
 
 Exactly once, by construction:
 - a shard attempt writes its own file (`part-00003.attempt-2.jsonl`), fsyncs it, reads it back and
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bertq import sharding, store
-from bertq.bulk import InferSpec
+from bertq.bulk import InferSpec, plan_shards
 from bertq.db.models import utcnow
 from bertq.errors import BertqError
 from bertq.infer_tasks import get_infer_task
@@ -131,6 +134,18 @@ def read_output_ids(path: Path, fmt: str) -> list[str]:
         return [str(v) for v in pq.read_table(path, columns=["id"]).column("id").to_pylist()]
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line)["id"] for line in handle if line.strip()]
+
+
+def run_infer_plan(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    spec = InferSpec.from_dict(spec_values)
+    if spec.parent_job_id is None:
+        raise BertqError("an infer_plan job needs parent_job_id (set when the bulk job is submitted)")
+    started = time.monotonic()
+    shards = plan_shards(spec)
+    records = sum(s.records for s in shards)
+    ctx.log.info("planned %d records in %d shards in %.1fs", records, len(shards), time.monotonic() - started)
+    ctx.add_shards(spec.parent_job_id, shards)
+    return {"records": records, "shards": len(shards), "inputs": len(spec.inputs)}
 
 
 def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
