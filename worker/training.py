@@ -363,6 +363,7 @@ def train_and_save(
         "checkpoint": str(checkpoint),
         "train_runtime_s": runtime,
         "train_batch_size": trainer.args.per_device_train_batch_size,
+        "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
         "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
         **best,
     }

@@ -211,8 +211,16 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         where = store.join(spec.output, name)
         store.upload(path, where)
     ctx.commit_shard_output(parent, shard.index, path=where, sha256=digest, rows=len(ids))
-    rate = len(ids) / max(time.monotonic() - started, 1e-6)
-    return {"records": len(ids), "output": str(path), "precision": decision, "rate_per_s": round(rate, 1)}
+    seconds = max(time.monotonic() - started, 1e-6)
+    ctx.metrics({"tokens": float(predictor.tokens), "padded_tokens": float(predictor.padded_tokens)})
+    return {
+        "records": len(ids),
+        "output": str(path),
+        "precision": decision,
+        "rate_per_s": round(len(ids) / seconds, 1),
+        "seconds": round(seconds, 3),
+        "padding_efficiency": round(predictor.tokens / max(predictor.padded_tokens, 1), 4),
+    }
 
 
 def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
