@@ -9,8 +9,9 @@ artifacts go to the store, then measures:
    comments of ../shared/data/corpus) with the output in a local folder and in the store, taking
    turns for --rounds rounds; the jobs' own wall time (created → finished) gives records/s, and the
    ratio store/local is printed;
-2. the wall time of `bertq schedule run-now` firing a nightly infer of that corpus (planning the
-   shards happens at submit today, so it grows with the corpus: printed for 1x and 4x the lines);
+2. the wall time of `bertq schedule run-now` firing a nightly infer of that corpus, 1x, 4x and 16x,
+   from local disk and from the store (submit samples the input; a worker plans the shards), beside
+   the CLI's start-up (`bertq jobs`);
 3. the local cache's hit rate on a distil pipeline whose teacher was fine-tuned by another
    "machine" (a second home): the hits and misses the worker logs when it fetches artifacts.
 """
@@ -70,7 +71,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--parts", default="bulk,schedule,cache", help="which measurements, comma-separated")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
     root = Path(tempfile.mkdtemp(prefix="bertq-store-bench-"))
     processes: list[subprocess.Popen] = []
@@ -146,7 +149,7 @@ def main() -> None:
 
         # 1. Bulk throughput, local output vs store output, taking turns.
         rates: dict[str, list[float]] = {"local": [], "store": []}
-        for round_ in range(args.rounds):
+        for round_ in range(args.rounds if "bulk" in parts else 0):
             for where in ("local", "store"):
                 output = str(root / f"out-{round_}") if where == "local" else f"s3://bench/out-{round_}"
                 job = json.loads(
@@ -156,23 +159,39 @@ def main() -> None:
                 run(cli, "wait", str(job), "--timeout", "1800")
                 seconds, view = job_seconds(cli, job)
                 rates[where].append(view["result"]["records"] / seconds)
-        local, stored = max(rates["local"]), max(rates["store"])
-        print(f"bulk classify, {args.lines} lines, 2 shards, one worker: local output {local:.0f} records/s, "
-              f"store output {stored:.0f} records/s, ratio {stored / local:.3f} (best of {args.rounds} each)")  # fmt: skip
+        if "bulk" in parts:
+            local, stored = max(rates["local"]), max(rates["store"])
+            print(f"bulk classify, {args.lines} lines, 2 shards, one worker: local output {local:.0f} records/s, "
+                  f"store output {stored:.0f} records/s, ratio {stored / local:.3f} (best of {args.rounds} each)")  # fmt: skip
 
-        # 2. schedule run-now: the firing's wall time, for 1x and 4x the corpus.
-        for factor in (1, 4):
+        # 2. schedule run-now: the firing's wall time, for 1x, 4x and 16x the corpus, in the store
+        #    and on local disk; beside it, the CLI's own start-up (`bertq jobs`), the floor of any command.
+        if "schedule" in parts:
+            started = time.perf_counter()
+            run(cli, "jobs")
+            print(f"bertq jobs (CLI start-up floor): {time.perf_counter() - started:.2f} s")
+        for factor in (1, 4, 16) if "schedule" in parts else ():
             big = root / f"corpus-{factor}x.txt"
             big.write_text(corpus.read_text() * factor)
-            name = f"nightly{factor}"
-            run(cli, "schedule", "add", name, "--cron", "0 2 * * *", "--", "submit", "infer", "--model", str(model),
-                "--task", "classify", "--input", str(big), "--output", f"s3://bench/nightly{factor}-{{date}}")  # fmt: skip
-            started = time.perf_counter()
-            fired = run(cli, "schedule", "run-now", name)
-            print(f"schedule run-now, {args.lines * factor} lines: {time.perf_counter() - started:.2f} s "
-                  f"({fired.stdout.strip().splitlines()[-1] if fired.stdout.strip() else 'fired'})")  # fmt: skip
-            for job in json.loads(run(cli, "jobs", "--json", "--status", "QUEUED").stdout):
-                run(cli, "cancel", str(job["id"]))
+            stored_input = f"s3://bench/corpus-{factor}x.txt"
+            fsspec.filesystem("s3").put_file(str(big), stored_input.removeprefix("s3://"))
+            for source in (str(big), stored_input):
+                name = f"nightly{factor}{'s3' if source.startswith('s3') else 'local'}"
+                run(cli, "schedule", "add", name, "--cron", "0 2 * * *", "--", "submit", "infer", "--model",
+                    str(model), "--task", "classify", "--input", source, "--output",
+                    f"s3://bench/{name}-{{date}}")  # fmt: skip
+                started = time.perf_counter()
+                fired = run(cli, "schedule", "run-now", name)
+                print(f"schedule run-now, {args.lines * factor} lines ({big.stat().st_size / 1e6:.1f} MB) "
+                      f"{'in the store' if source.startswith('s3') else 'on local disk'}: "
+                      f"{time.perf_counter() - started:.2f} s "
+                      f"({fired.stdout.strip().splitlines()[-1] if fired.stdout.strip() else 'fired'})")  # fmt: skip
+                for job in json.loads(run(cli, "jobs", "--json").stdout):
+                    if job["status"] in ("QUEUED", "WAITING", "RUNNING"):
+                        subprocess.run([*BERTQ, "cancel", str(job["id"])], env=cli, capture_output=True)
+
+        if "cache" not in parts:
+            return
 
         # 3. Cache hit rate on a distil pipeline: the teacher fine-tuned by another home, the
         #    pipeline's steps on this worker.
