@@ -19,37 +19,20 @@ from bertq.families import PRESETS, head_family
 from bertq.labels import match_labels, parse_label_map
 from bertq.models import ModelRef, resolve_model
 from bertq.plan import PlannedJob
-from bertq.specs import DEFAULT_TASK, EvaluateSpec, FinetuneSpec, _check_numbers, _Spec, build_finetune_spec
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a teacher of one architecture is fine-tuned when it must be trained first."""
-
-    lr: float
-    epochs: float = 3.0
-    batch_size: int = 32
-
-
-TEACHER_RECIPES: dict[str, Recipe] = {
-    "bert": Recipe(lr=2e-5),  # BERT paper, GLUE: batch 32, 3 epochs, lr in {5,4,3,2}e-5
-    "roberta": Recipe(lr=2e-5),  # RoBERTa paper, GLUE: lr in {1,2,3}e-5, batch 16/32
-    "xlm-roberta": Recipe(lr=2e-5),
-    "albert": Recipe(lr=1e-5),  # ALBERT paper, SST-2: lr 1e-5, batch 32
-    "distilbert": Recipe(lr=5e-5),  # DistilBERT's GLUE fine-tuning (transformers' run_glue defaults)
-    "electra": Recipe(lr=1e-4),  # ELECTRA paper, base models: lr 1e-4
-    "deberta-v2": Recipe(lr=2e-5),  # DeBERTa-v3-base, GLUE: lr 2e-5
-}
-"""Per architecture (config.json's model_type): the published fine-tuning recipe of the teacher."""
-DEFAULT_RECIPE = Recipe(lr=2e-5)
+from bertq.recipes import Recipe, recipe_for
+from bertq.specs import (
+    DEFAULT_TASK,
+    EvaluateSpec,
+    FinetuneSpec,
+    _check_numbers,
+    _Spec,
+    build_finetune_spec,
+    training_knobs,
+)
 
 
 def teacher_recipe(model_type: str | None) -> Recipe:
-    return TEACHER_RECIPES.get(model_type or "", DEFAULT_RECIPE)
-
-
-def recipes_help() -> str:
-    return ", ".join(f"{name} {recipe.lr:g}" for name, recipe in TEACHER_RECIPES.items())
+    return recipe_for(model_type)
 
 
 @dataclass(frozen=True)
@@ -83,6 +66,21 @@ class DistillSpec(_Spec):
     epochs: float = 3.0
     batch_size: int = 32
     lr: float = 1e-4
+    warmup_ratio: float = 0.06
+    """Share of the optimiser steps over which the learning rate warms up from 0 [the model's recipe]."""
+    weight_decay: float = 0.01
+    """AdamW's decoupled weight decay [the model's recipe]."""
+    grad_accum: int = 1
+    """Batches accumulated per optimiser step (the optimiser sees batch-size x grad-accum examples)."""
+    precision: str = "auto"
+    """auto (bf16 on GPUs that have it, fp16 with loss scaling on older ones, fp32 on a CPU), fp32,
+    bf16 (a GPU from Ampere on, or a CPU), or fp16 (a GPU)."""
+    max_grad_norm: float = 1.0
+    """Gradients are clipped to this global norm."""
+    metric_for_best: str | None = None
+    """The eval metric that picks the best epoch [the task's main metric]."""
+    early_stopping: int = 0
+    """Stop after this many evaluations without improvement of metric-for-best; 0: never."""
     gpus: int = 1
     """Data-parallel processes for the student's training (and the teacher's fine-tune), one GPU each."""
     max_length: int = 128
@@ -186,6 +184,7 @@ def build_distill_spec(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     gpus: int = 1,
+    knobs: dict[str, Any] | None = None,
 ) -> tuple[DistillSpec, FinetuneSpec | None]:
     """The distill spec, and the teacher's fine-tune spec when the teacher must be trained first."""
     problems: list[str] = []
@@ -285,6 +284,7 @@ def build_distill_spec(
         )
 
     student_location = None
+    student_config = teacher_config
     layers = None
     if student == "teacher":
         if student_layers is None:
@@ -298,6 +298,7 @@ def build_distill_spec(
         try:
             ref = resolve_model(student)
             student_location = ref.location
+            student_config = ref.config
             if ref.max_length is not None and max_length > ref.max_length:
                 problems.append(
                     f"--max-length {max_length} is longer than --student {student!r} accepts ({ref.max_length} "
@@ -330,6 +331,7 @@ def build_distill_spec(
 
     if transfer_data is not None:
         transfer_column = _check_transfer(transfer_data, transfer_column, problems)
+    student_knobs = training_knobs(knobs or {}, student_config, family.metrics, problems)
     if problems:
         raise SpecError(problems)
     assert data_spec is not None and labels is not None
@@ -361,6 +363,7 @@ def build_distill_spec(
             seed=seed,
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
+            **student_knobs,
         ),
         teacher_finetune,
     )

@@ -123,6 +123,21 @@ class FinetuneSpec(_Spec):
     """Examples per optimiser step."""
     lr: float = 5e-5
     """Peak learning rate of AdamW with linear warm-up and decay."""
+    warmup_ratio: float = 0.06
+    """Share of the optimiser steps over which the learning rate warms up from 0 [the model's recipe]."""
+    weight_decay: float = 0.01
+    """AdamW's decoupled weight decay [the model's recipe]."""
+    grad_accum: int = 1
+    """Batches accumulated per optimiser step (the optimiser sees batch-size x grad-accum examples)."""
+    precision: str = "auto"
+    """auto (bf16 on GPUs that have it, fp16 with loss scaling on older ones, fp32 on a CPU), fp32,
+    bf16 (a GPU from Ampere on, or a CPU), or fp16 (a GPU)."""
+    max_grad_norm: float = 1.0
+    """Gradients are clipped to this global norm."""
+    metric_for_best: str | None = None
+    """The eval metric that picks the best epoch [the task's main metric]."""
+    early_stopping: int = 0
+    """Stop after this many evaluations without improvement of metric-for-best; 0: never."""
     gpus: int = 1
     """Data-parallel processes (torch.distributed DDP), one GPU each, on one worker that sees that many
     GPUs; the batch is shared out (batch-size / gpus each). On a CPU-only worker: that many CPU
@@ -189,6 +204,44 @@ class EvaluateSpec(_Spec):
 # ---------------------------------------------------------------------------------------------
 
 
+TRAINING_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+KNOBS = (
+    "warmup_ratio",
+    "weight_decay",
+    "grad_accum",
+    "precision",
+    "max_grad_norm",
+    "metric_for_best",
+    "early_stopping",
+)
+"""The training knobs of a fine-tune or a distillation student; None (not given) takes the default."""
+
+
+def training_knobs(
+    given: dict[str, Any], config: dict[str, Any], metrics: tuple[str, ...], problems: list[str]
+) -> dict[str, Any]:
+    """The knobs as stored: given values checked, and warm-up and decay not given from the model's
+    recipe (its architecture's published fine-tuning settings, `bertq.recipes`)."""
+    from bertq.recipes import recipe_for
+
+    unknown = set(given) - set(KNOBS)
+    if unknown:
+        raise ValueError(f"unknown training knobs {sorted(unknown)}")
+    recipe = recipe_for(config.get("model_type"))
+    knobs = {name: value for name, value in given.items() if value is not None}
+    knobs.setdefault("warmup_ratio", recipe.warmup_ratio)
+    knobs.setdefault("weight_decay", recipe.weight_decay)
+    _check_numbers(problems, **{k: v for k, v in knobs.items() if k not in ("precision", "metric_for_best")})
+    if knobs.get("precision", "auto") not in TRAINING_PRECISIONS:
+        problems.append(f"--precision {knobs['precision']!r}: choose {', '.join(TRAINING_PRECISIONS)}")
+    metric = knobs.get("metric_for_best")
+    if metric is not None and metric.removeprefix("eval_") not in metrics:
+        problems.append(f"--metric-for-best {metric!r}: this task reports {', '.join(metrics)}")
+    elif metric is not None:
+        knobs["metric_for_best"] = metric.removeprefix("eval_")
+    return knobs
+
+
 def _check_numbers(problems: list[str], **values: float | int | None) -> None:
     rules = {
         "epochs": (lambda v: v > 0, "--epochs must be more than 0"),
@@ -199,6 +252,11 @@ def _check_numbers(problems: list[str], **values: float | int | None) -> None:
         "stride": (lambda v: v >= 0, "--stride must be 0 or more tokens"),
         "latency_samples": (lambda v: v > 0, "--latency-samples must be at least 1"),
         "gpus": (lambda v: 1 <= v <= 64, "--gpus must be 1 to 64 processes"),
+        "warmup_ratio": (lambda v: 0 <= v < 1, "--warmup-ratio must be at least 0 and below 1 (0.06 is usual)"),
+        "weight_decay": (lambda v: 0 <= v < 1, "--weight-decay must be at least 0 and below 1 (0.01 is usual)"),
+        "grad_accum": (lambda v: v >= 1, "--grad-accum must be at least 1 batch per step"),
+        "max_grad_norm": (lambda v: v > 0, "--max-grad-norm must be more than 0 (1.0 is usual)"),
+        "early_stopping": (lambda v: v >= 0, "--early-stopping must be 0 (off) or a number of evaluations"),
     }
     for name, value in values.items():
         if value is not None and not rules[name][0](value):
@@ -331,6 +389,7 @@ def build_finetune_spec(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     gpus: int = 1,
+    knobs: dict[str, Any] | None = None,
 ) -> FinetuneSpec:
     task = task or DEFAULT_TASK
     preset = _task(task)
@@ -388,6 +447,7 @@ def build_finetune_spec(
     if labels and eval_check is not None and eval_check is not train_check:
         _check_eval_labels(eval_check, preset, labels, "--eval", problems)
 
+    knobs = training_knobs(knobs or {}, ref.config if ref else {}, preset.family.metrics, problems)
     if problems:
         raise SpecError(problems)
     assert ref is not None and train_check is not None and eval_check is not None
@@ -416,6 +476,7 @@ def build_finetune_spec(
         trust_remote_code=trust_remote_code,
         allow_pickle=allow_pickle,
         gpus=gpus,
+        **knobs,
     )
 
 

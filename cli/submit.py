@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Any
@@ -11,11 +12,12 @@ import click
 from bertq.bulk import InferSpec
 from bertq.cli.group import cli, emit_json, get_job
 from bertq.cli.watch import wait_for
-from bertq.distillation import DistillSpec, recipes_help
+from bertq.distillation import DistillSpec
 from bertq.families import presets_help
 from bertq.formats import TEXT_COLUMN_GUESSES
 from bertq.infer_tasks import INFER_TASKS
 from bertq.plan import queue_for_device
+from bertq.recipes import recipes_help
 from bertq.specs import PRECISIONS, EvaluateSpec, FinetuneSpec
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 
@@ -77,6 +79,44 @@ def _loading_options(command: Any) -> Any:
         help="Let the model run its own Python code (auto_map) for this job. Off by default.",
     )(command)
     return command
+
+
+def _knob_options(command: Any) -> Any:
+    """The training knobs (`bertq.specs.KNOBS`), passed to the command as one `knobs` dict; a knob not
+    given is None (its default: the spec's, or for warm-up and decay the model's published recipe)."""
+    from bertq.specs import KNOBS, TRAINING_PRECISIONS, field_docs
+
+    docs = field_docs(FinetuneSpec)
+
+    @functools.wraps(command)
+    def with_knobs(*args: Any, **kwargs: Any) -> Any:
+        kwargs["knobs"] = {name: kwargs.pop(name) for name in KNOBS}
+        return command(*args, **kwargs)
+
+    recipe_default = {
+        "warmup_ratio": f"by architecture: {recipes_help('warmup_ratio')}; else 0.06",
+        "weight_decay": f"by architecture: {recipes_help('weight_decay')}; else 0.01",
+        "grad_accum": "1",
+        "precision": "auto",
+        "max_grad_norm": "1.0",
+        "metric_for_best": "the task's main metric",
+        "early_stopping": "0",
+    }
+    types: dict[str, Any] = {
+        "warmup_ratio": float,
+        "weight_decay": float,
+        "grad_accum": int,
+        "precision": click.Choice(TRAINING_PRECISIONS),
+        "max_grad_norm": float,
+        "metric_for_best": str,
+        "early_stopping": int,
+    }
+    for name in reversed(KNOBS):
+        help_text = f"{docs[name].split(' [')[0]} [{recipe_default[name]}]"
+        with_knobs = click.option(f"--{name.replace('_', '-')}", name, type=types[name], default=None, help=help_text)(
+            with_knobs
+        )
+    return with_knobs
 
 
 def _validated(queue: str, priority: int, build_spec: Any) -> Any:
@@ -175,6 +215,7 @@ def _pick_queue(queue: str | None, device: str = "cpu") -> str:
     show_default=True,
     help="Enqueue an evaluate job of the best checkpoint when done.",
 )
+@_knob_options
 @_loading_options
 @_queue_options
 def submit_finetune(
@@ -197,6 +238,7 @@ def submit_finetune(
     evaluate: bool,
     trust_remote_code: bool,
     allow_pickle: bool,
+    knobs: dict[str, Any],
     queue: str | None,
     priority: int,
     wait: bool,
@@ -231,6 +273,7 @@ def submit_finetune(
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
             gpus=gpus,
+            knobs=knobs,
         ),
     )
     plan = [PlannedJob("finetune", spec.to_dict(), queue, priority)]
@@ -398,6 +441,7 @@ def submit_evaluate(
 @spec_option(DistillSpec, "lr", type=float)
 @spec_option(DistillSpec, "max_length", type=int)
 @spec_option(DistillSpec, "seed", type=int)
+@_knob_options
 @_loading_options
 @_queue_options
 def submit_distill(
@@ -425,6 +469,7 @@ def submit_distill(
     seed: int,
     trust_remote_code: bool,
     allow_pickle: bool,
+    knobs: dict[str, Any],
     queue: str | None,
     priority: int,
     wait: bool,
@@ -465,6 +510,7 @@ def submit_distill(
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
             gpus=gpus,
+            knobs=knobs,
         ),
     )
     spec, teacher_finetune = built

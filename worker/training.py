@@ -29,9 +29,14 @@ def training_arguments(
 ) -> TrainingArguments:
     """`keep_columns`: pass dataset columns the model does not take (a distillation's teacher_logits)."""
     on_gpu = device == "cuda"
-    # Native bf16 only (Ampere and later); fp16 with the Trainer's loss scaling on older GPUs.
-    half = half_precision(gpu_capability()) if on_gpu else "fp32"
-    bf16, fp16 = half == "bf16", half == "fp16"
+    precision = getattr(spec, "precision", "auto")
+    if precision == "auto":  # native bf16 only (Ampere and later); fp16 with the Trainer's loss scaling before
+        precision = half_precision(gpu_capability()) if on_gpu else "fp32"
+    elif precision == "fp16" and not on_gpu:
+        raise BertqError("--precision fp16 trains on a GPU only; on a CPU use bf16 or fp32 (or auto)")
+    elif precision == "bf16" and on_gpu and half_precision(gpu_capability()) != "bf16":
+        raise BertqError("--precision bf16: this GPU has no native bf16 (before Ampere); use fp16 or auto")
+    bf16, fp16 = precision == "bf16", precision == "fp16"
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=spec.epochs,
@@ -46,8 +51,10 @@ def training_arguments(
         average_tokens_across_devices=False,
         per_device_eval_batch_size=max(spec.batch_size, 64),
         learning_rate=spec.lr,
-        weight_decay=0.01,
-        warmup_steps=0.06,
+        weight_decay=getattr(spec, "weight_decay", 0.01),
+        warmup_steps=getattr(spec, "warmup_ratio", 0.06),  # below 1: a share of the steps (transformers 5)
+        gradient_accumulation_steps=getattr(spec, "grad_accum", 1),
+        max_grad_norm=getattr(spec, "max_grad_norm", 1.0),
         lr_scheduler_type="linear",
         seed=spec.seed,
         data_seed=spec.seed,
@@ -55,7 +62,7 @@ def training_arguments(
         save_strategy="epoch",
         save_total_limit=None,  # bertq prunes (JobCallback.on_save): never the newest complete checkpoint
         load_best_model_at_end=True,
-        metric_for_best_model=metric_for_best,
+        metric_for_best_model=getattr(spec, "metric_for_best", None) or metric_for_best,
         greater_is_better=True,
         logging_strategy="steps",
         logging_steps=0.02,  # a ratio of the total steps: about 50 loss points per run
@@ -80,6 +87,11 @@ class ScoringTrainer(Trainer):
     def __init__(self, *args: Any, scorer: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.scorer = scorer
+        # Every bertq loss is the mean over its own micro-batch (the heads' cross-entropy, the KD loss):
+        # the Trainer must divide it by the accumulation steps. transformers 5 skips that division for
+        # models whose forward takes **kwargs, assuming they normalised by the whole batch's item count;
+        # the sequence classifiers do not, so 2 x 8 accumulated moved the weights twice as far as 16.
+        self.loss_is_scaled_for_ga = False
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):  # type: ignore[no-untyped-def, override]
         started = time.monotonic()
@@ -167,6 +179,15 @@ class JobCallback(TrainerCallback):
             prune_checkpoints(Path(args.output_dir), keep=[folder, Path(state.best_model_checkpoint or folder)])
             if self.ctx.settings.artifact_store:  # another machine can resume from it: no disk is shared
                 self.ctx.artifact(RESUME_ARTIFACT, folder)
+
+
+def extra_callbacks(spec: Any) -> list[Any]:
+    """Callbacks a spec's knobs ask for: early stopping after `early_stopping` evaluations without
+    improvement of the metric that picks the best epoch."""
+    from transformers import EarlyStoppingCallback
+
+    patience = getattr(spec, "early_stopping", 0)
+    return [EarlyStoppingCallback(early_stopping_patience=patience)] if patience else []
 
 
 def prune_checkpoints(output_dir: Path, *, keep: list[Path]) -> None:
@@ -364,6 +385,21 @@ def train_and_save(
         "train_runtime_s": runtime,
         "train_batch_size": trainer.args.per_device_train_batch_size,
         "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
+        "training": {  # what the Trainer ran with (the knobs, resolved)
+            "warmup_ratio": trainer.args.warmup_steps,
+            "weight_decay": trainer.args.weight_decay,
+            "max_grad_norm": trainer.args.max_grad_norm,
+            "metric_for_best": trainer.args.metric_for_best_model,
+            "early_stopping": next(
+                (
+                    c.early_stopping_patience
+                    for c in trainer.callback_handler.callbacks
+                    if hasattr(c, "early_stopping_patience")
+                ),
+                0,
+            ),
+            "epochs_run": round(trainer.state.epoch or 0.0, 3),
+        },
         "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
         **best,
     }

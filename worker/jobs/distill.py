@@ -38,6 +38,7 @@ from bertq.worker.training import (
     JobCallback,
     ScoringTrainer,
     attempt_dir,
+    extra_callbacks,
     scorer_for,
     train_and_save,
     training_arguments,
@@ -228,7 +229,7 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         eval_dataset=evaluation,
         processing_class=tokenizer,
         data_collator=family.data_collator(tokenizer),
-        callbacks=[callback],
+        callbacks=[callback, *extra_callbacks(spec)],
         scorer=score,
     )
     trainer = (

@@ -18,6 +18,7 @@ from bertq.worker.training import (
     JobCallback,
     ScoringTrainer,
     attempt_dir,
+    extra_callbacks,
     scorer_for,
     train_and_save,
     training_arguments,
@@ -61,7 +62,7 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         eval_dataset=evaluation,  # scored by `score`, not by the Trainer's loop
         processing_class=tokenizer,
         data_collator=family.data_collator(tokenizer),
-        callbacks=[callback],
+        callbacks=[callback, *extra_callbacks(spec)],
         scorer=score,
     )
     return train_and_save(ctx, trainer, callback, score, tokenizer=tokenizer, spec_values=spec_values, phase="training")
