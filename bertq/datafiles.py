@@ -27,6 +27,12 @@ class DataFileError(BertqError):
 class LabelledData:
     texts: list[str]
     labels: list[str]
+    pairs: list[str] | None = None
+    """The second text of each example, for sentence-pair tasks (NLI, paraphrase, QNLI)."""
+
+    def inputs(self) -> list[str] | list[tuple[str, str]]:
+        """What a model reads per example: the text, or the (text, second text) pair."""
+        return list(zip(self.texts, self.pairs)) if self.pairs is not None else list(self.texts)
 
 
 def file_format(path: Path) -> str:
@@ -100,20 +106,29 @@ def label_sort_key(label: str) -> tuple[int, float | str]:
         return (1, label)
 
 
-def read_labelled(path: Path, text_column: str, label_column: str) -> LabelledData:
-    """Every (text, label) pair of a file; raises DataFileError naming the file and line."""
+def read_labelled(path: Path, text_column: str, label_column: str, pair_column: str | None = None) -> LabelledData:
+    """Every (text, label) pair of a file (with `pair_column`, every (text, second text, label));
+    raises DataFileError naming the file and line."""
     texts: list[str] = []
     labels: list[str] = []
+    pairs: list[str] | None = [] if pair_column else None
+    wanted = [c for c in (text_column, pair_column, label_column) if c]
     for number, row in read_rows(path):
-        missing = [c for c in (text_column, label_column) if c not in row]
+        missing = [c for c in wanted if c not in row]
         if missing:
             raise DataFileError(
                 f"{path}, line {number}: no column {', '.join(map(repr, missing))}; the file has "
-                f"{', '.join(map(repr, row))}. Name the right one with --text-column / --label-column"
+                f"{', '.join(map(repr, row))}. Name the right one with --text-column / --text-pair-column / "
+                "--label-column"
             )
         text, label = row[text_column], row[label_column]
         if not isinstance(text, str) or not text.strip():
             raise DataFileError(f"{path}, line {number}: the text in column {text_column!r} is empty")
+        if pairs is not None:
+            second = row[pair_column]
+            if not isinstance(second, str) or not second.strip():
+                raise DataFileError(f"{path}, line {number}: the text in column {pair_column!r} is empty")
+            pairs.append(second.strip())
         if label is None or (isinstance(label, str) and not label.strip()):
             raise DataFileError(f"{path}, line {number}: the label in column {label_column!r} is empty")
         if isinstance(label, bool) or not isinstance(label, (str, int)):
@@ -125,7 +140,7 @@ def read_labelled(path: Path, text_column: str, label_column: str) -> LabelledDa
         labels.append(str(label).strip())
     if not texts:
         raise DataFileError(f"{path}: no examples (the file is empty or has only a header)")
-    return LabelledData(texts, labels)
+    return LabelledData(texts, labels, pairs)
 
 
 def check_label_set(path: Path, labels: list[str]) -> list[str]:

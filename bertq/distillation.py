@@ -264,6 +264,11 @@ def build_distill_spec(
     except SpecError as error:
         # The teacher was resolved above already: its problem is not said twice.
         problems.extend(p for p in error.problems if f"--teacher: {p}" not in problems)
+    if data_spec is not None and data_spec.text_pair_column:
+        problems.append(
+            f"distill reads single texts; {task} is a sentence-pair task, not supported by distill yet: "
+            "fine-tune a smaller model on the pairs directly (bertq submit finetune --task ...)"
+        )
     if data_spec is not None and teacher_job is None and teacher_location is None:
         teacher_finetune = data_spec  # a base model: fine-tune it on the task first
     if teacher_names is not None and data_spec is not None and data_spec.labels:

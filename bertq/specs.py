@@ -111,6 +111,8 @@ class FinetuneSpec(_Spec):
     """Classification: the column holding the input text."""
     label_column: str = "label"
     """Classification: the column holding the class label."""
+    text_pair_column: str | None = None
+    """Classification of sentence pairs (NLI, paraphrase, QNLI): the column with the second text."""
     labels: list[str] | None = None
     """Label values in class-id order (classification: class i is labels[i]; ner: the IOB2 tags)."""
     label_names: list[str] | None = None
@@ -177,6 +179,8 @@ class EvaluateSpec(_Spec):
     """The evaluation data (absolute path)."""
     text_column: str = "text"
     label_column: str = "label"
+    text_pair_column: str | None = None
+    """Sentence pairs: the column with the second text (as the model was trained)."""
     labels: list[str] | None = None
     """Label values in class-id order, when known at submit (from the job that trained the model)."""
     precision: str = "fp32"
@@ -317,7 +321,14 @@ def _check_split(split_by: str | None, eval_fraction: float | None, problems: li
 
 
 def _check_data(
-    name: str, option: str, task: Preset, problems: list[str], *, text_column: str | None, label_column: str
+    name: str,
+    option: str,
+    task: Preset,
+    problems: list[str],
+    *,
+    text_column: str | None,
+    label_column: str,
+    pair_column: str | None = None,
 ) -> tuple[DataCheck | None, str | None]:
     """Read and check one data file (or a Hub dataset's local copy) for the task, as the worker will
     read it; returns it and the text column it uses."""
@@ -345,7 +356,13 @@ def _check_data(
             return None, text_column
     found: list[str] = []
     data, text_column = family.check_data(
-        path, name=name, option=option, problems=found, text_column=text_column, label_column=label_column
+        path,
+        name=name,
+        option=option,
+        problems=found,
+        text_column=text_column,
+        label_column=label_column,
+        pair_column=pair_column,
     )
     problems.extend(problem.replace(str(path), shown) for problem in found)
     if data is None:
@@ -376,6 +393,7 @@ def build_finetune_spec(
     eval: str | None,
     text_column: str | None = None,
     label_column: str | None = None,
+    text_pair_column: str | None = None,
     epochs: float = FinetuneSpec.epochs,
     max_steps: int | None = None,
     batch_size: int = FinetuneSpec.batch_size,
@@ -427,15 +445,22 @@ def build_finetune_spec(
 
     label_column = label_column or preset.label_column or "label"
     text_column = text_column or preset.text_column
+    pair_column = text_pair_column or preset.text_pair_column
     train_check, text_column = _check_data(
-        train, "--train", preset, problems, text_column=text_column, label_column=label_column
+        train, "--train", preset, problems, text_column=text_column, label_column=label_column, pair_column=pair_column
     )
     eval_check = train_check
     if eval is not None and (
         split_by is None or Path(eval).expanduser().resolve() != Path(train).expanduser().resolve()
     ):
         eval_check, text_column = _check_data(
-            eval, "--eval", preset, problems, text_column=text_column, label_column=label_column
+            eval,
+            "--eval",
+            preset,
+            problems,
+            text_column=text_column,
+            label_column=label_column,
+            pair_column=pair_column,
         )
     if split_by and train_check is not None and preset.family.article_split:
         try:
@@ -461,6 +486,7 @@ def build_finetune_spec(
         eval=eval_check.path,
         text_column=text_column or "text",
         label_column=label_column,
+        text_pair_column=pair_column,
         labels=labels,
         label_names=[names.get(label, label) for label in labels] if labels else None,
         epochs=float(epochs),
@@ -499,6 +525,7 @@ def build_evaluate_spec(
     label_map: str | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    text_pair_column: str | None = None,
 ) -> EvaluateSpec:
     """`source_job`, when the model is a job id: that job's kind, status, spec and checkpoint."""
     problems: list[str] = []
@@ -563,12 +590,19 @@ def build_evaluate_spec(
     data = data or trained.get("eval") or preset.eval
     text_column = text_column or trained.get("text_column") or preset.text_column
     label_column = label_column or trained.get("label_column") or preset.label_column or "label"
+    pair_column = text_pair_column or trained.get("text_pair_column") or preset.text_pair_column
     checked = None
     if data is None:
         problems.append("--data is missing: the evaluation data file")
     else:
         checked, text_column = _check_data(
-            data, "--data", preset, problems, text_column=text_column, label_column=label_column
+            data,
+            "--data",
+            preset,
+            problems,
+            text_column=text_column,
+            label_column=label_column,
+            pair_column=pair_column,
         )
     labels = trained.get("labels")
     mapping = parse_label_map(label_map, problems)
@@ -589,6 +623,7 @@ def build_evaluate_spec(
         data=checked.path,
         text_column=text_column or "text",
         label_column=label_column,
+        text_pair_column=pair_column,
         labels=labels,
         precision=precision,
         device=device,

@@ -190,6 +190,12 @@ def _pick_queue(queue: str | None, device: str = "cpu") -> str:
     "--text-column", default=None, help="Classification: column with the text [sst2: sentence; else text/sentence]."
 )
 @click.option("--label-column", default=None, help="Classification: column with the label [default: label].")
+@click.option(
+    "--text-pair-column",
+    default=None,
+    help="Sentence pairs (NLI, paraphrase): column with the second text [qnli: sentence, mrpc/rte: sentence2, "
+    "mnli: hypothesis].",
+)
 @spec_option(FinetuneSpec, "epochs", type=float)
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (overrides --epochs).")
 @spec_option(FinetuneSpec, "batch_size", type=int)
@@ -225,6 +231,7 @@ def submit_finetune(
     eval_: str | None,
     text_column: str | None,
     label_column: str | None,
+    text_pair_column: str | None,
     epochs: float,
     max_steps: int | None,
     batch_size: int,
@@ -260,6 +267,7 @@ def submit_finetune(
             eval=eval_,
             text_column=text_column,
             label_column=label_column,
+            text_pair_column=text_pair_column,
             epochs=epochs,
             max_steps=max_steps,
             batch_size=batch_size,
@@ -332,6 +340,7 @@ def _model_job(model: str) -> dict[str, Any] | None:
 @_device_option
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
+@click.option("--text-pair-column", default=None, help="Sentence pairs: column with the second text [as trained].")
 @click.option("--max-length", type=int, default=None, help="[default: the job's, else 128; qa 384]")
 @spec_option(EvaluateSpec, "batch_size", type=int, help="Batch size of the throughput pass.")
 @spec_option(EvaluateSpec, "latency_samples", type=int, help="Real inputs timed one at a time.")
@@ -349,6 +358,7 @@ def submit_evaluate(
     device: str,
     text_column: str | None,
     label_column: str | None,
+    text_pair_column: str | None,
     max_length: int | None,
     batch_size: int,
     latency_samples: int,
@@ -380,6 +390,7 @@ def submit_evaluate(
             source_job=source,
             text_column=text_column,
             label_column=label_column,
+            text_pair_column=text_pair_column,
             precision=precision,
             device=device,
             max_length=max_length,

@@ -9,7 +9,9 @@ IGNORE_INDEX = -100
 skips: sub-tokens after a word's first, padding, and unlabelled transfer examples."""
 
 
-def load_labelled(source: str, text_column: str, label_column: str) -> datafiles.LabelledData:
+def load_labelled(
+    source: str, text_column: str, label_column: str, pair_column: str | None = None
+) -> datafiles.LabelledData:
     """Examples from a local file or a Hub dataset's local copy, read by the same code that
     validated them at submit."""
-    return datafiles.read_labelled(hubdata.local_path(source), text_column, label_column)
+    return datafiles.read_labelled(hubdata.local_path(source), text_column, label_column, pair_column)

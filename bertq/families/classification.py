@@ -14,7 +14,15 @@ class Classification(Family):
     """Texts and their class labels; the label set is read from the training data."""
 
     def check_data(
-        self, path: Path, *, name: str, option: str, problems: list[str], text_column: str | None, label_column: str
+        self,
+        path: Path,
+        *,
+        name: str,
+        option: str,
+        problems: list[str],
+        text_column: str | None,
+        label_column: str,
+        pair_column: str | None = None,
     ) -> tuple[Any, str | None]:
         try:
             if text_column is None:
@@ -26,7 +34,7 @@ class Classification(Family):
                         f"{', '.join(columns) or 'none'}); name it with --text-column"
                     )
                     return None, None
-            return datafiles.read_labelled(path, text_column, label_column), text_column
+            return datafiles.read_labelled(path, text_column, label_column, pair_column), text_column
         except datafiles.DataFileError as error:
             problems.append(f"{option}: {error}")
             return None, text_column
@@ -58,6 +66,47 @@ FAMILY = Classification(
 
 PRESETS = (
     Preset("classification", FAMILY, None, "label"),
+    # Sentence pairs (GLUE): the model reads the two texts as one input, [CLS] a [SEP] b [SEP].
+    Preset(
+        "qnli",
+        FAMILY,
+        "question",
+        "label",
+        {"0": "entailment", "1": "not_entailment"},
+        train="hub:nyu-mll/glue#qnli:train",
+        eval="hub:nyu-mll/glue#qnli:validation",
+        text_pair_column="sentence",
+    ),
+    Preset(
+        "mrpc",
+        FAMILY,
+        "sentence1",
+        "label",
+        {"0": "not_equivalent", "1": "equivalent"},
+        train="hub:nyu-mll/glue#mrpc:train",
+        eval="hub:nyu-mll/glue#mrpc:validation",
+        text_pair_column="sentence2",
+    ),
+    Preset(
+        "rte",
+        FAMILY,
+        "sentence1",
+        "label",
+        {"0": "entailment", "1": "not_entailment"},
+        train="hub:nyu-mll/glue#rte:train",
+        eval="hub:nyu-mll/glue#rte:validation",
+        text_pair_column="sentence2",
+    ),
+    Preset(
+        "mnli",
+        FAMILY,
+        "premise",
+        "label",
+        {"0": "entailment", "1": "neutral", "2": "contradiction"},
+        train="hub:nyu-mll/glue#mnli:train",
+        eval="hub:nyu-mll/glue#mnli:validation_matched",
+        text_pair_column="hypothesis",
+    ),
     Preset(
         "sst2",
         FAMILY,

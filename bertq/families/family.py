@@ -60,10 +60,21 @@ class Family:
     """Whether `bertq submit distill` supports it (soft labels are per-example class logits)."""
 
     def check_data(
-        self, path: Path, *, name: str, option: str, problems: list[str], text_column: str | None, label_column: str
+        self,
+        path: Path,
+        *,
+        name: str,
+        option: str,
+        problems: list[str],
+        text_column: str | None,
+        label_column: str,
+        pair_column: str | None = None,
     ) -> tuple[Any, str | None]:
         """Read a local data file as the worker will; returns what was read (None after recording a
         problem) and the text column it uses (unchanged for families without columns)."""
+        if pair_column:
+            problems.append(f"--text-pair-column: {self.words} reads no text pairs; it is for classification")
+            return None, text_column
         try:
             return self.read_file(path), text_column
         except DataFileError as error:

@@ -22,6 +22,8 @@ class Preset:
     """The default --train: the Hub dataset the tutorial loads by name (`hub:NAME[#CONFIG]:SPLIT`)."""
     eval: str | None = None
     """The default --eval (and evaluate's --data)."""
+    text_pair_column: str | None = None
+    """Sentence-pair tasks: the column holding the second text."""
 
     @property
     def max_length(self) -> int:

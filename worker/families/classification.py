@@ -18,9 +18,10 @@ class Classification(WorkerFamily):
     family = classification.FAMILY
     auto_model = "AutoModelForSequenceClassification"
 
-    def read_examples(self, source: str, *, spec: Any, side: str) -> list[tuple[str, str]]:
-        data = load_labelled(source, spec.text_column, spec.label_column)
-        return list(zip(data.texts, data.labels))
+    def read_examples(self, source: str, *, spec: Any, side: str) -> list[tuple[Any, str]]:
+        """(text, label), or ((text, second text), label) for a sentence-pair task."""
+        data = load_labelled(source, spec.text_column, spec.label_column, getattr(spec, "text_pair_column", None))
+        return list(zip(data.inputs(), data.labels))
 
     def labels_of(self, examples: list[tuple[str, str]]) -> list[str]:
         return sorted({label for _, label in examples}, key=datafiles.label_sort_key)
@@ -29,7 +30,7 @@ class Classification(WorkerFamily):
         self, examples: list[tuple[str, str]], tokenizer: Any, spec: Any, labels: list[str] | None
     ) -> dict[str, list]:
         index = {label: i for i, label in enumerate(labels or [])}
-        encoded = tokenizer([t for t, _ in examples], truncation=True, max_length=spec.max_length)
+        encoded = _encode(tokenizer, [t for t, _ in examples], spec.max_length)
         columns = {key: list(value) for key, value in encoded.items()}
         columns["labels"] = [index[label] for _, label in examples]
         return columns
@@ -43,14 +44,23 @@ class Classification(WorkerFamily):
         gold = np.array([index[y] for _, y in examples])
         texts = [t for t, _ in examples]
 
-        def encode(batch: list[str]) -> dict[str, list]:
-            return {k: list(v) for k, v in tokenizer(batch, truncation=True, max_length=spec.max_length).items()}
+        def encode(batch: list[Any]) -> dict[str, list]:
+            return {k: list(v) for k, v in _encode(tokenizer, batch, spec.max_length).items()}
 
         def score(outputs: list[dict[str, np.ndarray]]) -> dict[str, float]:
             predicted = np.array([int(np.argmax(o["logits"])) for o in outputs])
             return accuracy_and_f1(predicted, gold, len(labels))
 
         return EvalSet(encode(texts), len(texts), ("logits",), score, lambda i: encode([texts[i]]))
+
+
+def _encode(tokenizer: Any, inputs: list[Any], max_length: int) -> Any:
+    """Texts, or (text, second text) pairs as one input each ([CLS] a [SEP] b [SEP]); a pair too long
+    loses tokens from its longer side first."""
+    if inputs and isinstance(inputs[0], tuple):
+        firsts, seconds = zip(*inputs)
+        return tokenizer(list(firsts), list(seconds), truncation="longest_first", max_length=max_length)
+    return tokenizer(inputs, truncation=True, max_length=max_length)
 
 
 FAMILY = Classification()
