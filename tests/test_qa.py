@@ -355,3 +355,21 @@ def test_split_keeps_at_least_one_article_on_each_side() -> None:
         assert not {e.title for e in train} & {e.title for e in evaluation}
     with pytest.raises(ValueError, match="at least 2"):
         split_by_article(examples[:1], eval_fraction=0.2, seed=0)
+
+
+def test_a_predicted_answer_keeps_its_own_offsets_and_a_score():
+    """The answer's offsets are the predicted span's, not where its text first occurs in the context."""
+    import numpy as np
+
+    from bertq.squad import QAExample
+    from bertq.worker.qa import predicted_spans
+
+    context = "the cat saw the cat"
+    example = QAExample(id="0", title="", context=context, question="who was seen?", answers=[])
+    features = {"example_id": ["0"], "offset_mapping": [[None, (0, 3), (4, 7), (8, 11), (12, 15), (16, 19)]]}
+    start = np.array([[0.0, 0.0, 1.0, 0.0, 0.0, 6.0]], dtype=np.float32)  # the second "cat"
+    end = np.array([[0.0, 0.0, 1.0, 0.0, 0.0, 6.0]], dtype=np.float32)
+    span = predicted_spans([example], features, start, end)["0"]
+    assert (span.text, span.start, span.end) == ("cat", 16, 19) and context[span.start : span.end] == "cat"
+    probability = np.exp(6.0) / (np.exp(6.0) + np.exp(1.0) + 3)  # the softmax over the context's tokens
+    assert span.score == pytest.approx(probability**2, rel=1e-5)

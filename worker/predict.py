@@ -246,7 +246,7 @@ class Predictor:
         self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None
     ) -> list[dict[str, Any]]:
         from bertq.squad import QAExample
-        from bertq.worker.qa import postprocess_predictions, prepare_eval_features
+        from bertq.worker.qa import predicted_spans, prepare_eval_features
 
         examples = [
             QAExample(id=str(i), title="", context=t, question=self.question or "", answers=[])
@@ -271,19 +271,12 @@ class Predictor:
         self._run(model_inputs, consume, token_budget=token_budget, on_batch=None)
         if on_batch is not None:
             on_batch(len(texts))
-        answers = postprocess_predictions(examples, features, start, end)
-        results = []
-        for i, text in enumerate(texts):
-            answer = answers.get(str(i), "")
-            offset = text.find(answer) if answer else -1
-            results.append(
-                {
-                    "answer": answer,
-                    "start": offset if offset >= 0 else None,
-                    "end": offset + len(answer) if offset >= 0 else None,
-                }
-            )
-        return results
+        spans = predicted_spans(examples, features, start, end)
+        # The predicted span's own offsets (not the first place its text occurs), and its score.
+        return [
+            {"answer": span.text, "start": span.start, "end": span.end, "score": round(span.score, 6)}
+            for span in (spans[str(i)] for i in range(len(texts)))
+        ]
 
 
 PREDICT_METHODS = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,18 @@ def prepare_eval_features(
     return features
 
 
+@dataclass(frozen=True)
+class Span:
+    """The predicted answer of one example: its text, where it is in the context, and how sure."""
+
+    text: str
+    start: int | None
+    """Character offset in the context where the answer begins; None when no span qualified."""
+    end: int | None
+    score: float
+    """P(start) x P(end): the softmax of the start and end logits over the window's context tokens."""
+
+
 def postprocess_predictions(
     examples: list[QAExample],
     features: dict[str, list],
@@ -81,9 +94,25 @@ def postprocess_predictions(
     n_best: int = 20,
     max_answer_length: int = 30,
 ) -> dict[str, str]:
-    """The answer text for each example id: the span with the highest start + end logit over all of
+    """The answer text for each example id (see `predicted_spans`)."""
+    spans = predicted_spans(
+        examples, features, start_logits, end_logits, n_best=n_best, max_answer_length=max_answer_length
+    )
+    return {example_id: span.text for example_id, span in spans.items()}
+
+
+def predicted_spans(
+    examples: list[QAExample],
+    features: dict[str, list],
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> dict[str, Span]:
+    """The answer span of each example id: the span with the highest start + end logit over all of
     its windows, among the n_best starts and ends that lie in the context, in order and at most
-    max_answer_length tokens long; an empty string where no span qualifies."""
+    max_answer_length tokens long; an empty span where none qualifies."""
     if len(start_logits) != len(features["example_id"]) or len(end_logits) != len(start_logits):
         raise ValueError(
             f"{len(start_logits)} start and {len(end_logits)} end logit rows for "
@@ -92,15 +121,17 @@ def postprocess_predictions(
     windows_of: dict[str, list[int]] = defaultdict(list)
     for window, example_id in enumerate(features["example_id"]):
         windows_of[example_id].append(window)
-    predictions: dict[str, str] = {}
+    predictions: dict[str, Span] = {}
     for example in examples:
-        best_score, best_text = -np.inf, ""
+        best_score, best = -np.inf, Span("", None, None, 0.0)
         for window in windows_of[example.id]:
             offsets = features["offset_mapping"][window]
             # Logits are padded to the batch's longest window: cut the padding off before ranking,
             # so that it cannot take places among the n_best.
             starts = np.asarray(start_logits[window])[: len(offsets)]
             ends = np.asarray(end_logits[window])[: len(offsets)]
+            in_context = np.array([offset is not None for offset in offsets])
+            start_p, end_p = _softmax(starts, in_context), _softmax(ends, in_context)
             for start in np.argsort(starts)[::-1][:n_best]:
                 for end in np.argsort(ends)[::-1][:n_best]:
                     if offsets[start] is None or offsets[end] is None:  # question or special token
@@ -110,9 +141,19 @@ def postprocess_predictions(
                     score = float(starts[start] + ends[end])
                     if score > best_score:
                         best_score = score
-                        best_text = example.context[offsets[start][0] : offsets[end][1]]
-        predictions[example.id] = best_text
+                        first, last = offsets[start][0], offsets[end][1]
+                        best = Span(example.context[first:last], first, last, float(start_p[start] * end_p[end]))
+        predictions[example.id] = best
     return predictions
+
+
+def _softmax(logits: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Softmax over the context's tokens (the question's and special tokens get probability 0)."""
+    if not keep.any():
+        return np.zeros(len(logits))
+    kept = np.where(keep, logits.astype(np.float64), -np.inf)
+    shifted = np.exp(kept - kept[keep].max())
+    return shifted / shifted.sum()
 
 
 def normalize_answer(text: str) -> str:
