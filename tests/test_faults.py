@@ -402,8 +402,13 @@ def test_disk_full_while_writing_outputs_is_a_retryable_error_and_leaves_no_trun
             check=True,
         ).stdout
     )["id"]
-    shard = parent + 1
     bertq.start_worker()
+
+    def planned_shard():  # type: ignore[no-untyped-def]
+        children = bertq.json("show", str(parent))["children"]
+        return next((c["id"] for c in children if c["kind"] == "infer_shard"), None)
+
+    shard = _wait_for(planned_shard, timeout=120)  # the planning step adds it on the worker
 
     def first_attempt_ended():  # type: ignore[no-untyped-def]
         history = bertq.json("show", str(shard))["attempt_history"]
