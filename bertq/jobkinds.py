@@ -20,6 +20,7 @@ from typing import Any
 from bertq.bulk import InferSpec
 from bertq.distillation import DistillSpec
 from bertq.errors import SpecError
+from bertq.pretraining import PretrainSpec
 from bertq.specs import EvaluateSpec, FinetuneSpec, path_fields
 
 
@@ -58,6 +59,14 @@ KINDS: tuple[JobKind, ...] = (
         f"{_WORKER}.finetune:run_finetune",
         True,
         "fine-tune a model on a task; saves the best epoch",
+        data_parallel=True,
+    ),
+    JobKind(
+        "pretrain",
+        PretrainSpec,
+        f"{_WORKER}.pretrain:run_pretrain",
+        True,
+        "continue masked-LM pre-training on unlabelled domain text; perplexity before and after",
         data_parallel=True,
     ),
     JobKind(

@@ -17,8 +17,9 @@ from bertq.families import presets_help
 from bertq.formats import TEXT_COLUMN_GUESSES
 from bertq.infer_tasks import INFER_TASKS
 from bertq.plan import queue_for_device
+from bertq.pretraining import PretrainSpec
 from bertq.recipes import recipes_help
-from bertq.specs import PRECISIONS, EvaluateSpec, FinetuneSpec
+from bertq.specs import PRECISIONS, EvaluateSpec, FinetuneSpec, field_docs
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 
 # Submitting
@@ -321,6 +322,86 @@ def _model_job(model: str) -> dict[str, Any] | None:
             "spec": job.spec,
             "checkpoint": checkpoint_path(session=session, job_id=job.id),
         }
+
+
+@submit.command("pretrain")
+@click.option(
+    "--model", required=True, help="The encoder to continue: an alias (roberta, bert, minilm...), hub id or folder."
+)
+@click.option(
+    "--corpus",
+    "corpus",
+    multiple=True,
+    required=True,
+    help="Unlabelled text: plain text (a line a text), JSONL, CSV/TSV or Parquet files or globs, "
+    "store URLs or hub:NAME; repeat for more.",
+)
+@click.option("--text-column", default=None, help="The column with the text [guessed: text, sentence, ...].")
+@spec_option(PretrainSpec, "heldout_fraction", type=float)
+@spec_option(PretrainSpec, "mlm_probability", type=float)
+@click.option("--whole-word", is_flag=True, help=field_docs(PretrainSpec)["whole_word"])
+@spec_option(PretrainSpec, "epochs", type=float)
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps (overrides --epochs).")
+@spec_option(PretrainSpec, "batch_size", type=int)
+@spec_option(PretrainSpec, "lr", type=float)
+@spec_option(PretrainSpec, "gpus", type=int, help=field_docs(FinetuneSpec)["gpus"])
+@spec_option(PretrainSpec, "max_length", type=int)
+@spec_option(PretrainSpec, "seed", type=int)
+@_knob_options
+@_loading_options
+@_queue_options
+def submit_pretrain(
+    model: str,
+    corpus: tuple[str, ...],
+    text_column: str | None,
+    heldout_fraction: float,
+    mlm_probability: float,
+    whole_word: bool,
+    epochs: float,
+    max_steps: int | None,
+    batch_size: int,
+    lr: float,
+    gpus: int,
+    max_length: int,
+    seed: int,
+    knobs: dict[str, Any],
+    trust_remote_code: bool,
+    allow_pickle: bool,
+    queue: str | None,
+    priority: int,
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """Continue masked-LM pre-training of MODEL on unlabelled domain text (dynamic masking); records
+    held-out perplexity before and after, and saves a checkpoint finetune and distill take as --model."""
+    from bertq.db.submit import submit
+    from bertq.pretraining import build_pretrain_spec
+
+    queue = _pick_queue(queue)
+    spec = _validated(
+        queue,
+        priority,
+        lambda: build_pretrain_spec(
+            model=model,
+            corpus=list(corpus),
+            text_column=text_column,
+            heldout_fraction=heldout_fraction,
+            mlm_probability=mlm_probability,
+            whole_word=whole_word,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            max_length=max_length,
+            seed=seed,
+            gpus=gpus,
+            knobs=knobs,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+        ),
+    )
+    job_id = submit("pretrain", spec.to_dict(), queue=queue, priority=priority)
+    _report_submitted(job_id, "pretrain", queue, wait, as_json, f"; {len(spec.corpus)} corpus file(s)")
 
 
 @submit.command("evaluate")

@@ -25,7 +25,13 @@ RESUME_ARTIFACT = "resume"
 
 
 def training_arguments(
-    *, output_dir: Path, spec: Any, metric_for_best: str, device: str, keep_columns: bool = False
+    *,
+    output_dir: Path,
+    spec: Any,
+    metric_for_best: str,
+    device: str,
+    keep_columns: bool = False,
+    greater_is_better: bool = True,
 ) -> TrainingArguments:
     """`keep_columns`: pass dataset columns the model does not take (a distillation's teacher_logits)."""
     on_gpu = device == "cuda"
@@ -63,7 +69,7 @@ def training_arguments(
         save_total_limit=None,  # bertq prunes (JobCallback.on_save): never the newest complete checkpoint
         load_best_model_at_end=True,
         metric_for_best_model=getattr(spec, "metric_for_best", None) or metric_for_best,
-        greater_is_better=True,
+        greater_is_better=greater_is_better,
         logging_strategy="steps",
         logging_steps=0.02,  # a ratio of the total steps: about 50 loss points per run
         report_to=[],
