@@ -160,6 +160,7 @@ def _pick_queue(queue: str | None, device: str = "cpu") -> str:
     """--queue as given; `auto` (the default): BERTQ_DEFAULT_QUEUE when set, gpu for --device cuda,
     else gpu when a live worker with a GPU consumes the gpu queue (the registry), otherwise cpu."""
     if queue and queue != "auto":
+        _check_queue_name(queue)
         return queue
     configured = queue_for_device(device)
     if os.environ.get("BERTQ_DEFAULT_QUEUE", "auto") != "auto" or configured == "gpu":
@@ -170,6 +171,31 @@ def _pick_queue(queue: str | None, device: str = "cpu") -> str:
     with sessions()() as session:
         live = live_queues(session)
     return "gpu" if "cuda" in live.get("gpu", set()) else "cpu"
+
+
+def _check_queue_name(queue: str) -> None:
+    """A queue no worker has ever consumed, close to one that is known, is a typo: refused with the
+    name it resembles (a job there would wait forever). Any other new name is taken as it is: a worker
+    may be started for it, and until then `bertq show` says that no live worker consumes it."""
+    import difflib
+
+    from bertq.db.engine import sessions
+    from bertq.db.workers import list_workers
+    from bertq.errors import SpecError
+
+    known = {"cpu", "gpu", os.environ.get("BERTQ_DEFAULT_QUEUE", "auto")} - {"auto"}
+    with sessions()() as session:
+        known |= {name for worker in list_workers(session, include_gone=True) for name in worker.queues}
+    if queue in known:
+        return
+    close = difflib.get_close_matches(queue, sorted(known), n=1, cutoff=0.7)
+    if close:
+        raise SpecError(
+            [
+                f"--queue {queue!r}: no worker consumes that queue; did you mean {close[0]!r}? (to use a new "
+                f"queue, start a worker for it first: bertq worker --queues {queue})"
+            ]
+        )
 
 
 @submit.command("finetune")

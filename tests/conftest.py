@@ -230,6 +230,15 @@ def bertq(tmp_path: Path) -> Iterator[Bertq]:
     _teardown(instance)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The `postgres` marker on every test that uses PostgreSQL, so `-m "not postgres"` leaves them out."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("bertq_any_db") == "postgres"
+        if on_postgres or "postgres_admin_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def bertq_any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bertq]:
     """bertq on SQLite, then again on a fresh PostgreSQL database."""

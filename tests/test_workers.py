@@ -43,6 +43,13 @@ def test_workers_register_route_and_unregister(bertq, tiny_classifier, tiny_data
     assert "no live worker consumes queue 'nowhere'" in bertq.run("show", str(stranded), check=True).stdout
     assert "no live worker consumes queue 'nowhere'" in bertq.run("jobs", check=True).stdout
     assert not next(j for j in bertq.json("jobs") if j["id"] == job)["no_live_worker"]
+    # A typo of a known queue is refused with the name it resembles; nothing is enqueued.
+    before = len(bertq.json("jobs"))
+    typo = bertq.run(*common, "--queue", "cpuu")
+    assert typo.returncode == 2 and "no worker consumes that queue; did you mean 'cpu'?" in typo.stderr
+    typo = bertq.run(*common, "--queue", "specail")
+    assert typo.returncode == 2 and "did you mean 'special'?" in typo.stderr  # a live worker's own queue
+    assert len(bertq.json("jobs")) == before
 
     # A GPU worker's row (this machine has no GPU: the row is written as a GPU worker would write it).
     from bertq.db import workers
