@@ -8,6 +8,7 @@ from typing import Any
 from bertq.db.jobs import latest_metrics
 from bertq.db.models import Job, utcnow
 from bertq.families import FAMILIES
+from bertq.families.classification import learned_nothing
 from bertq.jobkinds import model_of
 
 MAIN_METRICS = tuple(
@@ -22,6 +23,7 @@ def _time(value: datetime | None) -> str | None:
 
 def job_view(job: Job) -> dict[str, Any]:
     """`bertq show --json`: the job's state, progress, metrics, artifacts and error."""
+    metrics = latest_metrics(job)
     return {
         "id": job.id,
         "kind": job.kind,
@@ -33,7 +35,8 @@ def job_view(job: Job) -> dict[str, Any]:
         "progress": round(job.progress, 4),
         "progress_detail": job.progress_detail,
         "model": model_of(job.kind, job.spec),
-        "metrics": latest_metrics(job),
+        "metrics": metrics,
+        "warning": learned_nothing(metrics),
         "artifacts": [
             {"kind": a.kind, "path": a.path, "sha256": a.sha256, "size_bytes": a.size_bytes} for a in job.artifacts
         ],
@@ -83,9 +86,10 @@ def duration(seconds: float | None) -> str:
 
 
 def main_metric(metrics: dict[str, float]) -> str:
+    """The job's main metric for `bertq jobs`; `!` marks a classifier no better than the majority class."""
     for name in MAIN_METRICS:
         if name in metrics:
-            return f"{name}={metrics[name]:.4f}"
+            return f"{name}={metrics[name]:.4f}" + (" !" if learned_nothing(metrics) else "")
     return "-"
 
 

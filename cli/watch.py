@@ -38,7 +38,7 @@ JOB_SORTS = ("newest", "oldest", "priority", "status")
 @click.option("--json", "as_json", is_flag=True)
 def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orphans: bool, as_json: bool) -> None:
     """List jobs, newest first (or --sort oldest, priority, status)."""
-    from bertq.cli.render import age, job_view, main_metric, table
+    from bertq.cli.render import age, job_view, learned_nothing, main_metric, table
     from bertq.db.engine import sessions
     from bertq.db.jobs import latest_metrics, list_jobs, orphans
     from bertq.db.workers import live_queues
@@ -93,6 +93,8 @@ def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orpha
         )
         for queue in sorted(set(unserved.values())):
             click.echo(f"* no live worker consumes queue {queue!r}: start one with `bertq worker --queues {queue}`")
+        if any(learned_nothing(latest_metrics(j)) for j in rows):
+            click.echo("! no better than always answering the most common label: `bertq show ID` says more")
 
 
 @cli.command()
@@ -130,6 +132,8 @@ def show(job_id: int, as_json: bool) -> None:
         click.echo(
             f"artifact {artifact['kind']}: {artifact['path']} ({artifact['size_bytes'] / 1e6:.1f} MB, sha256 {artifact['sha256'][:12]})"
         )
+    if view["warning"]:
+        click.echo(f"warning: {view['warning']}")
     if view["error"]:
         click.echo(f"error: {view['error']}")
 

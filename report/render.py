@@ -11,6 +11,7 @@ import json
 import math
 from typing import Any
 
+from bertq.families.classification import learned_nothing
 from bertq.report.scenarios import Candidate, Decision
 
 COLUMNS = [
@@ -46,9 +47,24 @@ def _winner_line(decision: Decision) -> tuple[str, str]:
     return f"{winner.model} [{winner.precision}, job {winner.job_id}]", decision.reason
 
 
+def warnings(candidates: list[Candidate]) -> list[str]:
+    """Candidates whose numbers should not be trusted as they stand (a classifier at majority level)."""
+    found = []
+    for candidate in candidates:
+        problem = learned_nothing(candidate.metrics)
+        if problem:
+            found.append(f"{candidate.model} [{candidate.precision}, job {candidate.job_id}]: {problem}")
+    return found
+
+
 def as_json(decisions: list[Decision], candidates: list[Candidate]) -> str:
     return json.dumps(
-        {"scenarios": [d.as_dict() for d in decisions], "candidates": [c.as_dict() for c in candidates]}, indent=2
+        {
+            "scenarios": [d.as_dict() for d in decisions],
+            "candidates": [c.as_dict() for c in candidates],
+            "warnings": warnings(candidates),
+        },
+        indent=2,
     )
 
 
@@ -65,6 +81,7 @@ def as_table(decisions: list[Decision], candidates: list[Candidate]) -> str:
     rows = [[h for h, _ in COLUMNS]] + [[_cell(c, key) for _, key in COLUMNS] for c in candidates]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines += [f"warning: {w}" for w in warnings(candidates)]
     return "\n".join(lines)
 
 
@@ -83,6 +100,7 @@ def as_markdown(decisions: list[Decision], candidates: list[Candidate]) -> str:
         lines.append(f"| {decision.scenario.name} | {decision.device} | {choice} | {runner} | {reason} |")
     lines += ["", "## Candidates", "", "| " + " | ".join(h for h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(c, key) for _, key in COLUMNS) + " |" for c in candidates]
+    lines += ["", "## Warnings", "", *(f"- {w}" for w in warnings(candidates))] if warnings(candidates) else []
     return "\n".join(lines) + "\n"
 
 
@@ -208,6 +226,7 @@ td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; text-align:
 th {{ background: #f3f3f3; }}
 .plots {{ display: flex; flex-wrap: wrap; gap: 1em; }}
 figcaption {{ font-size: 12px; color: #555; }}
+.warning {{ color: #a40; }}
 </style></head><body>
 <h1>bertq decision report</h1>
 <p>Which model to deploy for which scenario, from the numbers bertq's evaluate jobs measured.
@@ -218,6 +237,7 @@ is both more accurate and cheaper); green arrows go from a teacher to its distil
 <h2>Plots</h2>{plots}
 <h2>Candidates</h2>
 <table><tr>{"".join(f"<th>{html.escape(h)}</th>" for h, _ in COLUMNS)}</tr>{table}</table>
+{"".join(f'<p class="warning">warning: {html.escape(w)}</p>' for w in warnings(candidates))}
 </body></html>
 """
 

@@ -111,3 +111,42 @@ def test_knobs_default_to_the_models_recipe_and_bad_values_are_refused(tiny_mode
     assert "--warmup-ratio must be at least 0 and below 1" in message and "--grad-accum must be at least 1" in message
     assert "--metric-for-best 'entity_f1': this task reports accuracy, f1" in message
     assert "--max-grad-norm must be more than 0" in message
+
+
+def test_a_model_no_better_than_the_majority_class_is_flagged_in_show_jobs_and_report(
+    bertq, tiny_model, tiny_data, tmp_path
+):
+    """A fine-tune that learned nothing scores the majority class's share: show, jobs and the report say so."""
+    from bertq.db import jobs as q
+    from bertq.db.models import JobStatus
+    from bertq.specs import build_finetune_spec
+    from bertq.worker.context import LocalContext, call_local
+
+    train, dev = tiny_data
+    spec = build_finetune_spec(model=str(tiny_model), task="sst2", train=str(train), eval=str(dev), epochs=1,
+                               max_length=32, batch_size=16, lr=1e-9)  # fmt: skip
+    ctx = LocalContext(workdir=tmp_path / "job", job_id=1)
+    call_local("finetune", spec.to_dict(), ctx)
+    learned = ctx.latest_metrics()
+    labels = [line.rsplit("\t", 1)[1] for line in dev.read_text().splitlines()[1:]]
+    majority = max(labels.count(label) for label in set(labels)) / len(labels)
+    assert learned["eval_majority_baseline"] == pytest.approx(majority)
+    assert learned["eval_accuracy"] <= majority + 0.005  # lr 1e-9: it answers one class
+
+    # Its numbers as an evaluate job's would be recorded, and what a user sees.
+    metrics = {"accuracy": learned["eval_accuracy"], "majority_baseline": majority, "f1": 0.0, "size_mb": 1.0,
+               "latency_p50_ms": 1.0, "latency_p95_ms": 2.0, "throughput_per_s": 100.0, "peak_memory_mb": 10.0}  # fmt: skip
+    with bertq.sessions()() as s, s.begin():
+        job = q.create_job(session=s, kind="evaluate", spec={"model": "flat", "task": "sst2", "data": str(dev)},
+                           queue="cpu", priority=5, max_attempts=1)  # fmt: skip
+        job_id = job.id
+    with bertq.sessions()() as s, s.begin():
+        q.claim(session=s, job_id=job_id, worker="w", lease_seconds=60)
+        q.add_metrics(session=s, job_id=job_id, attempt=1, values=metrics, split="test", step=None, epoch=None)
+        q.finish(session=s, job_id=job_id, attempt=1, status=JobStatus.SUCCEEDED, result={"device": "cpu"})
+    shown = bertq.run("show", str(job_id), check=True).stdout
+    assert "warning: accuracy" in shown and "no better than always answering the most common label" in shown
+    listed = bertq.run("jobs", check=True).stdout
+    assert " !" in listed and "! no better than always answering the most common label" in listed
+    reported = bertq.run("report", check=True).stdout
+    assert "warning: flat" in reported and "learned nothing useful" in reported

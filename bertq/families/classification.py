@@ -53,6 +53,23 @@ class Classification(Family):
             )
 
 
+LEARNED_NOTHING_MARGIN = 0.005
+"""Accuracy within this of the majority-class baseline counts as learning nothing."""
+
+
+def learned_nothing(metrics: dict[str, float]) -> str | None:
+    """A warning when a classifier's accuracy is no better than always answering the most common label."""
+    for prefix in ("eval_", ""):
+        accuracy, baseline = metrics.get(f"{prefix}accuracy"), metrics.get(f"{prefix}majority_baseline")
+        if accuracy is not None and baseline is not None and accuracy <= baseline + LEARNED_NOTHING_MARGIN:
+            return (
+                f"accuracy {accuracy:.4f} is no better than always answering the most common label "
+                f"({baseline:.4f} of the evaluation data): the model learned nothing useful. Train longer, "
+                "raise --lr, use more data, or check the labels"
+            )
+    return None
+
+
 FAMILY = Classification(
     name="classification",
     head_suffix="ForSequenceClassification",

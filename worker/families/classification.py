@@ -43,13 +43,15 @@ class Classification(WorkerFamily):
             raise BertqError(f"evaluation labels {unknown[:5]} are not among the model's labels {labels[:10]}")
         gold = np.array([index[y] for _, y in examples])
         texts = [t for t, _ in examples]
+        # Always answering the most common label scores this accuracy: a model at that level learned nothing.
+        majority = float(np.bincount(gold).max() / len(gold)) if len(gold) else 0.0
 
         def encode(batch: list[Any]) -> dict[str, list]:
             return {k: list(v) for k, v in _encode(tokenizer, batch, spec.max_length).items()}
 
         def score(outputs: list[dict[str, np.ndarray]]) -> dict[str, float]:
             predicted = np.array([int(np.argmax(o["logits"])) for o in outputs])
-            return accuracy_and_f1(predicted, gold, len(labels))
+            return {**accuracy_and_f1(predicted, gold, len(labels)), "majority_baseline": majority}
 
         return EvalSet(encode(texts), len(texts), ("logits",), score, lambda i: encode([texts[i]]))
 
