@@ -63,6 +63,8 @@ class InferSpec(_Spec):
     """Shards asked for (None: about one per 20 000 records); once planned, the number planned."""
     records: int = 0
     """Records in all inputs; 0 until the planning step has counted them."""
+    cache: bool = False
+    """Look each record up in the result cache first (`bertq.result_cache`); add new results after."""
     input_versions: dict[str, str | None] | None = None
     """Each input's version when submitted (size and mtime, a store's ETag): planning checks it."""
     trust_remote_code: bool = False
@@ -136,6 +138,7 @@ def build_infer_spec(
     on_bad_line: str = "fail",
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    cache: bool | None = None,
 ) -> InferSpec:
     problems: list[str] = []
     if task not in INFER_TASKS:
@@ -222,6 +225,7 @@ def build_infer_spec(
         model_job_id=job_id,
         task=task,
         inputs=sources,
+        cache=cache if cache is not None else bool(os.environ.get("BERTQ_RUN_DATE")),  # on for scheduled runs
         input_versions=versions,
         output=folder,
         format=format,

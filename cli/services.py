@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -350,3 +351,58 @@ def models() -> None:
 
     for alias, target, where in known_models():
         click.echo(f"{alias:<12} {target}\n{'':<12} {where}")
+
+
+@cli.group("cache")
+def cache_group() -> None:
+    """The result cache of bulk inference (`submit infer --cache`)."""
+
+
+@cache_group.command("stats")
+@click.option("--json", "as_json", is_flag=True)
+def cache_stats(as_json: bool) -> None:
+    """Per model key: files, cached results and bytes."""
+    from bertq.config import load_settings
+    from bertq.result_cache import cache_root, stats
+
+    settings = load_settings()
+    rows = stats(settings)
+    keys: dict[str, dict[str, int]] = {}
+    for row in rows:
+        totals = keys.setdefault(row["key"], {"files": 0, "entries": 0, "bytes": 0})
+        totals["files"] += 1
+        totals["entries"] += row["entries"]
+        totals["bytes"] += row["bytes"]
+    if as_json:
+        emit_json({"root": cache_root(settings), "keys": keys})
+        return
+    click.echo(f"result cache at {cache_root(settings)}: {len(keys)} model key(s)")
+    for name, totals in sorted(keys.items()):
+        click.echo(
+            f"  {name}  {totals['entries']} results in {totals['files']} file(s), {totals['bytes'] / 1e6:.2f} MB"
+        )
+
+
+@cache_group.command("prune")
+@click.option("--key", "keys", multiple=True, help="A model key to remove (bertq cache stats lists them).")
+@click.option("--all", "everything", is_flag=True, help="Remove every cached result.")
+def cache_prune(keys: tuple[str, ...], everything: bool) -> None:
+    """Remove cached results: of the given model keys, or all of them."""
+    import shutil
+
+    from bertq import store
+    from bertq.config import load_settings
+    from bertq.result_cache import cache_root
+
+    if not keys and not everything:
+        raise click.UsageError("name the keys to remove with --key (see `bertq cache stats`), or pass --all")
+    root = cache_root(load_settings())
+    for key in keys or [""]:
+        target = store.join(root, key) if store.is_url(root) else str(Path(root, key))
+        if store.is_url(target):
+            fs, path = store.filesystem(target)
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+        else:
+            shutil.rmtree(target, ignore_errors=True)
+        click.echo(f"removed {target}")

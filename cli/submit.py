@@ -686,6 +686,12 @@ def submit_distill(
 @click.option("--labels", default=None, help="zero-shot: candidate labels, comma-separated.")
 @click.option("--question", default=None, help="qa: the question asked of every text.")
 @spec_option(InferSpec, "on_bad_line", type=click.Choice(["fail", "skip"]))
+@click.option(
+    "--cache/--no-cache",
+    default=None,
+    help="Take results of texts seen before (same model, settings and precision) from the result cache, "
+    "and add new ones [on for scheduled runs, else off].",
+)
 @_loading_options
 @_queue_options
 def submit_infer(
@@ -708,6 +714,7 @@ def submit_infer(
     on_bad_line: str,
     trust_remote_code: bool,
     allow_pickle: bool,
+    cache: bool | None,
     queue: str | None,
     priority: int,
     wait: bool,
@@ -743,6 +750,7 @@ def submit_infer(
             on_bad_line=on_bad_line,
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
+            cache=cache,
         ),
     )
     ids = submit_plan(plan_infer(spec, queue=queue, priority=priority))

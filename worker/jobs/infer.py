@@ -27,6 +27,7 @@ from bertq.bulk import InferSpec, plan_shards
 from bertq.db.models import utcnow
 from bertq.errors import BertqError
 from bertq.infer_tasks import get_infer_task
+from bertq.result_cache import ResultCache, model_digest, text_key
 from bertq.safety import check_output_folder
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 from bertq.worker import faults
@@ -170,6 +171,11 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         raise BertqError(f"shard {shard.index} of {shard.path} has {len(ids)} records, planned {shard.records}")
     precision, decision = choose_precision(spec, location, device, texts, ctx)
     predictor = load_predictor(location, spec.task, device=device, precision=precision, **_predictor_options(spec))
+    cache = ResultCache.open(ctx.settings, spec, model_digest(location), precision) if spec.cache else None
+    hits = cache.lookup(texts) if cache else {}
+    todo = [i for i in range(len(texts)) if i not in hits]
+    if cache:
+        ctx.log.info("result cache %s: %d of %d records found", cache.key[:12], len(hits), len(texts))
 
     done = 0
     started = time.monotonic()
@@ -189,9 +195,18 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         )
         ctx.shard_progress(parent, shard.index, done)
 
-    results = predictor.predict(
-        texts, token_budget=spec.token_budget or DEFAULT_TOKEN_BUDGET[device], on_batch=on_batch
+    if hits:  # cached records count as done at once
+        on_batch(len(hits))
+    computed = (
+        predictor.predict(
+            [texts[i] for i in todo], token_budget=spec.token_budget or DEFAULT_TOKEN_BUDGET[device], on_batch=on_batch
+        )
+        if todo
+        else []
     )
+    fresh = dict(zip(todo, (json.dumps(result, ensure_ascii=False) for result in computed)))
+    # A result is written as its JSON text, from the cache or just computed: the same bytes either way.
+    results = [json.loads(hits[i]) if i in hits else json.loads(fresh[i]) for i in range(len(texts))]
 
     # This attempt's own file, checked before it is offered as the shard's output.
     name = f"part-{shard.index:05d}.attempt-{ctx.attempt}.{spec.format}"
@@ -211,8 +226,19 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         where = store.join(spec.output, name)
         store.upload(path, where)
     ctx.commit_shard_output(parent, shard.index, path=where, sha256=digest, rows=len(ids))
+    if cache is not None:  # after the commit: what is cached was committed by this attempt
+        cache.add(
+            {text_key(texts[i]): fresh[i] for i in todo},
+            f"part-{ctx.job_id}-{shard.index:05d}-a{ctx.attempt}.parquet",
+        )
     seconds = max(time.monotonic() - started, 1e-6)
-    ctx.metrics({"tokens": float(predictor.tokens), "padded_tokens": float(predictor.padded_tokens)})
+    ctx.metrics(
+        {
+            "tokens": float(predictor.tokens),
+            "padded_tokens": float(predictor.padded_tokens),
+            **({"cache_hits": float(len(hits)), "cache_misses": float(len(todo))} if cache else {}),
+        }
+    )
     return {
         "records": len(ids),
         "output": str(path),

@@ -1,0 +1,75 @@
+"""The result cache of bulk inference: a second night runs only the texts it has not seen, and its
+output is byte for byte what a run without the cache writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _parts(folder: Path) -> bytes:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return b"".join((folder / entry["path"]).read_bytes() for entry in manifest["files"])
+
+
+def _shard_metrics(bertq, job: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    totals: dict[str, float] = {}
+    for child in bertq.json("show", str(job))["children"]:
+        if child["kind"] == "infer_shard":
+            for name, value in bertq.json("show", str(child["id"]))["metrics"].items():
+                totals[name] = totals.get(name, 0.0) + value
+    return totals
+
+
+def test_a_second_night_runs_only_new_and_edited_texts_and_writes_the_same_output(bertq, tiny_classifier, tmp_path):
+    bertq.start_worker()
+    night1 = [
+        f"review {i}: the film was {'good' if i % 3 else 'dull'} and {'long' if i % 5 else 'fun'}" for i in range(300)
+    ]
+    night2 = [*night1[:290], *(f"{text} (edited)" for text in night1[290:]), *(f"a new review {i}" for i in range(30))]
+
+    def run(lines: list[str], name: str, *flags: str) -> tuple[int, Path]:
+        corpus = tmp_path / name / "corpus.txt"  # one file name: record ids are <file name>:<line>
+        corpus.parent.mkdir()
+        corpus.write_text("\n".join(lines) + "\n")
+        out = tmp_path / f"out-{name}"
+        job = json.loads(
+            bertq.run("submit", "infer", "--model", str(tiny_classifier), "--task", "classify", "--input", str(corpus),
+                      "--output", str(out), "--shards", "2", "--precision", "fp32", "--all-scores", "--json", *flags,
+                      check=True).stdout
+        )["id"]  # fmt: skip
+        assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0, bertq.json("show", str(job))["error"]
+        return job, out
+
+    first, _ = run(night1, "night1", "--cache")
+    assert _shard_metrics(bertq, first) | {"cache_hits": 0.0} == _shard_metrics(bertq, first)  # all misses
+    assert _shard_metrics(bertq, first)["cache_misses"] == 300
+    second, cached = run(night2, "night2", "--cache")
+    counts = _shard_metrics(bertq, second)
+    assert (counts["cache_hits"], counts["cache_misses"]) == (290, 40)  # 10 edited + 30 new
+    _, uncached = run(night2, "night2-plain", "--no-cache")
+    assert _parts(cached) == _parts(uncached)  # byte for byte: ids, order, values
+
+    # Another precision is another key: nothing is found (the model's outputs would differ).
+    third, _ = run(night2, "night2-bf16", "--cache", "--precision", "bf16")
+    assert _shard_metrics(bertq, third)["cache_hits"] == 0
+    stats = json.loads(bertq.run("cache", "stats", "--json", check=True).stdout)
+    assert len(stats["keys"]) == 2 and sum(k["entries"] for k in stats["keys"].values()) == 340 + 330
+
+
+def test_a_half_written_cache_file_is_skipped_and_settings_change_the_key(tmp_path):
+    from dataclasses import replace
+
+    from bertq.bulk import InferSpec
+    from bertq.config import load_settings
+    from bertq.result_cache import ResultCache, text_key
+
+    settings = load_settings({"BERTQ_HOME": str(tmp_path / "home")})
+    spec = InferSpec(model="m", model_location=None, model_job_id=None, task="classify", inputs=[], output="o")
+    cache = ResultCache.open(settings, spec, "weights-digest", "fp32")
+    cache.add({text_key("seen"): '{"label": "positive"}'}, "part-1-00000-a1.parquet")
+    Path(cache.folder, ".part-1-00001-a1.parquet.partial").write_bytes(b"PAR1 cut short")  # a killed writer's
+    assert cache.lookup(["new", "seen"]) == {1: '{"label": "positive"}'}
+    for changed in (replace(spec, labels=["a", "b"]), replace(spec, all_scores=True), replace(spec, task="embed")):
+        assert ResultCache.open(settings, changed, "weights-digest", "fp32").key != cache.key
+    assert ResultCache.open(settings, spec, "other-weights", "fp32").key != cache.key
