@@ -92,6 +92,15 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict]]:
         yield number, dict(zip(header, row))
 
 
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """` (did you mean 'text'?)` when one of `choices` is close to `name` (case aside), else ''."""
+    import difflib
+
+    lowered = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
+
+
 def columns_of(path: Path) -> list[str]:
     for _, row in read_rows(path):
         return list(row)
@@ -117,9 +126,9 @@ def read_labelled(path: Path, text_column: str, label_column: str, pair_column: 
         missing = [c for c in wanted if c not in row]
         if missing:
             raise DataFileError(
-                f"{path}, line {number}: no column {', '.join(map(repr, missing))}; the file has "
-                f"{', '.join(map(repr, row))}. Name the right one with --text-column / --text-pair-column / "
-                "--label-column"
+                f"{path}, line {number}: no column {', '.join(map(repr, missing))}{did_you_mean(missing[0], list(row))}; "
+                f"the file has {', '.join(map(repr, row))}. Name the right one with --text-column / "
+                "--text-pair-column / --label-column"
             )
         text, label = row[text_column], row[label_column]
         if not isinstance(text, str) or not text.strip():

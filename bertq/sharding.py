@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from bertq import hubdata, store
+from bertq.datafiles import did_you_mean
 from bertq.errors import BertqError
 from bertq.formats import TEXT_COLUMN_GUESSES, csv_dialect, format_of, guess_text_column
 
@@ -500,7 +501,10 @@ def _resolve_text_column(
             )
     for column, option in ((text_column, "--text-column"), (id_column, "--id-column")):
         if column is not None and column not in columns:
-            raise InputError(f"{path}: no column {column!r}: {where} has {listing}; name the right one with {option}")
+            raise InputError(
+                f"{path}: no column {column!r}{did_you_mean(column, columns)}: {where} has {listing}; name the "
+                f"right one with {option}"
+            )
     return text_column
 
 

@@ -53,6 +53,7 @@ def _cases(tmp: Path) -> list[tuple[str, dict[str, str], str]]:
         ("missing train file", {"--train": str(tmp / "nope.tsv")}, "no file"),
         ("missing label column", {"--train": str(no_label)}, "no column 'label'"),
         ("missing text column", {"--text-column": "review_body"}, "no column 'review_body'"),
+        ("a column name's typo", {"--text-column": "sentense"}, "no column 'sentense' (did you mean 'sentence'?)"),
         ("empty data", {"--train": str(empty)}, "no examples"),
         ("labels not a small set", {"--train": str(continuous)}, "not a small set of classes"),
         ("a single class", {"--train": str(one_class)}, "at least two classes"),
