@@ -63,6 +63,7 @@ def load_candidates(session: Session, *, task: str | None = None, data: str | No
             task=spec.get("task", "?"),
             metrics=metrics,
             lineage=lineage,
+            data=str(spec.get("data") or ""),
         )
         model_key = spec.get("model_job_id") or result.get("model_location") or spec.get("model")
         latest[(model_key, candidate.precision, candidate.device_name, candidate.task, spec.get("data"))] = candidate

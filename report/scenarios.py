@@ -31,6 +31,8 @@ class Candidate:
     task: str
     metrics: dict[str, float]
     lineage: dict[str, Any] = field(default_factory=dict)
+    data: str = ""
+    """The evaluation data: candidates are ranked only against others of the same task and data."""
 
     def value(self, metric: str) -> float | None:
         if metric == "task_metric_per_mb":
@@ -118,6 +120,7 @@ def load_scenarios(path: Path | None = None) -> list[Scenario]:
 class Decision:
     scenario: Scenario
     device: str
+    """The device (name), and with several tasks or data sets, which: `H200, sst2 on dev.tsv`."""
     """The device (name) the ranked candidates were measured on."""
     winner: Candidate | None
     runner_up: Candidate | None
@@ -176,10 +179,21 @@ def _rank_key(candidate: Candidate, scenario: Scenario) -> tuple:
 
 
 def decide(scenario: Scenario, candidates: list[Candidate]) -> list[Decision]:
-    """One decision per device the scenario's candidates were measured on."""
+    """One decision per device, task and evaluation data the scenario's candidates were measured on:
+    an entity F1 on CoNLL never outranks an accuracy on SST-2, nor a GPU's latency a CPU's."""
     pool = [c for c in candidates if all(getattr(c, key) == value for key, value in scenario.filters.items())]
-    devices = sorted({c.device_name for c in pool}) or ["(no candidates)"]
-    return [_decide_on(scenario, [c for c in pool if c.device_name == device], device) for device in devices]
+    groups = sorted({(c.device_name, c.task, c.data) for c in pool})
+    several = len({(task, data) for _, task, data in groups}) > 1
+    if not groups:
+        return [_decide_on(scenario, [], "(no candidates)")]
+    return [
+        _decide_on(
+            scenario,
+            [c for c in pool if (c.device_name, c.task, c.data) == (device, task, data)],
+            f"{device}, {task} on {data.rsplit('/', 1)[-1] or '?'}" if several else device,
+        )
+        for device, task, data in groups
+    ]
 
 
 def _fmt(value: float | None) -> str:

@@ -131,3 +131,16 @@ def test_formats_carry_the_same_decisions():
     assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched from a network
     assert pareto_front(candidates, "latency_p95_ms") == {1, 2}
     assert pareto_front([*candidates, cand(3, 0.85, 40, 95)], "latency_p95_ms") == {1, 2}
+
+
+def test_candidates_of_different_tasks_or_data_are_never_ranked_together():
+    from dataclasses import replace
+
+    conll = replace(cand(1, 0.89, 30, 90), task="conll2003", data="/d/conll/valid.txt")
+    sst2 = replace(cand(2, 0.86, 30, 90), data="/d/sst2/dev.tsv")
+    other = replace(cand(3, 0.80, 30, 90), data="/d/sst2/other.tsv")
+    [scenario] = [s for s in load_scenarios(None) if s.name == "maximum accuracy"]
+    decisions = decide(scenario, [conll, sst2, other])
+    by_group = {d.device: d.winner.job_id for d in decisions}
+    assert by_group == {"cpu-A, conll2003 on valid.txt": 1, "cpu-A, sst2 on dev.tsv": 2, "cpu-A, sst2 on other.tsv": 3}
+    assert all(d.considered == 1 for d in decisions)
