@@ -66,7 +66,7 @@ def main() -> None:
         corpus.parent.mkdir()
         corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
         submitted = subprocess.run([*BERTQ, "submit", "infer", "--model", str(model), "--task", "classify", "--input",
-                                    str(corpus), "--output", str(root / f"out-{name}"), "--shards", "2", "--json",
+                                    str(corpus), "--output", str(root / f"out-{name}"), "--shards", "2", "--precision", "bf16", "--json",
                                     *flags], env=env, capture_output=True, text=True, check=True)  # fmt: skip
         job = json.loads(submitted.stdout)["id"]
         subprocess.run([*BERTQ, "wait", str(job), "--timeout", "7200"], env=env, capture_output=True, check=True)

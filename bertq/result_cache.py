@@ -116,6 +116,44 @@ class ResultCache:
         return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
 
 
+def _decision_location(settings: Settings, spec: Any, weights: str, device_name: str) -> str:
+    key = ResultCache.open(settings, spec, weights, f"auto@{device_name}").key
+    root = cache_root(settings)
+    return (
+        store.join(root, "decisions", f"{key}.json")
+        if store.is_url(root)
+        else os.path.join(root, "decisions", f"{key}.json")
+    )
+
+
+def stored_decision(settings: Settings, spec: Any, weights: str, device_name: str) -> dict[str, Any] | None:
+    """The `--precision auto` decision an earlier shard made for this model on this kind of device.
+    Every shard and every night then runs (and caches) in one precision: a decision made per shard
+    from its own sample could differ between shards and split the cache in two."""
+    where = _decision_location(settings, spec, weights, device_name)
+    try:
+        text = store.read_text(where) if store.is_url(where) else Path(where).read_text(encoding="utf-8")
+    except (OSError, store.StoreError):
+        return None
+    return dict(json.loads(text))
+
+
+def store_decision(settings: Settings, spec: Any, weights: str, device_name: str, decision: dict[str, Any]) -> None:
+    where = _decision_location(settings, spec, weights, device_name)
+    if store.is_url(where):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            local = Path(scratch) / "decision.json"
+            local.write_text(json.dumps(decision), encoding="utf-8")
+            store.upload(local, where)
+        return
+    Path(where).parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(f"{where}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(decision), encoding="utf-8")
+    os.replace(partial, where)
+
+
 def stats(settings: Settings) -> list[dict[str, Any]]:
     """Per model key: files, entries and bytes (for `bertq cache stats`)."""
     import pyarrow.parquet as pq

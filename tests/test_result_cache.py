@@ -56,6 +56,12 @@ def test_a_second_night_runs_only_new_and_edited_texts_and_writes_the_same_outpu
     stats = json.loads(bertq.run("cache", "stats", "--json", check=True).stdout)
     assert len(stats["keys"]) == 2 and sum(k["entries"] for k in stats["keys"].values()) == 340 + 330
 
+    # --precision auto: the first shard's decision is stored and every later shard and night reuses it,
+    # so the shards of one model never split the cache between two precisions.
+    run(night1, "auto-night1", "--cache", "--precision", "auto")
+    again, _ = run(night1, "auto-night2", "--cache", "--precision", "auto", "--shards", "3")
+    assert _shard_metrics(bertq, again)["cache_hits"] == 300
+
 
 def test_a_half_written_cache_file_is_skipped_and_settings_change_the_key(tmp_path):
     from dataclasses import replace

@@ -27,12 +27,12 @@ from bertq.bulk import InferSpec, plan_shards
 from bertq.db.models import utcnow
 from bertq.errors import BertqError
 from bertq.infer_tasks import get_infer_task
-from bertq.result_cache import ResultCache, model_digest, text_key
+from bertq.result_cache import ResultCache, model_digest, store_decision, stored_decision, text_key
 from bertq.safety import check_output_folder
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 from bertq.worker import faults
 from bertq.worker.context import ShardRecord
-from bertq.worker.loading import best_device, gpu_capability, half_precision
+from bertq.worker.loading import best_device, device_name, gpu_capability, half_precision
 from bertq.worker.predict import agreement, cpu_has_fast_bf16, load_predictor
 from bertq.worker.runner import JobContext, size_and_digest
 
@@ -169,9 +169,20 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
     texts = [text for _, text in records]
     if len(ids) != shard.records:
         raise BertqError(f"shard {shard.index} of {shard.path} has {len(ids)} records, planned {shard.records}")
-    precision, decision = choose_precision(spec, location, device, texts, ctx)
+    weights = model_digest(location) if spec.cache else ""
+    earlier = (
+        stored_decision(ctx.settings, spec, weights, device_name(device))
+        if spec.cache and spec.precision == "auto"
+        else None
+    )
+    if earlier is not None:  # the precision every earlier shard of this model ran (and cached) in
+        precision, decision = str(earlier["chosen"]), {**earlier, "reused": True}
+    else:
+        precision, decision = choose_precision(spec, location, device, texts, ctx)
+        if spec.cache and spec.precision == "auto":
+            store_decision(ctx.settings, spec, weights, device_name(device), decision)
     predictor = load_predictor(location, spec.task, device=device, precision=precision, **_predictor_options(spec))
-    cache = ResultCache.open(ctx.settings, spec, model_digest(location), precision) if spec.cache else None
+    cache = ResultCache.open(ctx.settings, spec, weights, precision) if spec.cache else None
     hits = cache.lookup(texts) if cache else {}
     todo = [i for i in range(len(texts)) if i not in hits]
     if cache:
