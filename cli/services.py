@@ -228,6 +228,7 @@ def beat(interval: float, once: bool, reconcile_every: float, reconcile_older_th
     """Periodic duties (run one per deployment): fire due schedules, requeue jobs whose worker was lost."""
     import logging
 
+    from bertq.cli.schedule import submit_here
     from bertq.scheduler.beat import run_beat
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -238,6 +239,7 @@ def beat(interval: float, once: bool, reconcile_every: float, reconcile_older_th
         reconcile_every=reconcile_every,
         reconcile_older_than=reconcile_older_than,
         once=once,
+        submitter=submit_here,
     )
     click.echo(done.describe())
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bertq.config import Settings
 from bertq.scheduler.reaper import reap_expired_leases, reconcile
-from bertq.scheduler.schedules import Fired, fire_due
+from bertq.scheduler.schedules import Fired, Submitter, fire_due
 
 log = logging.getLogger("bertq.beat")
 
@@ -38,6 +38,7 @@ def run_beat(
     once: bool = False,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    submitter: Submitter | None = None,
 ) -> Round:
     """Run rounds every `interval` seconds, for ever (or one round with `once`, which raises
     instead of skipping a failed round, and returns what it did)."""
@@ -45,7 +46,11 @@ def run_beat(
     last = Round()
     while True:
         try:
-            current = Round(requeued=reap_expired_leases(settings), fired=fire_due(settings), resent=last.resent)
+            current = Round(
+                requeued=reap_expired_leases(settings),
+                fired=fire_due(settings, submitter=submitter),
+                resent=last.resent,
+            )
             if clock() >= next_reconcile:  # a scan of the broker: not every round
                 current.resent = reconcile(settings, older_than=reconcile_older_than)
                 next_reconcile = clock() + reconcile_every

@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -86,7 +87,22 @@ class Fired:
     error: str | None
 
 
-def fire_due(settings: Settings, *, now: datetime | None = None) -> list[Fired]:
+Submitter = Callable[[list[str], dict[str, str], str | None], tuple[int | None, str | None]]
+"""Runs a schedule's `bertq submit ...` arguments with extra environment in a folder; returns the job
+id, or the error. The CLI gives an in-process one (`bertq beat`, `schedule run-now`): no second
+Python start-up per firing."""
+
+
+def submit_in_subprocess(args: list[str], env: dict[str, str], cwd: str | None) -> tuple[int | None, str | None]:
+    result = subprocess.run(
+        [sys.executable, "-m", "bertq.cli", *args], env={**os.environ, **env}, capture_output=True, text=True, cwd=cwd
+    )
+    if result.returncode == 0:
+        return int(json.loads(result.stdout)["id"]), None
+    return None, (result.stderr or result.stdout).strip()[-2000:] or f"exit status {result.returncode}"
+
+
+def fire_due(settings: Settings, *, now: datetime | None = None, submitter: Submitter | None = None) -> list[Fired]:
     """Fire each enabled schedule's latest due slot that has not been fired. Missed slots older than
     the latest are not replayed: a beat that was down for a week submits one run, not seven."""
     now = now or utcnow()
@@ -97,13 +113,13 @@ def fire_due(settings: Settings, *, now: datetime | None = None) -> list[Fired]:
     for schedule in schedules:
         slot = latest_slot(schedule, now)
         if slot is not None:
-            result = fire(settings, schedule, slot)
+            result = fire(settings, schedule, slot, submitter)
             if result is not None:
                 fired.append(result)
     return fired
 
 
-def fire(settings: Settings, schedule: Schedule, slot: datetime) -> Fired | None:
+def fire(settings: Settings, schedule: Schedule, slot: datetime, submitter: Submitter | None = None) -> Fired | None:
     """Claim (schedule, slot) and submit; None when another beat already fired this slot."""
     factory = sessions(settings)
     try:
@@ -112,7 +128,7 @@ def fire(settings: Settings, schedule: Schedule, slot: datetime) -> Fired | None
     except IntegrityError:
         return None
     run_date = slot.replace(tzinfo=UTC).astimezone(ZoneInfo(schedule.timezone)).date()
-    env = {**os.environ, **settings.as_env(), "BERTQ_RUN_DATE": run_date.isoformat()}
+    env = {**settings.as_env(), "BERTQ_RUN_DATE": run_date.isoformat()}
     args = [*schedule.argv["args"], "--json"]
     cwd = schedule.argv.get("cwd")  # schedules stored before the folder was kept run from beat's own
     job_id, error = None, None
@@ -122,25 +138,19 @@ def fire(settings: Settings, schedule: Schedule, slot: datetime) -> Fired | None
             "cannot be found. Remove the schedule and add it again (with absolute paths, from any folder)"
         )
     else:
-        result = subprocess.run(
-            [sys.executable, "-m", "bertq.cli", *args], env=env, capture_output=True, text=True, cwd=cwd
-        )
-        if result.returncode == 0:
-            job_id = int(json.loads(result.stdout)["id"])
-        else:
-            error = (result.stderr or result.stdout).strip()[-2000:] or f"exit status {result.returncode}"
+        job_id, error = (submitter or submit_in_subprocess)(args, env, cwd)
     with factory() as session, session.begin():
         schedule_queries.record_fire(session=session, fire_id=fire_id, job_id=job_id, error=error)
     log.info("schedule %s slot %s: %s", schedule.name, slot, f"job {job_id}" if job_id else f"failed: {error}")
     return Fired(schedule.name, slot, job_id, error)
 
 
-def run_now(settings: Settings, name: str) -> Fired:
+def run_now(settings: Settings, name: str, submitter: Submitter | None = None) -> Fired:
     factory = sessions(settings)
     with factory() as session:
         schedule = schedule_queries.by_name(session=session, name=name)
     if schedule is None:
         raise SpecError([f"no schedule named {name!r}; `bertq schedule list` shows them"])
-    result = fire(settings, schedule, utcnow())
+    result = fire(settings, schedule, utcnow(), submitter)
     assert result is not None
     return result
