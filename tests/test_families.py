@@ -20,7 +20,7 @@ def test_both_halves_list_the_same_families() -> None:
     assert list(WORKER_FAMILIES) == list(FAMILIES) == ["classification", "ner", "qa"]
     for name, family in FAMILIES.items():
         assert worker_family(name).family is family
-    assert list(PRESETS) == ["classification", "sst2", "ner", "conll2003", "qa", "squad"]
+    assert list(PRESETS) == ["classification", "qnli", "mrpc", "rte", "mnli", "sst2", "ner", "conll2003", "qa", "squad"]
     assert all(preset.family is FAMILIES[preset.family.name] for preset in PRESETS.values())
 
 
