@@ -53,6 +53,8 @@ def main() -> None:
 
     import torch
 
+    from bertq.demo import write_tiny_model
+
     on_gpu = torch.cuda.is_available() and not args.dry
     if not on_gpu and not args.dry:
         sys.exit("no CUDA device here: run on a GPU machine, or pass --dry for the CPU walk-through")
@@ -70,7 +72,7 @@ def main() -> None:
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_VERBOSITY": "error",
         }
-        model = "minilm" if on_gpu else str(_tiny_model(work / "tiny"))
+        model = "minilm" if on_gpu else str(write_tiny_model(work / "tiny"))
         train, dev = _sst2(work / "sst2", train_rows, dry=not on_gpu)
         worker = subprocess.Popen(
             [*BERTQ, "worker", "--queues", queue, "--concurrency", "1"],
@@ -195,31 +197,6 @@ def _parameters(checkpoint: str) -> int:
     from transformers import AutoModelForSequenceClassification
 
     return sum(p.numel() for p in AutoModelForSequenceClassification.from_pretrained(checkpoint).parameters())
-
-
-def _tiny_model(folder: Path) -> Path:
-    """A 2-layer, 32-wide BERT with a WordPiece vocabulary of the demo data's words."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    from bertq.demo import demo_vocabulary
-
-    folder.mkdir(parents=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *demo_vocabulary(), "##s", "##ing", "##ed"]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast.from_pretrained(folder, do_lower_case=True)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 if __name__ == "__main__":

@@ -94,3 +94,28 @@ def demo_vocabulary() -> list[str]:
     for phrase in SUBJECTS + POSITIVE + NEGATIVE + TEMPLATES + NEGATED:
         words.update(phrase.replace("{s}", "").replace("{a}", "").replace("'", " ' ").split())
     return sorted(words)
+
+
+def write_tiny_model(folder: Path) -> Path:
+    """A 2-layer, 32-wide BERT with a WordPiece vocabulary of the demo data's words, for tests and the
+    GPU check's dry run. Imports torch and transformers, so only those callers reach it."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined]
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *demo_vocabulary(), "##s", "##ing", "##ed"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    # transformers 5 ignores `vocab_file=` in the constructor; from_pretrained reads the folder's vocab.txt.
+    tokenizer = BertTokenizerFast.from_pretrained(folder, do_lower_case=True)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

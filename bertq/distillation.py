@@ -24,8 +24,8 @@ from bertq.specs import (
     DEFAULT_TASK,
     EvaluateSpec,
     FinetuneSpec,
+    TrainingKnobs,
     _check_numbers,
-    _Spec,
     build_finetune_spec,
     training_knobs,
 )
@@ -36,7 +36,7 @@ def teacher_recipe(model_type: str | None) -> Recipe:
 
 
 @dataclass(frozen=True)
-class DistillSpec(_Spec):
+class DistillSpec(TrainingKnobs):
     teacher: str
     """The teacher as given: a finished fine-tune's job id, a fine-tuned folder, or a model to fine-tune first."""
     teacher_job_id: int | None
@@ -66,21 +66,6 @@ class DistillSpec(_Spec):
     epochs: float = 3.0
     batch_size: int = 32
     lr: float = 1e-4
-    warmup_ratio: float = 0.06
-    """Share of the optimiser steps over which the learning rate warms up from 0 [the model's recipe]."""
-    weight_decay: float = 0.01
-    """AdamW's decoupled weight decay [the model's recipe]."""
-    grad_accum: int = 1
-    """Batches accumulated per optimiser step (the optimiser sees batch-size x grad-accum examples)."""
-    precision: str = "auto"
-    """auto (bf16 on GPUs that have it, fp16 with loss scaling on older ones, fp32 on a CPU), fp32,
-    bf16 (a GPU from Ampere on, or a CPU), or fp16 (a GPU)."""
-    max_grad_norm: float = 1.0
-    """Gradients are clipped to this global norm."""
-    metric_for_best: str | None = None
-    """The eval metric that picks the best epoch [the task's main metric]."""
-    early_stopping: int = 0
-    """Stop after this many evaluations without improvement of metric-for-best; 0: never."""
     gpus: int = 1
     """Data-parallel processes for the student's training (and the teacher's fine-tune), one GPU each."""
     max_length: int = 128

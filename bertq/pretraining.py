@@ -14,13 +14,15 @@ from typing import Any
 from bertq import sharding
 from bertq.errors import BertqError, SpecError
 from bertq.models import resolve_model
-from bertq.specs import _check_numbers, _Spec, training_knobs
+from bertq.specs import TrainingKnobs, _check_numbers, training_knobs
 
 MASKED_LM_METRICS = ("perplexity",)
 
 
 @dataclass(frozen=True)
-class PretrainSpec(_Spec):
+class PretrainSpec(TrainingKnobs):
+    """Pre-training keeps the epoch with the lowest held-out perplexity (`metric_for_best` stays unset)."""
+
     model: str
     """The model as given: an alias, a hub id or a folder."""
     model_location: str = field(metadata={"path": "model"})
@@ -38,21 +40,11 @@ class PretrainSpec(_Spec):
     max_steps: int | None = None
     batch_size: int = 32
     lr: float = 5e-5
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-    grad_accum: int = 1
-    precision: str = "auto"
-    max_grad_norm: float = 1.0
-    early_stopping: int = 0
     gpus: int = 1
     max_length: int = 128
     seed: int = 42
     trust_remote_code: bool = False
     allow_pickle: bool = False
-
-    @property
-    def metric_for_best(self) -> str:
-        return "perplexity"
 
 
 def build_pretrain_spec(

@@ -87,12 +87,34 @@ class _Spec:
         return cls(**values)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainingKnobs(_Spec):
+    """The training knobs (`KNOBS`), shared by every spec that trains: fine-tune, distillation
+    student, pre-training. Keyword-only, so each spec's own fields keep their order."""
+
+    warmup_ratio: float = 0.06
+    """Share of the optimiser steps over which the learning rate warms up from 0 [the model's recipe]."""
+    weight_decay: float = 0.01
+    """AdamW's decoupled weight decay [the model's recipe]."""
+    grad_accum: int = 1
+    """Batches accumulated per optimiser step (the optimiser sees batch-size x grad-accum examples)."""
+    precision: str = "auto"
+    """auto (bf16 on GPUs that have it, fp16 with loss scaling on older ones, fp32 on a CPU), fp32,
+    bf16 (a GPU from Ampere on, or a CPU), or fp16 (a GPU)."""
+    max_grad_norm: float = 1.0
+    """Gradients are clipped to this global norm."""
+    metric_for_best: str | None = None
+    """The eval metric that picks the best epoch [the task's main metric]."""
+    early_stopping: int = 0
+    """Stop after this many evaluations without improvement of metric-for-best; 0: never."""
+
+
 DEFAULT_TASK = "sst2"
 """With no --task, the tutorial's first task: SST-2 (from the Hub: nyu-mll/glue, config sst2)."""
 
 
 @dataclass(frozen=True)
-class FinetuneSpec(_Spec):
+class FinetuneSpec(TrainingKnobs):
     model: str
     """The model as the user named it: an alias, a hub id or a folder."""
     model_location: str = field(metadata={"path": "model"})
@@ -125,21 +147,6 @@ class FinetuneSpec(_Spec):
     """Examples per optimiser step."""
     lr: float = 5e-5
     """Peak learning rate of AdamW with linear warm-up and decay."""
-    warmup_ratio: float = 0.06
-    """Share of the optimiser steps over which the learning rate warms up from 0 [the model's recipe]."""
-    weight_decay: float = 0.01
-    """AdamW's decoupled weight decay [the model's recipe]."""
-    grad_accum: int = 1
-    """Batches accumulated per optimiser step (the optimiser sees batch-size x grad-accum examples)."""
-    precision: str = "auto"
-    """auto (bf16 on GPUs that have it, fp16 with loss scaling on older ones, fp32 on a CPU), fp32,
-    bf16 (a GPU from Ampere on, or a CPU), or fp16 (a GPU)."""
-    max_grad_norm: float = 1.0
-    """Gradients are clipped to this global norm."""
-    metric_for_best: str | None = None
-    """The eval metric that picks the best epoch [the task's main metric]."""
-    early_stopping: int = 0
-    """Stop after this many evaluations without improvement of metric-for-best; 0: never."""
     gpus: int = 1
     """Data-parallel processes (torch.distributed DDP), one GPU each, on one worker that sees that many
     GPUs; the batch is shared out (batch-size / gpus each). On a CPU-only worker: that many CPU

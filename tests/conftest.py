@@ -262,29 +262,13 @@ def _teardown(instance: Bertq) -> None:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide BERT with a WordPiece vocabulary of the demo data's words."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertTokenizerFast
 
-    from bertq.demo import demo_vocabulary
+    from bertq.demo import write_tiny_model
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *demo_vocabulary(), "##s", "##ing", "##ed"]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    # transformers 5 ignores `vocab_file=` in the constructor; from_pretrained reads the folder's vocab.txt.
-    tokenizer = BertTokenizerFast.from_pretrained(folder, do_lower_case=True)
+    folder = write_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
     assert tokenizer.convert_tokens_to_ids("movie") != tokenizer.unk_token_id
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    import torch
-
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
     return folder
 
 

@@ -215,9 +215,12 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         if todo
         else []
     )
-    fresh = dict(zip(todo, (json.dumps(result, ensure_ascii=False) for result in computed)))
-    # A result is written as its JSON text, from the cache or just computed: the same bytes either way.
-    results = [json.loads(hits[i]) if i in hits else json.loads(fresh[i]) for i in range(len(texts))]
+    fresh: dict[int, str] = {}
+    results = computed
+    if cache is not None:
+        # A result is written as its JSON text, from the cache or just computed: the same bytes either way.
+        fresh = dict(zip(todo, (json.dumps(result, ensure_ascii=False) for result in computed)))
+        results = [json.loads(hits[i]) if i in hits else json.loads(fresh[i]) for i in range(len(texts))]
 
     # This attempt's own file, checked before it is offered as the shard's output.
     name = f"part-{shard.index:05d}.attempt-{ctx.attempt}.{spec.format}"
