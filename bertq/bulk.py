@@ -58,6 +58,10 @@ class InferSpec(_Spec):
     normalize: bool = False
     labels: list[str] | None = None
     question: str | None = None
+    """qa: the question asked of every text."""
+    pair_column: str | None = None
+    """The column of each record's second text: `--text-pair-column` (classify, score) or
+    `--question-column` (qa: the record's own question)."""
     on_bad_line: str = "fail"
     shards: int | None = None
     """Shards asked for (None: about one per 20 000 records); once planned, the number planned."""
@@ -135,6 +139,8 @@ def build_infer_spec(
     normalize: bool = False,
     labels: str | None = None,
     question: str | None = None,
+    question_column: str | None = None,
+    text_pair_column: str | None = None,
     on_bad_line: str = "fail",
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
@@ -166,8 +172,16 @@ def build_infer_spec(
     label_list = [label.strip() for label in (labels or "").split(",") if label.strip()] or None
     if infer_task.ranks_labels and not label_list:
         problems.append(f"{task} needs --labels a,b,c: the candidate labels to rank")
-    if infer_task.asks_question and not question:
-        problems.append(f"{task} needs --question: the question asked of every text")
+    if infer_task.asks_question and not (question or question_column):
+        problems.append(f"{task} needs --question (asked of every text) or --question-column (each record's own)")
+    if question and question_column:
+        problems.append("give --question (one for every text) or --question-column (each record's own), not both")
+    if question_column and not infer_task.asks_question:
+        problems.append(f"--question-column is for --task qa; {task} asks no question")
+    if text_pair_column and not infer_task.reads_pairs:
+        readers = ", ".join(name for name, t in INFER_TASKS.items() if t.reads_pairs)
+        problems.append(f"--text-pair-column: {task} reads one text a record; pairs are for {readers}")
+    pair_column = question_column or text_pair_column
 
     # The model: a finished job's checkpoint, or a folder / alias / hub id with the right head.
     location: str | None = None
@@ -208,7 +222,9 @@ def build_infer_spec(
     sources: list[str] = []
     versions: dict[str, str | None] = {}
     try:
-        samples = sharding.sample_inputs(inputs, text_column=text_column, id_column=id_column, on_bad_line=on_bad_line)
+        samples = sharding.sample_inputs(
+            inputs, text_column=text_column, id_column=id_column, on_bad_line=on_bad_line, pair_column=pair_column
+        )
         sources = [s.name for s in samples]
         versions = {s.name: s.version for s in samples}
     except BertqError as error:
@@ -239,6 +255,7 @@ def build_infer_spec(
         normalize=normalize,
         labels=label_list,
         question=question,
+        pair_column=pair_column,
         on_bad_line=on_bad_line,
         shards=shard_count,
         trust_remote_code=trust_remote_code,
@@ -263,7 +280,12 @@ def plan_shards(spec: InferSpec) -> list[sharding.Shard]:
     sharding.check_versions(spec.input_versions or {})
     paths = sharding.expand_inputs(spec.inputs)
     planned = sharding.plan_shards(
-        paths, shards=spec.shards, text_column=spec.text_column, id_column=spec.id_column, on_bad_line=spec.on_bad_line
+        paths,
+        shards=spec.shards,
+        text_column=spec.text_column,
+        id_column=spec.id_column,
+        on_bad_line=spec.on_bad_line,
+        pair_column=spec.pair_column,
     )
     origin = {
         str(hubdata.local_path(value)): str(hubdata.HubData.parse(value)) if hubdata.is_hub(value) else value

@@ -47,7 +47,9 @@ class InferTask:
     ranks_labels: bool = False
     """Zero-shot: ranks the candidate `--labels` by an NLI model's entailment score."""
     asks_question: bool = False
-    """Asks one `--question` of every text."""
+    """Asks one `--question` of every text, or each record's own (`--question-column`)."""
+    reads_pairs: bool = False
+    """Reads a second text per record (`--text-pair-column`): NLI and similarity pairs."""
     vectors: bool = False
     """Results are vectors: precisions are compared by cosine, not by equal answers."""
 
@@ -61,7 +63,8 @@ class InferTask:
 INFER_TASKS: dict[str, InferTask] = {
     task.name: task
     for task in (
-        InferTask("classify", FAMILIES["classification"], "label", _FIRST_TOKEN_CLASSIFIERS),
+        InferTask("classify", FAMILIES["classification"], "label", _FIRST_TOKEN_CLASSIFIERS, reads_pairs=True),
+        InferTask("score", FAMILIES["regression"], "score", _FIRST_TOKEN_CLASSIFIERS, reads_pairs=True),
         InferTask("ner", FAMILIES["ner"], "entities"),
         InferTask("embed", None, "embedding", _FIRST_TOKEN_ENCODERS, first_token_needs_cls_pooling=True, vectors=True),
         InferTask("zero-shot", FAMILIES["classification"], "labels", _FIRST_TOKEN_CLASSIFIERS, ranks_labels=True),

@@ -25,12 +25,16 @@ from typing import Any
 
 from bertq import store
 from bertq.config import Settings
+from bertq.sharding import Text
 
-OUTPUT_SETTINGS = ("task", "all_scores", "normalize", "labels", "question", "max_length")
+OUTPUT_SETTINGS = ("task", "all_scores", "normalize", "labels", "question", "pair_column", "max_length")
 """Spec fields that change a record's result (besides the weights, the precision and the text)."""
 
 
-def text_key(text: str) -> str:
+def text_key(text: Text) -> str:
+    """The digest of a record's text; a pair's is of both texts, and never equals a single text's."""
+    if isinstance(text, tuple):
+        return hashlib.sha256(("\x00pair\x00" + json.dumps(list(text), ensure_ascii=False)).encode("utf-8")).hexdigest()
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -66,7 +70,7 @@ class ResultCache:
     def folder(self) -> str:
         return store.join(self.root, self.key) if store.is_url(self.root) else os.path.join(self.root, self.key)
 
-    def lookup(self, texts: list[str]) -> dict[int, str]:
+    def lookup(self, texts: list[Text]) -> dict[int, str]:
         """Index → the stored result JSON, for the texts that have one."""
         stored = self._load()
         found = {}

@@ -57,6 +57,10 @@ PARQUET_BATCH_ROWS = 8192
 
 _MISSING = object()
 
+Text = str | tuple[str, str]
+"""A record's text: one string, or (text, second text) when a pair column is read (NLI pairs, or a
+context and its question for qa)."""
+
 
 class InputError(BertqError):
     """The inputs of a bulk-inference job cannot be sharded as asked; the message says how to fix it."""
@@ -179,6 +183,7 @@ def sample_inputs(
     id_column: str | None,
     on_bad_line: str = "fail",
     sample_bytes: int = SAMPLE_BYTES,
+    pair_column: str | None = None,
 ) -> list[InputSample]:
     """Check the inputs as submit can without reading whole corpora: each exists and is a readable
     file (a store object: through the store), its header or first record names the text and id
@@ -191,7 +196,9 @@ def sample_inputs(
     if id_column is None:
         _check_default_ids_are_distinct([cast(Path, _Label(n)) if store.is_url(n) else Path(n) for n in names])
     seen_ids: dict[str, tuple[str, int]] | None = {} if id_column else None
-    samples = [_sample(name, text_column, id_column, on_bad_line, sample_bytes, seen_ids) for name in names]
+    samples = [
+        _sample(name, text_column, id_column, on_bad_line, sample_bytes, seen_ids, pair_column) for name in names
+    ]
     if all(s.whole for s in samples) and not sum(s.records for s in samples):
         raise InputError(
             f"no records in {', '.join(names)}: the inputs are empty or hold only blank lines or a header"
@@ -236,6 +243,7 @@ def _sample(
     on_bad_line: str,
     sample_bytes: int,
     seen_ids: dict[str, tuple[str, int]] | None,
+    pair_column: str | None = None,
 ) -> InputSample:
     if hubdata.is_hub(name):
         try:
@@ -258,7 +266,7 @@ def _sample(
     place = f"{label}, {'row' if fmt == 'parquet' else 'line'}"
     with opener() as handle:
         if fmt == "parquet":
-            parquet, layout = _parquet_layout(label, handle, text_column, id_column)
+            parquet, layout = _parquet_layout(label, handle, text_column, id_column, pair_column)
             rows = parquet.metadata.num_rows
             records = _parquet_records(parquet, layout, 0, min(rows, SAMPLE_ROWS), on_bad_line)
             whole = rows <= SAMPLE_ROWS
@@ -268,7 +276,7 @@ def _sample(
             if not whole:  # whole lines only: a line cut by the sample's end is not judged
                 data = data[: data.rfind(b"\n") + 1] if b"\n" in data[:sample_bytes] else data[:sample_bytes]
             sample = io.BytesIO(data)
-            layout = _text_layout(label, fmt, sample, text_column, id_column, on_bad_line)
+            layout = _text_layout(label, fmt, sample, text_column, id_column, on_bad_line, pair_column)
             records = _text_records(layout, sample, 0, None, 1, on_bad_line)
         count = 0
         for number, record in records:
@@ -298,6 +306,7 @@ def plan_shards(
     id_column: str | None,
     on_bad_line: str = "fail",
     target_records_per_shard: int = DEFAULT_RECORDS_PER_SHARD,
+    pair_column: str | None = None,
 ) -> list[Shard]:
     """Check every input and split them into shards, balanced by records.
 
@@ -317,7 +326,7 @@ def plan_shards(
     if id_column is None:
         _check_default_ids_are_distinct(files)
     seen_ids: dict[str, tuple[str, int]] | None = {} if id_column else None
-    scans = [_scan(path, text_column, id_column, on_bad_line, seen_ids) for path in files]
+    scans = [_scan(path, text_column, id_column, on_bad_line, seen_ids, pair_column) for path in files]
     total = sum(scan.records for scan in scans)
     if total == 0:
         left_out = " (bad lines were left out by --on-bad-line skip)" if any(scan.skipped for scan in scans) else ""
@@ -336,10 +345,16 @@ def plan_shards(
 
 
 def read_shard(
-    shard: Shard, *, text_column: str | None, id_column: str | None, on_bad_line: str = "fail"
-) -> Iterator[tuple[str, str]]:
-    """(record id, text) for each record of the shard, streamed. Pass the options the job was
-    planned with. Raises InputChanged, before yielding anything, if the file changed since."""
+    shard: Shard,
+    *,
+    text_column: str | None,
+    id_column: str | None,
+    on_bad_line: str = "fail",
+    pair_column: str | None = None,
+) -> Iterator[tuple[str, Text]]:
+    """(record id, text) for each record of the shard, streamed; with `pair_column`, the text is the
+    pair (text, second text). Pass the options the job was planned with. Raises InputChanged, before
+    yielding anything, if the file changed since."""
     _check_on_bad_line(on_bad_line)
     # A Hub dataset or store object is read from this machine's own copy: the same bytes (checked below).
     path = (
@@ -351,10 +366,10 @@ def read_shard(
     with _open_input(path, planned=True) as handle:
         _check_unchanged(shard, path, fmt, handle)
         if fmt == "parquet":
-            parquet, layout = _parquet_layout(path, handle, text_column, id_column)
+            parquet, layout = _parquet_layout(path, handle, text_column, id_column, pair_column)
             records = _parquet_records(parquet, layout, shard.start, shard.end, on_bad_line)
         else:
-            layout = _text_layout(path, fmt, handle, text_column, id_column, on_bad_line)
+            layout = _text_layout(path, fmt, handle, text_column, id_column, on_bad_line, pair_column)
             records = _text_records(layout, handle, shard.start, shard.end, shard.first_line, on_bad_line)
         for _, record in records:
             if record is not None:
@@ -367,9 +382,18 @@ def read_shard(
         )
 
 
-def shard_ids(shard: Shard, *, text_column: str | None, id_column: str | None, on_bad_line: str = "fail") -> list[str]:
+def shard_ids(
+    shard: Shard,
+    *,
+    text_column: str | None,
+    id_column: str | None,
+    on_bad_line: str = "fail",
+    pair_column: str | None = None,
+) -> list[str]:
     """The record ids `read_shard` yields for this shard, in order."""
-    reader = read_shard(shard, text_column=text_column, id_column=id_column, on_bad_line=on_bad_line)
+    reader = read_shard(
+        shard, text_column=text_column, id_column=id_column, on_bad_line=on_bad_line, pair_column=pair_column
+    )
     return [record_id for record_id, _ in reader]
 
 
@@ -391,20 +415,18 @@ class _Layout:
     id_column: str | None = None
     header: tuple[str, ...] = ()  # CSV/TSV
     header_line: int = 0  # the header's line number (CSV/TSV); 0: no header
+    pair_column: str | None = None  # the second text of a pair (a question for qa)
 
-    def record(self, number: int, line: str) -> tuple[str, str]:
+    def record(self, number: int, line: str) -> tuple[str, Text]:
         """(id, text) of a non-blank line; raises _BadLine."""
         if self.fmt == "text":
             return f"{self.path.name}:{number}", line
         fields = _json_object(line) if self.fmt == "jsonl" else self._csv_fields(number, line)
         return self.fields_record(number, fields)
 
-    def fields_record(self, number: int, fields: dict[str, Any]) -> tuple[str, str]:
-        text = fields.get(self.text_column, _MISSING) if self.text_column else _MISSING
-        if text is _MISSING:
-            raise _BadLine(f"no {self.text_column!r} field")
-        if not isinstance(text, str):
-            raise _BadLine(f"the {self.text_column!r} field is {_kind(text)}, not a string")
+    def fields_record(self, number: int, fields: dict[str, Any]) -> tuple[str, Text]:
+        first = self._text(fields, self.text_column)
+        text: Text = (first, self._text(fields, self.pair_column)) if self.pair_column else first
         if self.id_column is None:
             return f"{self.path.name}:{number}", text
         value = fields.get(self.id_column, _MISSING)
@@ -417,6 +439,15 @@ class _Layout:
         if not value.strip():
             raise _BadLine(f"the id in {self.id_column!r} is empty")
         return value, text
+
+    @staticmethod
+    def _text(fields: dict[str, Any], column: str | None) -> str:
+        text = fields.get(column, _MISSING) if column else _MISSING
+        if text is _MISSING:
+            raise _BadLine(f"no {column!r} field")
+        if not isinstance(text, str):
+            raise _BadLine(f"the {column!r} field is {_kind(text)}, not a string")
+        return text
 
     def _csv_fields(self, number: int, line: str) -> dict[str, Any]:
         try:
@@ -489,7 +520,12 @@ def _bad_line(path: Path, unit: str, number: int, problem: str, on_bad_line: str
 
 
 def _resolve_text_column(
-    path: Path, columns: list[str], text_column: str | None, id_column: str | None, where: str
+    path: Path,
+    columns: list[str],
+    text_column: str | None,
+    id_column: str | None,
+    where: str,
+    pair_column: str | None = None,
 ) -> str:
     listing = ", ".join(map(repr, columns)) or "no columns"
     if text_column is None:
@@ -499,7 +535,11 @@ def _resolve_text_column(
                 f"{path}: no text column: {where} has {listing}, none of {', '.join(TEXT_COLUMN_GUESSES)}; "
                 "name it with --text-column"
             )
-    for column, option in ((text_column, "--text-column"), (id_column, "--id-column")):
+    for column, option in (
+        (text_column, "--text-column"),
+        (id_column, "--id-column"),
+        (pair_column, "--text-pair-column"),
+    ):
         if column is not None and column not in columns:
             raise InputError(
                 f"{path}: no column {column!r}{did_you_mean(column, columns)}: {where} has {listing}; name the "
@@ -509,9 +549,20 @@ def _resolve_text_column(
 
 
 def _text_layout(
-    path: Path, fmt: str, handle: IO[bytes], text_column: str | None, id_column: str | None, on_bad_line: str
+    path: Path,
+    fmt: str,
+    handle: IO[bytes],
+    text_column: str | None,
+    id_column: str | None,
+    on_bad_line: str,
+    pair_column: str | None = None,
 ) -> _Layout:
     """Read the header (CSV/TSV) or the first object (JSONL) to settle the text column."""
+    if fmt == "text" and pair_column:
+        raise InputError(
+            f"{path}: plain text has one text a line, so it has no {pair_column!r} column for the second text "
+            "(or question); use JSONL, CSV or TSV with both columns"
+        )
     if fmt == "text":
         if id_column:
             raise InputError(
@@ -537,17 +588,18 @@ def _text_layout(
                 _bad_line(path, "line", number, str(bad), on_bad_line)
                 continue
             where = f"the first record (line {number})"
-            return _Layout(path, fmt, _resolve_text_column(path, list(first), text_column, id_column, where), id_column)
+            text = _resolve_text_column(path, list(first), text_column, id_column, where, pair_column)
+            return _Layout(path, fmt, text, id_column, pair_column=pair_column)
         header = tuple(next(csv.reader((line,), **csv_dialect(fmt))))
         where = f"the header (line {number})"
-        text = _resolve_text_column(path, list(header), text_column, id_column, where)
-        return _Layout(path, fmt, text, id_column, header, number)
-    return _Layout(path, fmt, text_column, id_column)  # no record at all: nothing to settle
+        text = _resolve_text_column(path, list(header), text_column, id_column, where, pair_column)
+        return _Layout(path, fmt, text, id_column, header, number, pair_column)
+    return _Layout(path, fmt, text_column, id_column, pair_column=pair_column)  # no record: nothing to settle
 
 
 def _text_records(
     layout: _Layout, handle: IO[bytes], start: int, end: int | None, first_line: int, on_bad_line: str
-) -> Iterator[tuple[int, tuple[str, str] | None]]:
+) -> Iterator[tuple[int, tuple[str, Text] | None]]:
     """(line number, (id, text)) for each record in [start, end); (line number, None) for each bad
     line left out. Blank lines and the header yield nothing."""
     handle.seek(start)
@@ -572,7 +624,9 @@ def _text_records(
         yield number, record
 
 
-def _parquet_layout(path: Path, source: Any, text_column: str | None, id_column: str | None) -> tuple[Any, _Layout]:
+def _parquet_layout(
+    path: Path, source: Any, text_column: str | None, id_column: str | None, pair_column: str | None = None
+) -> tuple[Any, _Layout]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -581,19 +635,22 @@ def _parquet_layout(path: Path, source: Any, text_column: str | None, id_column:
     except (pa.ArrowException, OSError) as error:
         raise InputError(f"{path}: not a readable Parquet file ({error})") from error
     schema = parquet.schema_arrow
-    text = _resolve_text_column(path, schema.names, text_column, id_column, "the schema")
-    kind = schema.field(text).type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        raise InputError(f"{path}: column {text!r} holds {kind}, not text; name the text column with --text-column")
-    return parquet, _Layout(path, "parquet", text, id_column)
+    text = _resolve_text_column(path, schema.names, text_column, id_column, "the schema", pair_column)
+    for column in (text, pair_column):
+        kind = schema.field(column).type if column else pa.string()
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise InputError(
+                f"{path}: column {column!r} holds {kind}, not text; name the text column with --text-column"
+            )
+    return parquet, _Layout(path, "parquet", text, id_column, pair_column=pair_column)
 
 
 def _parquet_records(
     parquet: Any, layout: _Layout, start: int, end: int, on_bad_line: str
-) -> Iterator[tuple[int, tuple[str, str] | None]]:
+) -> Iterator[tuple[int, tuple[str, Text] | None]]:
     """(row number, (id, text)) for rows [start, end), 1-based numbers; (row number, None) for bad rows left out."""
     assert layout.text_column is not None
-    columns = list(dict.fromkeys(c for c in (layout.text_column, layout.id_column) if c))
+    columns = list(dict.fromkeys(c for c in (layout.text_column, layout.pair_column, layout.id_column) if c))
     groups, row, first_row = [], 0, None  # only the row groups that overlap the range are read
     for group in range(parquet.metadata.num_row_groups):
         size = parquet.metadata.row_group(group).num_rows
@@ -611,7 +668,7 @@ def _parquet_records(
             for offset in range(high - low):
                 number = row + low + offset + 1
                 try:
-                    record: tuple[str, str] | None = layout.fields_record(
+                    record: tuple[str, Text] | None = layout.fields_record(
                         number, {name: values[name][offset] for name in columns}
                     )
                 except _BadLine as bad:
@@ -645,16 +702,17 @@ def _scan(
     id_column: str | None,
     on_bad_line: str,
     seen_ids: dict[str, tuple[str, int]] | None,
+    pair_column: str | None = None,
 ) -> _Scan:
     fmt = input_format(path)
     with _open_input(path, planned=False) as handle:
         size = os.fstat(handle.fileno()).st_size
         if fmt == "parquet":
-            parquet, layout = _parquet_layout(path, handle, text_column, id_column)
+            parquet, layout = _parquet_layout(path, handle, text_column, id_column, pair_column)
             records = _parquet_records(parquet, layout, 0, parquet.metadata.num_rows, on_bad_line)
             place = f"{path}, row"
         else:
-            layout = _text_layout(path, fmt, handle, text_column, id_column, on_bad_line)
+            layout = _text_layout(path, fmt, handle, text_column, id_column, on_bad_line, pair_column)
             records = _text_records(layout, handle, 0, None, 1, on_bad_line)
             place = f"{path}, line"
         scan = _Scan(path, fmt, size, 0, header_line=layout.header_line)

@@ -288,7 +288,7 @@ def submit_finetune(
         queue,
         priority,
         lambda: build_finetune_spec(
-            model=model,
+            model=_trained_model(model),
             task=task,
             train=train,
             eval=eval_,
@@ -327,6 +327,34 @@ def submit_finetune(
     ids = submit_plan(plan)
     extra = f"; job {ids[1]} will evaluate its checkpoint" if evaluate else ""
     _report_submitted(ids[0], "finetune", queue, wait, as_json, extra)
+
+
+TRAINED_MODEL_KINDS = ("pretrain", "finetune", "student")
+"""Jobs whose saved checkpoint `finetune --model JOB_ID` starts from."""
+
+
+def _trained_model(model: str) -> str:
+    """A job id given as --model: the checkpoint that finished job saved (a pre-trained or fine-tuned
+    model to train further); anything else as given."""
+    from bertq.errors import SpecError
+
+    job = _model_job(model)
+    if job is None:
+        return model
+    if job["kind"] not in TRAINED_MODEL_KINDS:
+        raise SpecError(
+            [
+                f"--model {model}: job {job['id']} is a {job['kind']} job; give a {', '.join(TRAINED_MODEL_KINDS)} job's id"
+            ]
+        )
+    if job["status"] != "SUCCEEDED" or not job["checkpoint"]:
+        raise SpecError(
+            [
+                f"--model {model}: job {job['id']} is {job['status']} and has no checkpoint yet; "
+                f"wait for it (`bertq wait {job['id']}`) and submit again"
+            ]
+        )
+    return str(job["checkpoint"])
 
 
 def _model_job(model: str) -> dict[str, Any] | None:
@@ -685,6 +713,12 @@ def submit_distill(
 @click.option("--normalize", is_flag=True, help="embed: unit-length vectors.")
 @click.option("--labels", default=None, help="zero-shot: candidate labels, comma-separated.")
 @click.option("--question", default=None, help="qa: the question asked of every text.")
+@click.option("--question-column", default=None, help="qa: the column holding each record's own question.")
+@click.option(
+    "--text-pair-column",
+    default=None,
+    help="classify, score: the column of each record's second text (NLI, paraphrase, similarity pairs).",
+)
 @spec_option(InferSpec, "on_bad_line", type=click.Choice(["fail", "skip"]))
 @click.option(
     "--cache/--no-cache",
@@ -711,6 +745,8 @@ def submit_infer(
     normalize: bool,
     labels: str | None,
     question: str | None,
+    question_column: str | None,
+    text_pair_column: str | None,
     on_bad_line: str,
     trust_remote_code: bool,
     allow_pickle: bool,
@@ -747,6 +783,8 @@ def submit_infer(
             normalize=normalize,
             labels=labels,
             question=question,
+            question_column=question_column,
+            text_pair_column=text_pair_column,
             on_bad_line=on_bad_line,
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,

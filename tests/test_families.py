@@ -17,17 +17,30 @@ from bertq.models import ModelRef
 def test_both_halves_list_the_same_families() -> None:
     from bertq.worker.families import WORKER_FAMILIES, worker_family
 
-    assert list(WORKER_FAMILIES) == list(FAMILIES) == ["classification", "ner", "qa"]
+    assert list(WORKER_FAMILIES) == list(FAMILIES) == ["classification", "regression", "ner", "qa"]
     for name, family in FAMILIES.items():
         assert worker_family(name).family is family
-    assert list(PRESETS) == ["classification", "qnli", "mrpc", "rte", "mnli", "sst2", "ner", "conll2003", "qa", "squad"]
+    assert list(PRESETS) == [
+        "classification",
+        "qnli",
+        "mrpc",
+        "rte",
+        "mnli",
+        "sst2",
+        "regression",
+        "stsb",
+        "ner",
+        "conll2003",
+        "qa",
+        "squad",
+    ]
     assert all(preset.family is FAMILIES[preset.family.name] for preset in PRESETS.values())
 
 
 def test_unknown_names_are_refused_with_the_choices() -> None:
-    with pytest.raises(BertqError, match="choose one of: classification, ner, qa"):
-        get_family("regression")
-    with pytest.raises(BertqError, match="choose one of: classify, ner, embed, zero-shot, qa"):
+    with pytest.raises(BertqError, match="choose one of: classification, regression, ner, qa"):
+        get_family("summarisation")
+    with pytest.raises(BertqError, match="choose one of: classify, score, ner, embed, zero-shot, qa"):
         get_infer_task("summarise")
 
 
@@ -38,6 +51,11 @@ def test_a_checkpoint_head_is_found_by_its_architecture_suffix() -> None:
     assert head_family(ref("BertForTokenClassification")) is FAMILIES["ner"]
     assert head_family(ref("RobertaForQuestionAnswering")) is FAMILIES["qa"]
     assert head_family(ref("BertModel")) is None
+    # One head class, two families: a one-output regression head is told apart by its config.
+    regression = ModelRef(name="m", location="/m", source="local",
+                          config={"architectures": ["BertForSequenceClassification"], "problem_type": "regression"})  # fmt: skip
+    assert head_family(regression) is FAMILIES["regression"]
+    assert head_family(ref("BertForSequenceClassification")) is FAMILIES["classification"]
     assert INFER_TASKS["zero-shot"].head is FAMILIES["classification"]
 
 

@@ -92,15 +92,8 @@ def load_for_training(location: str, family: str, label_names: list[str] | None)
     one of another size), as when fine-tuning a pretrained encoder."""
     from bertq.worker.families import worker_family
 
-    options: dict[str, Any] = {}
-    if label_names is not None:
-        options = dict(
-            num_labels=len(label_names),
-            id2label=dict(enumerate(label_names)),
-            label2id={name: i for i, name in enumerate(label_names)},
-            ignore_mismatched_sizes=True,
-        )
-    return load_with(worker_family(family).model_class(), location, **options)
+    head = worker_family(family)
+    return load_with(head.model_class(), location, **head.head_options(label_names))
 
 
 def load_trained(location: str, family: str) -> Any:

@@ -20,6 +20,7 @@ import torch
 
 from bertq.infer_tasks import get_infer_task
 from bertq.models import accepted_length
+from bertq.sharding import Text
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 from bertq.worker.inference import prepare_model, run_batches, serve_encoder
 
@@ -61,7 +62,7 @@ class Predictor:
 
     def predict(
         self,
-        texts: list[str],
+        texts: list[Text],
         *,
         token_budget: int = DEFAULT_TOKEN_BUDGET["cpu"],
         on_batch: Callable[[int], None] | None = None,
@@ -71,9 +72,9 @@ class Predictor:
         return method(texts, token_budget=token_budget, on_batch=on_batch)
 
     def _classify(
-        self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None
+        self, texts: list[Text], *, token_budget: int, on_batch: Callable[[int], None] | None
     ) -> list[dict[str, Any]]:
-        features = self._features(self.tokenizer(texts, truncation=True, max_length=self.max_length))
+        features = self._features(self._tokenize(texts))
         results: list[dict[str, Any]] = [{}] * len(texts)
 
         def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
@@ -83,6 +84,29 @@ class Predictor:
 
         self._run(features, consume, token_budget=token_budget, on_batch=on_batch)
         return results
+
+    def _score(
+        self, texts: list[Text], *, token_budget: int, on_batch: Callable[[int], None] | None
+    ) -> list[dict[str, Any]]:
+        """A regression head's number per text or pair (STS-B: similarity, 0 to 5)."""
+        features = self._features(self._tokenize(texts))
+        results: list[dict[str, Any]] = [{}] * len(texts)
+
+        def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
+            values = output.logits[:, 0].float().cpu().numpy()  # one copy a batch
+            for row, index in enumerate(indices):
+                results[index] = {"score": round(float(values[row]), 6)}
+
+        self._run(features, consume, token_budget=token_budget, on_batch=on_batch)
+        return results
+
+    def _tokenize(self, texts: list[Text]) -> Any:
+        """Texts, or (text, second text) pairs as one input each; a pair too long loses tokens from its
+        longer side first (as in training)."""
+        if texts and isinstance(texts[0], tuple):
+            firsts, seconds = zip(*texts)
+            return self.tokenizer(list(firsts), list(seconds), truncation="longest_first", max_length=self.max_length)
+        return self.tokenizer(texts, truncation=True, max_length=self.max_length)
 
     def _embed(
         self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None
@@ -243,13 +267,16 @@ class Predictor:
         return results
 
     def _qa(
-        self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None
+        self, texts: list[Text], *, token_budget: int, on_batch: Callable[[int], None] | None
     ) -> list[dict[str, Any]]:
         from bertq.squad import QAExample
         from bertq.worker.qa import predicted_spans, prepare_eval_features
 
+        # A record's text is its context, or (context, its own question) with --question-column.
         examples = [
             QAExample(id=str(i), title="", context=t, question=self.question or "", answers=[])
+            if isinstance(t, str)
+            else QAExample(id=str(i), title="", context=t[0], question=t[1], answers=[])
             for i, t in enumerate(texts)
         ]
         features = prepare_eval_features(
@@ -281,6 +308,7 @@ class Predictor:
 
 PREDICT_METHODS = {
     "classify": "_classify",
+    "score": "_score",
     "embed": "_embed",
     "ner": "_ner",
     "zero-shot": "_zero_shot",
@@ -290,6 +318,7 @@ PREDICT_METHODS = {
 there, one method and one row here."""
 
 ANSWER_OF: dict[str, Callable[[Any], Any]] = {
+    "score": lambda value: round(value, 1),  # a number agrees to its first decimal (STS-B's 0-5 scale)
     "ner": lambda entities: [(e["label"], e["start"], e["end"]) for e in entities],
     "zero-shot": lambda ranked: ranked[0],
 }

@@ -12,6 +12,7 @@ from typing import Any
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from bertq.errors import AttemptSuperseded, BertqError, Preempted
+from bertq.families.family import LOWER_IS_BETTER
 from bertq.worker import faults
 from bertq.worker.data_parallel import is_main_process, world
 from bertq.worker.inference import OutOfMemory, is_out_of_memory
@@ -31,10 +32,11 @@ def training_arguments(
     metric_for_best: str,
     device: str,
     keep_columns: bool = False,
-    greater_is_better: bool = True,
+    greater_is_better: bool | None = None,
 ) -> TrainingArguments:
     """`keep_columns`: pass dataset columns the model does not take (a distillation's teacher_logits)."""
     on_gpu = device == "cuda"
+    best_by = getattr(spec, "metric_for_best", None) or metric_for_best
     precision = getattr(spec, "precision", "auto")
     if precision == "auto":  # native bf16 only (Ampere and later); fp16 with the Trainer's loss scaling before
         precision = half_precision(gpu_capability()) if on_gpu else "fp32"
@@ -68,8 +70,8 @@ def training_arguments(
         save_strategy="epoch",
         save_total_limit=None,  # bertq prunes (JobCallback.on_save): never the newest complete checkpoint
         load_best_model_at_end=True,
-        metric_for_best_model=getattr(spec, "metric_for_best", None) or metric_for_best,
-        greater_is_better=greater_is_better,
+        metric_for_best_model=best_by,
+        greater_is_better=greater_is_better if greater_is_better is not None else best_by not in LOWER_IS_BETTER,
         logging_strategy="steps",
         logging_steps=0.02,  # a ratio of the total steps: about 50 loss points per run
         report_to=[],

@@ -9,12 +9,12 @@ report's ranking metric, the worker's jobs) asks the family object. Standard lib
 from __future__ import annotations
 
 from bertq.errors import BertqError
-from bertq.families import classification, ner, qa
+from bertq.families import classification, ner, qa, regression
 from bertq.families.family import DataCheck, Family
 from bertq.families.preset import Preset
 from bertq.models import ModelRef
 
-_MODULES = (classification, ner, qa)
+_MODULES = (classification, regression, ner, qa)
 
 FAMILIES: dict[str, Family] = {module.FAMILY.name: module.FAMILY for module in _MODULES}
 """Every task family by name, in the order users see them listed."""
@@ -56,7 +56,7 @@ def head_family(ref: ModelRef) -> Family | None:
     """The task family of the head the checkpoint carries, or None for a bare encoder / LM."""
     for architecture in ref.config.get("architectures") or []:
         for family in FAMILIES.values():
-            if architecture.endswith(family.head_suffix):
+            if architecture.endswith(family.head_suffix) and family.carries(ref.config):
                 return family
     return None
 

@@ -13,6 +13,9 @@ from bertq.families.preset import Preset
 class Classification(Family):
     """Texts and their class labels; the label set is read from the training data."""
 
+    def carries(self, config: dict[str, Any]) -> bool:
+        return config.get("problem_type") != "regression"  # a one-output regression head is not classes
+
     def check_data(
         self,
         path: Path,

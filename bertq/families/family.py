@@ -13,6 +13,9 @@ from typing import Any
 
 from bertq.datafiles import DataFileError
 
+LOWER_IS_BETTER = frozenset({"mse", "loss", "perplexity"})
+"""Metrics where a smaller number is the better model (the best epoch, the report's ranking)."""
+
 
 @dataclass(frozen=True)
 class DataCheck:
@@ -58,6 +61,11 @@ class Family:
     """Whether a trained head's class names (id2label) are matched to the data's labels (`bertq.labels`)."""
     distillable: bool = False
     """Whether `bertq submit distill` supports it (soft labels are per-example class logits)."""
+
+    def carries(self, config: dict[str, Any]) -> bool:
+        """Whether a checkpoint whose architecture ends with `head_suffix` has this family's head (two
+        families may share a head class, told apart by the config)."""
+        return True
 
     def check_data(
         self,

@@ -30,7 +30,7 @@ class Classification(WorkerFamily):
         self, examples: list[tuple[str, str]], tokenizer: Any, spec: Any, labels: list[str] | None
     ) -> dict[str, list]:
         index = {label: i for i, label in enumerate(labels or [])}
-        encoded = _encode(tokenizer, [t for t, _ in examples], spec.max_length)
+        encoded = encode_inputs(tokenizer, [t for t, _ in examples], spec.max_length)
         columns = {key: list(value) for key, value in encoded.items()}
         columns["labels"] = [index[label] for _, label in examples]
         return columns
@@ -47,7 +47,7 @@ class Classification(WorkerFamily):
         majority = float(np.bincount(gold).max() / len(gold)) if len(gold) else 0.0
 
         def encode(batch: list[Any]) -> dict[str, list]:
-            return {k: list(v) for k, v in _encode(tokenizer, batch, spec.max_length).items()}
+            return {k: list(v) for k, v in encode_inputs(tokenizer, batch, spec.max_length).items()}
 
         def score(outputs: list[dict[str, np.ndarray]]) -> dict[str, float]:
             predicted = np.array([int(np.argmax(o["logits"])) for o in outputs])
@@ -56,7 +56,7 @@ class Classification(WorkerFamily):
         return EvalSet(encode(texts), len(texts), ("logits",), score, lambda i: encode([texts[i]]))
 
 
-def _encode(tokenizer: Any, inputs: list[Any], max_length: int) -> Any:
+def encode_inputs(tokenizer: Any, inputs: list[Any], max_length: int) -> Any:
     """Texts, or (text, second text) pairs as one input each ([CLS] a [SEP] b [SEP]); a pair too long
     loses tokens from its longer side first."""
     if inputs and isinstance(inputs[0], tuple):

@@ -56,6 +56,18 @@ class WorkerFamily:
 
         return getattr(transformers, self.auto_model)
 
+    def head_options(self, label_names: list[str] | None) -> dict[str, Any]:
+        """`from_pretrained` options that give a model this family's head for these labels (a new head
+        when the checkpoint has none, or one of another size)."""
+        if label_names is None:
+            return {}
+        return dict(
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+            ignore_mismatched_sizes=True,
+        )
+
     def data_collator(self, tokenizer: Any) -> Any:
         """Pads each training batch to its longest input (and, per family, its labels)."""
         from transformers import DataCollatorWithPadding

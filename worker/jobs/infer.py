@@ -53,7 +53,7 @@ def _predictor_options(spec: InferSpec) -> dict[str, Any]:
 
 
 def choose_precision(
-    spec: InferSpec, location: str, device: str, texts: list[str], ctx: JobContext
+    spec: InferSpec, location: str, device: str, texts: list[sharding.Text], ctx: JobContext
 ) -> tuple[str, dict[str, Any]]:
     """`auto`: bf16 where the hardware is fast at it and its answers agree with fp32's on a sample."""
     if spec.precision != "auto":
@@ -163,7 +163,13 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
 
     # The input is read as planned, or not at all: read_shard checks size and checksum first.
     records = list(
-        sharding.read_shard(shard, text_column=spec.text_column, id_column=spec.id_column, on_bad_line=spec.on_bad_line)
+        sharding.read_shard(
+            shard,
+            text_column=spec.text_column,
+            id_column=spec.id_column,
+            on_bad_line=spec.on_bad_line,
+            pair_column=spec.pair_column,
+        )
     )
     ids = [record_id for record_id, _ in records]
     texts = [text for _, text in records]

@@ -36,9 +36,10 @@ def read_texts(spec: PretrainSpec) -> list[str]:
     """Every text of the corpus, with the readers (and the checks) of bulk inference."""
     paths = sharding.expand_inputs(spec.corpus)
     shards = sharding.plan_shards(paths, shards=len(paths), text_column=spec.text_column, id_column=None)
-    return [
+    texts = [
         text for shard in shards for _, text in sharding.read_shard(shard, text_column=spec.text_column, id_column=None)
     ]
+    return [text for text in texts if isinstance(text, str)]  # no pair column is read: every text is one string
 
 
 def perplexity_scorer(texts: list[str], tokenizer: Any, collator: Any, *, max_length: int, device: str) -> Any:
