@@ -175,16 +175,22 @@ def build_distill_spec(
     problems: list[str] = []
     trained = _teacher_from_job(teacher_job, problems) if teacher_job else None
     task = task or (trained or {}).get("task") or DEFAULT_TASK
+    distillable = ", ".join(name for name, preset in PRESETS.items() if preset.family.distillable)
     if task not in PRESETS:
-        raise SpecError([*problems, f"unknown task {task!r}; distill supports: sst2, classification"])
+        raise SpecError([*problems, f"unknown task {task!r}; distill supports: {distillable}"])
     family = PRESETS[task].family
     if not family.distillable:
         raise SpecError(
             [
                 *problems,
-                f"distill supports classification tasks (sst2, classification) only; {task} ({family.name}) is not "
-                "supported yet: fine-tune a smaller model on it directly",
+                f"distill does not support {task} ({family.words}): {family.not_distillable_because}. Fine-tune "
+                f"a smaller model on it directly (distill supports {distillable})",
             ]
+        )
+    if transfer_data is not None and not family.distills_transfer_text:
+        problems.append(
+            f"--transfer-data is plain text for a classifier's teacher to label; {task} ({family.words}) "
+            "trains on its own data files only: leave --transfer-data out"
         )
     if not 0 <= alpha <= 1:
         problems.append(f"--alpha must be between 0 and 1 (got {alpha}): the weight of the teacher's soft labels")
@@ -315,11 +321,13 @@ def build_distill_spec(
                         f"--student {student!r} predicts {names}, the teacher {labels}: the label sets differ"
                     )
             elif carried is not None and carried is not family:
-                problems.append(f"--student {student!r} has a {carried.name} head; give a bare encoder or a classifier")
+                problems.append(
+                    f"--student {student!r} has a {carried.words} head; give a bare encoder or a {family.words} model"
+                )
         except BertqError as error:
             problems.append(f"--student: {error}")
 
-    if transfer_data is not None:
+    if transfer_data is not None and family.distills_transfer_text:
         transfer_column = _check_transfer(transfer_data, transfer_column, problems)
     student_knobs = training_knobs(knobs or {}, student_config, family.metrics, problems)
     if problems:

@@ -557,7 +557,11 @@ def submit_evaluate(
 @click.option(
     "--student-layers", default=None, help="With --student teacher: a count (6: evenly spaced) or indices (0,2,4)."
 )
-@click.option("--task", default=None, help="sst2 or classification [default: the teacher job's task, else sst2].")
+@click.option(
+    "--task",
+    default=None,
+    help="sst2, classification, conll2003 or ner [default: the teacher job's task, else sst2].",
+)
 @click.option(
     "--train", default=None, help=f"Training data [default: the teacher job's, else the task's]. {HUB_DATA_HELP}"
 )

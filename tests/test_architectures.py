@@ -288,14 +288,16 @@ def test_infer(arch, task, finetuned, nli_classifier, texts_file, tmp_path):
 # students cut from their teacher.
 
 
-def distill(teacher: Path, student: str, data, folder: Path, **options: Any) -> dict[int, LocalContext]:  # type: ignore[no-untyped-def]
+def distill(
+    teacher: Path, student: str, data, folder: Path, task: str = "sst2", **options: Any
+) -> dict[int, LocalContext]:  # type: ignore[no-untyped-def]
     from bertq.distillation import build_distill_spec, plan_distill
 
-    train, evaluation = data["classification"]
+    train, evaluation = data["ner" if task == "ner" else "classification"]
     spec, teacher_finetune = build_distill_spec(
         teacher=str(teacher),
         teacher_job=None,
-        task="sst2",
+        task=task,
         train=str(train),
         eval=str(evaluation),
         student=student,
@@ -320,6 +322,44 @@ def test_distill_across_families(teacher, student, finetuned, arch_models, arch_
     [(_, checkpoint)] = [a for a in contexts[2].reported_artifacts if a[0] == "checkpoint"]
     assert AutoConfig.from_pretrained(checkpoint).model_type == ARCHS[student].model_type
     assert {"retention", "speedup", "size_ratio"} <= set(contexts[0].latest_metrics())
+
+
+def test_ner_distils_per_word_across_tokenizers(finetuned, arch_models, arch_data, tmp_path):
+    """A RoBERTa (byte-level BPE) tagger teaches a BERT (WordPiece) student: each word's soft label is
+    the teacher's logits at its own first piece, given to the student at the student's first piece."""
+    import numpy as np
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from bertq.conll import read_ner
+    from bertq.worker.families import worker_family
+
+    teacher = finetuned("roberta", "ner")
+    contexts = distill(teacher, str(arch_models["bert"]), arch_data, tmp_path, task="ner", student_layers=None)
+    assert {"speedup", "size_ratio"} <= set(contexts[0].latest_metrics())  # retention too when the teacher scores
+    assert "eval_entity_f1" in contexts[2].latest_metrics()
+    [(_, stored)] = [a for a in contexts[1].reported_artifacts if a[0] == "teacher_logits"]
+    with np.load(stored) as arrays:
+        soft = dict(zip(arrays["ids"].tolist(), np.split(arrays["logits"], np.cumsum(arrays["units"])[:-1])))
+    family = worker_family("ner")
+    sentence = next(s for s in read_ner(arch_data["ner"][0]) if 4 <= len(s.tokens) <= 8)  # not truncated
+    words = soft[family.example_id(sentence)]
+    assert len(words) == len(sentence.tokens) and np.isfinite(words).all()  # one vector a word
+    tokenizer = AutoTokenizer.from_pretrained(teacher, add_prefix_space=True)
+    encoded = tokenizer([sentence.tokens], is_split_into_words=True, return_tensors="pt")
+    logits = AutoModelForTokenClassification.from_pretrained(teacher).eval()(**encoded).logits[0].detach().numpy()
+    first = [encoded.word_ids(0).index(w) for w in range(len(sentence.tokens))]
+    assert np.allclose(words, logits[first], atol=1e-4)
+    # The student's column: those word vectors at the student's first pieces, NaN at every other token.
+    student_tokenizer = AutoTokenizer.from_pretrained(arch_models["bert"])
+    column = family.soft_label_column([sentence], student_tokenizer, _Spec(), soft)
+    rows = np.array(column[0])
+    student_ids = student_tokenizer([sentence.tokens], is_split_into_words=True).word_ids(0)
+    firsts = [student_ids.index(w) for w in range(len(sentence.tokens))]
+    assert np.allclose(rows[firsts], words) and np.isnan(np.delete(rows, firsts, axis=0)).all()
+
+
+class _Spec:
+    max_length = MAX_LENGTH
 
 
 @pytest.mark.parametrize("arch", ["distilbert", "albert", "roberta"])

@@ -198,7 +198,10 @@ def test_teacher_and_student_with_different_vocabularies(bertq, tiny_model, othe
     stored = np.load(bertq.json("show", str(steps["teacher_outputs"][0]))["artifacts"][0]["path"])
     soft = dict(zip(stored["ids"].tolist(), stored["logits"]))
 
-    from bertq.worker.jobs.distill import example_id
+    from bertq.worker.families import worker_family
+
+    def example_id(sentence: str) -> str:
+        return worker_family("classification").example_id((sentence, None))
 
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_folder).eval()
     own_tokenizer = AutoTokenizer.from_pretrained(teacher_folder)
@@ -288,23 +291,14 @@ def test_distill_bad_inputs_are_refused(bertq, tiny_model, tiny_data, tmp_path):
         assert result.returncode == 2 and words in result.stderr, (extra, result.stderr)
     ner = tmp_path / "ner.txt"
     ner.write_text("EU NNP B-ORG\n")
-    result = bertq.run(
-        "submit",
-        "distill",
-        "--teacher",
-        str(tiny_model),
-        "--student",
-        "teacher",
-        "--student-layers",
-        "1",
-        "--task",
-        "conll2003",
-        "--train",
-        str(ner),
-        "--eval",
-        str(ner),
-    )
-    assert result.returncode == 2 and "classification tasks" in result.stderr
+    squad = tmp_path / "squad.json"
+    squad.write_text('{"data": []}')
+    teacher = ["submit", "distill", "--teacher", str(tiny_model), "--student", "teacher", "--student-layers", "1"]
+    result = bertq.run(*teacher, "--task", "qa", "--train", str(squad), "--eval", str(squad))
+    assert result.returncode == 2 and "distill does not support qa (question answering)" in result.stderr
+    assert "character offsets" in result.stderr
+    result = bertq.run(*teacher, "--task", "ner", "--train", str(ner), "--eval", str(ner), "--transfer-data", str(ner))
+    assert result.returncode == 2 and "leave --transfer-data out" in result.stderr
 
     # A student whose head has another label count than the teacher's.
     from transformers import AutoModelForSequenceClassification

@@ -1,6 +1,9 @@
-"""The knowledge-distillation loss, as the tutorial (and Hinton et al., 2015) define it."""
+"""The knowledge-distillation loss, as the tutorial (and Hinton et al., 2015) define it, and the
+collator that brings the teacher's soft labels into each batch."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,16 +24,52 @@ def distillation_loss(
     """alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE(student, gold).
 
     The T^2 factor keeps the soft term's gradients on the scale of the hard term's as T grows.
-    Examples whose label is IGNORE_INDEX (unlabelled transfer data) add to the soft term only."""
+    Examples whose label is IGNORE_INDEX (unlabelled transfer data) add to the soft term only.
+    Per-token logits (batch, tokens, classes) count each token as a decision; a teacher row of NaN
+    (a token that decides nothing: a word's later pieces, padding, a word the teacher truncated)
+    adds to neither term's average."""
+    classes = student_logits.size(-1)
+    student_logits = student_logits.reshape(-1, classes)
+    teacher_logits = teacher_logits.reshape(-1, classes)
+    labels = labels.reshape(-1)
     t = temperature
-    soft = F.kl_div(
-        F.log_softmax(student_logits.float() / t, dim=-1),
-        F.softmax(teacher_logits.float() / t, dim=-1),
-        reduction="batchmean",
-    ) * (t * t)
+    taught = torch.isfinite(teacher_logits).all(dim=-1)
+    if taught.any():
+        soft = F.kl_div(
+            F.log_softmax(student_logits[taught].float() / t, dim=-1),
+            F.softmax(teacher_logits[taught].float() / t, dim=-1),
+            reduction="batchmean",
+        ) * (t * t)
+    else:
+        soft = student_logits.sum() * 0.0
     labelled = labels != IGNORE_INDEX
     if labelled.any():
         hard = F.cross_entropy(student_logits[labelled].float(), labels[labelled])
     else:
         hard = student_logits.sum() * 0.0
     return alpha * soft + (1 - alpha) * hard
+
+
+class SoftLabelCollator:
+    """The family's collator, with each example's `teacher_logits` stacked beside it: a class vector
+    per example, or per token a vector padded with NaN rows to the batch's padded length."""
+
+    def __init__(self, collator: Any):
+        self.collator = collator
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        soft = [torch.tensor(f.pop("teacher_logits"), dtype=torch.float32) for f in features]
+        batch = self.collator(features)
+        if soft[0].dim() == 2:
+            width = batch["input_ids"].shape[1]
+            padded = torch.full((len(soft), width, soft[0].shape[-1]), float("nan"))
+            left = getattr(getattr(self.collator, "tokenizer", None), "padding_side", "right") == "left"
+            for row, values in enumerate(soft):
+                if left:
+                    padded[row, width - values.shape[0] :] = values
+                else:
+                    padded[row, : values.shape[0]] = values
+            batch["teacher_logits"] = padded
+        else:
+            batch["teacher_logits"] = torch.stack(soft)
+        return batch

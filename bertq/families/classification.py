@@ -82,6 +82,7 @@ FAMILY = Classification(
     data_kinds="TSV, CSV or JSONL file (or hub:OWNER/NAME[#CONFIG][:SPLIT])",
     named_classes=True,
     distillable=True,
+    distills_transfer_text=True,
 )
 
 PRESETS = (

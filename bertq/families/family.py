@@ -60,7 +60,11 @@ class Family:
     named_classes: bool = False
     """Whether a trained head's class names (id2label) are matched to the data's labels (`bertq.labels`)."""
     distillable: bool = False
-    """Whether `bertq submit distill` supports it (soft labels are per-example class logits)."""
+    """Whether `bertq submit distill` supports it (soft labels: a class vector per text, or per word)."""
+    not_distillable_because: str = ""
+    """Why distill refuses the family, for the message."""
+    distills_transfer_text: bool = False
+    """Whether `--transfer-data` (unlabelled plain text the teacher labels) applies."""
 
     def carries(self, config: dict[str, Any]) -> bool:
         """Whether a checkpoint whose architecture ends with `head_suffix` has this family's head (two

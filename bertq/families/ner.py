@@ -35,6 +35,7 @@ FAMILY = Ner(
     main_metric="entity_f1",
     metrics=("entity_precision", "entity_recall", "entity_f1", "token_accuracy"),
     data_kinds="CoNLL column file or JSONL",
+    distillable=True,  # per word: each word's first sub-token, so teacher and student may tokenize differently
 )
 
 PRESETS = (

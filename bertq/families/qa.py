@@ -31,6 +31,10 @@ FAMILY = Qa(
     article_split=True,
     windows=True,
     default_max_length=384,
+    not_distillable_because=(
+        "its soft labels would be start/end distributions over the teacher's tokens, and a student with "
+        "another tokenizer has other token boundaries; bertq does not map them through character offsets yet"
+    ),
 )
 
 PRESETS = (

@@ -61,6 +61,7 @@ FAMILY = Regression(
     metrics=("pearson", "spearman", "mse"),
     data_kinds="TSV, CSV or JSONL file with a numeric label column (or hub:OWNER/NAME[#CONFIG][:SPLIT])",
     has_labels=False,
+    not_distillable_because="its target is a number, not a distribution over classes to soften",
 )
 
 PRESETS = (

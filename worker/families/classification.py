@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ from bertq.errors import BertqError
 from bertq.families import classification
 from bertq.worker.classification import accuracy_and_f1
 from bertq.worker.families.family import EvalSet, WorkerFamily
-from bertq.worker.textdata import load_labelled
+from bertq.worker.textdata import IGNORE_INDEX, load_labelled
 
 
 class Classification(WorkerFamily):
@@ -32,7 +33,8 @@ class Classification(WorkerFamily):
         index = {label: i for i, label in enumerate(labels or [])}
         encoded = encode_inputs(tokenizer, [t for t, _ in examples], spec.max_length)
         columns = {key: list(value) for key, value in encoded.items()}
-        columns["labels"] = [index[label] for _, label in examples]
+        # A distillation's transfer text has no gold label (None): the teacher's soft labels only.
+        columns["labels"] = [IGNORE_INDEX if label is None else index[label] for _, label in examples]
         return columns
 
     def eval_set(self, examples: list[tuple[str, str]], tokenizer: Any, spec: Any, labels: list[str] | None) -> EvalSet:
@@ -54,6 +56,20 @@ class Classification(WorkerFamily):
             return {**accuracy_and_f1(predicted, gold, len(labels)), "majority_baseline": majority}
 
         return EvalSet(encode(texts), len(texts), ("logits",), score, lambda i: encode([texts[i]]))
+
+    def example_id(self, example: tuple[Any, Any]) -> str:
+        return hashlib.sha1(str(example[0]).encode("utf-8")).hexdigest()
+
+    def teacher_features(self, examples: list[tuple[Any, Any]], tokenizer: Any, spec: Any) -> Any:
+        return encode_inputs(tokenizer, [t for t, _ in examples], spec.max_length)
+
+    def soft_labels(self, examples: list[Any], features: Any, logits: list[np.ndarray]) -> list[np.ndarray]:
+        return [row.reshape(1, -1) for row in logits]  # one decision: the text's class
+
+    def soft_label_column(
+        self, examples: list[Any], tokenizer: Any, spec: Any, soft: dict[str, np.ndarray]
+    ) -> list[list[Any]]:
+        return [soft[self.example_id(example)][0].tolist() for example in examples]
 
 
 def encode_inputs(tokenizer: Any, inputs: list[Any], max_length: int) -> Any:

@@ -117,3 +117,26 @@ class WorkerFamily:
     def eval_set(self, examples: list[Any], tokenizer: Any, spec: Any, labels: list[str] | None) -> EvalSet:
         """The model inputs of every evaluation example, and how to score the outputs."""
         raise NotImplementedError
+
+    # -- distillation: the teacher's soft labels, joined to the student's examples by example id ---
+
+    def example_id(self, example: Any) -> str:
+        """A digest of what the model reads of an example (not of its token ids), so teacher and
+        student may tokenize differently."""
+        raise NotImplementedError(f"the {self.name} family is not distilled")
+
+    def teacher_features(self, examples: list[Any], tokenizer: Any, spec: Any) -> Any:
+        """The teacher's model inputs, one row per example (a tokenizer's BatchEncoding)."""
+        raise NotImplementedError(f"the {self.name} family is not distilled")
+
+    def soft_labels(self, examples: list[Any], features: Any, logits: list[np.ndarray]) -> list[np.ndarray]:
+        """Each example's soft labels from the teacher's logits of its row: a (units, classes) array,
+        one unit per class decision (the text; each word)."""
+        raise NotImplementedError(f"the {self.name} family is not distilled")
+
+    def soft_label_column(
+        self, examples: list[Any], tokenizer: Any, spec: Any, soft: dict[str, np.ndarray]
+    ) -> list[list[Any]]:
+        """The `teacher_logits` training column, aligned with `train_features` rows: per example a
+        class vector, or per token one (NaN where the token makes no decision)."""
+        raise NotImplementedError(f"the {self.name} family is not distilled")

@@ -3,7 +3,8 @@
 Unlike the tutorial's loop, the frozen teacher runs once over the data (not on every batch of every
 epoch), with its own tokenizer; its logits are cached on disk by a key of (teacher weights, data,
 settings) and joined to the student's examples by example id, never by token ids, so teacher and
-student may have different vocabularies.
+student may have different vocabularies. A classifier's soft label is one class vector a text; a
+tagger's (NER) is one a word, the logits of the word's first sub-token (`WorkerFamily.soft_labels`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from bertq import datafiles, hubdata, store
 from bertq.distillation import DistillSpec
 from bertq.errors import BertqError
 from bertq.families import get_family
-from bertq.worker.families import worker_family
+from bertq.worker.families import WorkerFamily, worker_family
 from bertq.worker.inference import prepare_model, run_model
-from bertq.worker.kd import IGNORE_INDEX, distillation_loss
+from bertq.worker.kd import SoftLabelCollator, distillation_loss
 from bertq.worker.loading import (
     best_device,
     gpu_capability,
@@ -33,7 +34,6 @@ from bertq.worker.loading import (
 )
 from bertq.worker.runner import JobContext, size_and_digest
 from bertq.worker.students import cut_from_teacher
-from bertq.worker.textdata import load_labelled
 from bertq.worker.training import (
     JobCallback,
     ScoringTrainer,
@@ -43,12 +43,6 @@ from bertq.worker.training import (
     train_and_save,
     training_arguments,
 )
-
-
-def example_id(text: str) -> str:
-    """An example's id is a digest of its text: the same sentence gets the same soft labels
-    whichever file it came from, and no tokenizer is involved in the join."""
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
 def _teacher_folder(spec: DistillSpec, ctx: JobContext) -> str:
@@ -84,9 +78,15 @@ def _model_digest(location: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _examples(spec: DistillSpec, family: WorkerFamily) -> list[Any]:
+    """The student's training examples: the training data's, then the transfer texts (no gold label)."""
+    return family.read_examples(spec.train, spec=spec, side="train") + [(t, None) for t in _transfer_texts(spec)]
+
+
 def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """One batched pass of the teacher over the training (and transfer) texts; logits cached by key."""
+    """One batched pass of the teacher over the training (and transfer) examples; soft labels cached by key."""
     spec = DistillSpec.from_dict(spec_values)
+    family = worker_family(spec.family)
     teacher_folder = _teacher_folder(spec, ctx)
     key = hashlib.sha256(
         "|".join(
@@ -94,10 +94,11 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
                 _model_digest(teacher_folder),
                 _file_digest(spec.train),
                 _file_digest(spec.transfer_data),
+                spec.family,
                 spec.text_column,
                 str(spec.transfer_column),
                 str(spec.max_length),
-                "v1",
+                "v2",
             ]
         ).encode()
     ).hexdigest()[:32]
@@ -112,28 +113,33 @@ def run_teacher_outputs(spec_values: dict[str, Any], ctx: JobContext) -> dict[st
     if hit:
         ctx.log.info("teacher outputs for key %s are cached at %s: reused", key, cache)
     else:
-        texts = load_labelled(spec.train, spec.text_column, spec.label_column).texts + _transfer_texts(spec)
-        unique = list(dict.fromkeys(texts))
+        unique = list({family.example_id(e): e for e in _examples(spec, family)}.values())
         device = best_device()
-        tokenizer = load_tokenizer(teacher_folder)  # the teacher's own tokenizer and vocabulary
+        tokenizer = load_tokenizer(teacher_folder, family=spec.family)  # the teacher's own tokenizer and vocabulary
         precision = half_precision(gpu_capability()) if device == "cuda" else "fp32"
         # Through prepare_model, so the pass runs in the precision it records (weights cast, not
         # an autocast that a bare model ignores).
         model = prepare_model(load_trained(teacher_folder, spec.family), precision=precision, device=device)
-        ctx.progress(0.05, force=True, phase=f"teacher pass over {len(unique)} texts")
-        features = {k: list(v) for k, v in tokenizer(unique, truncation=True, max_length=spec.max_length).items()}
+        ctx.progress(0.05, force=True, phase=f"teacher pass over {len(unique)} examples")
+        features = family.teacher_features(unique, tokenizer, spec)
         outputs = run_model(
             model,
-            features,
+            {k: list(v) for k, v in features.items()},
             pad_id=tokenizer.pad_token_id or 0,
             device=device,
             precision=precision,
             batch_size=128,
         )
-        logits = np.stack([o["logits"] for o in outputs]).astype(np.float32)
+        soft = family.soft_labels(unique, features, [o["logits"] for o in outputs])
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_name(f".{cache.name}.{os.getpid()}.partial.npz")
-        np.savez(partial, ids=np.array([example_id(t) for t in unique]), logits=logits)
+        # One (units, classes) array per example, stored end to end with each one's unit count.
+        np.savez(
+            partial,
+            ids=np.array([family.example_id(e) for e in unique]),
+            units=np.array([len(rows) for rows in soft], dtype=np.int64),
+            logits=np.concatenate(soft).astype(np.float32),
+        )
         os.replace(partial, cache)  # atomic: a reader sees the whole file or none
         if shared:
             store.upload(cache, shared)  # for the next distill of this teacher and data, on any machine
@@ -146,8 +152,9 @@ def _soft_labels(ctx: JobContext, spec: DistillSpec) -> dict[str, np.ndarray]:
     path = ctx.artifact_of(spec.teacher_outputs_job_id, "teacher_logits")
     if path is None:
         raise BertqError(f"the teacher-outputs step (job {spec.teacher_outputs_job_id}) recorded no logits")
-    with np.load(path) as stored:
-        return dict(zip(stored["ids"].tolist(), stored["logits"]))
+    with np.load(path) as stored:  # no pickle: plain arrays only
+        parts = np.split(stored["logits"], np.cumsum(stored["units"])[:-1])
+        return dict(zip(stored["ids"].tolist(), parts))
 
 
 class DistillationTrainer(ScoringTrainer):
@@ -171,43 +178,44 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     from datasets import Dataset
 
     spec = DistillSpec.from_dict(spec_values)
+    family = worker_family(spec.family)
     device = best_device()
     set_seed(spec.seed)
 
     if spec.student == "teacher":
         teacher_folder = _teacher_folder(spec, ctx)
-        tokenizer = load_tokenizer(teacher_folder)
+        tokenizer = load_tokenizer(teacher_folder, family=spec.family)
         model = cut_from_teacher(load_trained(teacher_folder, spec.family), spec.student_layers or [])
         ctx.log.info("student: layers %s of the teacher %s", spec.student_layers, teacher_folder)
     else:
         assert spec.student_location is not None
-        tokenizer = load_tokenizer(spec.student_location)
+        tokenizer = load_tokenizer(spec.student_location, family=spec.family)
         model = load_for_training(spec.student_location, spec.family, spec.label_names)
         ctx.log.info("student: %s with its own tokenizer", spec.student_location)
 
-    gold = load_labelled(spec.train, spec.text_column, spec.label_column)
-    index = {label: i for i, label in enumerate(spec.labels)}
-    texts = gold.texts + _transfer_texts(spec)
-    labels = [index[label] for label in gold.labels] + [IGNORE_INDEX] * (len(texts) - len(gold.texts))
-    columns = {k: list(v) for k, v in tokenizer(texts, truncation=True, max_length=spec.max_length).items()}
-    columns["labels"] = labels
+    examples = _examples(spec, family)
+    columns = family.train_features(examples, tokenizer, spec, spec.labels)
     distilling = spec.teacher_outputs_job_id is not None and (spec.alpha > 0 or spec.transfer_data)
+    collator = family.data_collator(tokenizer)
     if distilling:
         soft = _soft_labels(ctx, spec)
-        missing = [t for t in texts if example_id(t) not in soft]
+        missing = [e for e in examples if family.example_id(e) not in soft]
         if missing:
-            raise BertqError(f"the teacher's outputs lack {len(missing)} training texts (first: {missing[0][:60]!r})")
-        columns["teacher_logits"] = [soft[example_id(t)].tolist() for t in texts]
+            raise BertqError(
+                f"the teacher's outputs lack {len(missing)} training examples (first: {str(missing[0])[:60]!r})"
+            )
+        columns["teacher_logits"] = family.soft_label_column(examples, tokenizer, spec, soft)
+        collator = SoftLabelCollator(collator)
     train_set = Dataset.from_dict(columns)
+    gold_count = sum(1 for _, label in examples if label is not None) if spec.transfer_data else len(examples)
     ctx.log.info(
-        "%d training texts (%d with gold labels); alpha %s, T %s",
-        len(texts),
-        len(gold.texts),
+        "%d training examples (%d with gold labels); alpha %s, T %s",
+        len(examples),
+        gold_count,
         spec.alpha,
         spec.temperature,
     )
 
-    family = worker_family(spec.family)
     eval_examples = family.read_examples(spec.eval, spec=spec, side="eval")
     evaluation = family.eval_set(eval_examples, tokenizer, spec, spec.labels)
 
@@ -228,7 +236,7 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         train_dataset=train_set,
         eval_dataset=evaluation,
         processing_class=tokenizer,
-        data_collator=family.data_collator(tokenizer),
+        data_collator=collator,
         callbacks=[callback, *extra_callbacks(spec)],
         scorer=score,
     )
@@ -258,10 +266,13 @@ def run_distill(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         "metric": main,
         "teacher_metric": teacher[main],
         "student_metric": student[main],
-        "retention": student[main] / teacher[main],
+        # A teacher that scores 0 leaves nothing to retain: the share is undefined, not infinite.
+        "retention": student[main] / teacher[main] if teacher[main] else None,
         "speedup": student["throughput_per_s"] / teacher["throughput_per_s"],
         "size_ratio": student["size_mb"] / teacher["size_mb"],
     }
-    ctx.metrics({k: summary[k] for k in ("retention", "speedup", "size_ratio")})
+    if summary["retention"] is None:
+        ctx.log.warning("the teacher's %s is 0: retention is undefined (train the teacher longer)", main)
+    ctx.metrics({k: summary[k] for k in ("retention", "speedup", "size_ratio") if summary[k] is not None})
     ctx.log.info("distillation summary: %s", summary)
     return {"summary": summary}
