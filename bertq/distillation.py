@@ -60,6 +60,15 @@ class DistillSpec(TrainingKnobs):
     """Softmax temperature T of the soft labels; the KD term is scaled by T^2."""
     alpha: float = 0.5
     """Weight of the KD term; 1 - alpha weighs cross-entropy on the gold labels. 0: no teacher."""
+    hidden_weight: float = 0.0
+    """Weight of the hidden-state loss (DistilBERT's cosine; through a learned projection when the
+    widths differ) between mapped layers; 0: off. Runs the teacher at every step."""
+    attention_weight: float = 0.0
+    """Weight of the attention loss (TinyBERT/MiniLM: KL of attention distributions, heads averaged)
+    between mapped layers; 0: off. Runs the teacher at every step."""
+    layer_map: list[int] | None = None
+    """The teacher layer each student layer learns from [a cut student: the layers it was cut from;
+    else spread evenly, last to last]."""
     transfer_data: str | None = field(default=None, metadata={"path": "data"})
     """Unlabelled text the teacher labels (soft labels only), added to the student's training set."""
     transfer_column: str | None = None
@@ -170,6 +179,9 @@ def build_distill_spec(
     allow_pickle: bool = False,
     gpus: int = 1,
     knobs: dict[str, Any] | None = None,
+    hidden_weight: float = 0.0,
+    attention_weight: float = 0.0,
+    layer_map: str | None = None,
 ) -> tuple[DistillSpec, FinetuneSpec | None]:
     """The distill spec, and the teacher's fine-tune spec when the teacher must be trained first."""
     problems: list[str] = []
@@ -329,6 +341,14 @@ def build_distill_spec(
 
     if transfer_data is not None and family.distills_transfer_text:
         transfer_column = _check_transfer(transfer_data, transfer_column, problems)
+    mapped = _layer_map(
+        layer_map,
+        hidden_weight,
+        attention_weight,
+        student_layers=len(layers) if layers else _layer_count(student_config),
+        teacher_layers=_layer_count(teacher_config),
+        problems=problems,
+    )
     student_knobs = training_knobs(knobs or {}, student_config, family.metrics, problems)
     if problems:
         raise SpecError(problems)
@@ -351,6 +371,9 @@ def build_distill_spec(
             label_names=(trained or {}).get("label_names") or _names_for(labels, data_spec),
             temperature=temperature,
             alpha=alpha,
+            hidden_weight=hidden_weight,
+            attention_weight=attention_weight,
+            layer_map=mapped,
             transfer_data=_source(transfer_data),
             transfer_column=transfer_column,
             epochs=float(epochs),
@@ -365,6 +388,42 @@ def build_distill_spec(
         ),
         teacher_finetune,
     )
+
+
+def _layer_map(
+    value: str | None,
+    hidden_weight: float,
+    attention_weight: float,
+    *,
+    student_layers: int | None,
+    teacher_layers: int | None,
+    problems: list[str],
+) -> list[int] | None:
+    """The checked `--layer-map` (None: the worker's default for the student); problems for weights
+    below 0 and maps that do not fit the two models."""
+    for name, weight in (("--hidden-loss-weight", hidden_weight), ("--attention-loss-weight", attention_weight)):
+        if weight < 0:
+            problems.append(f"{name} must be 0 (off) or more, not {weight}; 1 weighs it like the KD term")
+    if value is None:
+        return None
+    if not (hidden_weight or attention_weight):
+        problems.append(
+            "--layer-map maps layers for the layer losses: give --hidden-loss-weight or --attention-loss-weight"
+        )
+        return None
+    try:
+        mapped = [int(part) for part in value.split(",")]
+    except ValueError:
+        problems.append(f"--layer-map {value!r}: give one teacher layer index per student layer, e.g. 1,3,5")
+        return None
+    if student_layers is not None and len(mapped) != student_layers:
+        problems.append(
+            f"--layer-map {value}: the student has {student_layers} layer{'s' if student_layers != 1 else ''}; "
+            "give one teacher layer for each"
+        )
+    if teacher_layers is not None and any(not 0 <= i < teacher_layers for i in mapped):
+        problems.append(f"--layer-map {value}: teacher layers are 0..{teacher_layers - 1}")
+    return mapped
 
 
 def _source(value: str | None) -> str | None:

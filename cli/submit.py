@@ -585,6 +585,9 @@ def submit_evaluate(
     help="Unlabelled text the teacher labels (soft labels only), added to the student's data.",
 )
 @click.option("--transfer-column", default=None, help="Text column of --transfer-data when it is TSV/CSV/JSONL.")
+@spec_option(DistillSpec, "hidden_weight", "--hidden-loss-weight", type=float)
+@spec_option(DistillSpec, "attention_weight", "--attention-loss-weight", type=float)
+@click.option("--layer-map", default=None, help=field_docs(DistillSpec)["layer_map"])
 @spec_option(DistillSpec, "epochs", type=float)
 @spec_option(DistillSpec, "batch_size", type=int)
 @spec_option(DistillSpec, "gpus", type=int)
@@ -611,6 +614,9 @@ def submit_distill(
     alpha: float,
     transfer_data: str | None,
     transfer_column: str | None,
+    hidden_loss_weight: float,
+    attention_loss_weight: float,
+    layer_map: str | None,
     epochs: float,
     batch_size: int,
     gpus: int,
@@ -661,6 +667,9 @@ def submit_distill(
             allow_pickle=allow_pickle,
             gpus=gpus,
             knobs=knobs,
+            hidden_weight=hidden_loss_weight,
+            attention_weight=attention_loss_weight,
+            layer_map=layer_map,
         ),
     )
     spec, teacher_finetune = built

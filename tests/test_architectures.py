@@ -362,6 +362,64 @@ class _Spec:
     max_length = MAX_LENGTH
 
 
+def test_layer_losses_teach_a_narrower_student_through_a_projection(
+    finetuned, arch_models, arch_data, tmp_path, caplog
+):
+    """Hidden-state and attention losses with a student of the teacher's vocabulary but another width
+    (a learned projection) and depth (the default map, last layer to last); a student with another
+    vocabulary is refused, since the losses compare token by token."""
+    import logging
+
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from bertq.worker.kd import default_layer_map
+
+    caplog.set_level(logging.INFO)
+    teacher = finetuned("bert", "classification")
+    narrow = tmp_path / "narrow"
+    config = BertConfig.from_pretrained(teacher)
+    BertModel(BertConfig(vocab_size=config.vocab_size, hidden_size=24, num_hidden_layers=1, num_attention_heads=3,
+                         intermediate_size=48, max_position_embeddings=config.max_position_embeddings)).save_pretrained(narrow)  # fmt: skip
+    AutoTokenizer.from_pretrained(teacher).save_pretrained(narrow)
+    contexts = distill(teacher, str(narrow), arch_data, tmp_path / "run", student_layers=None,
+                       hidden_weight=1.0, attention_weight=1.0)  # fmt: skip
+    assert default_layer_map(1, config.num_hidden_layers) == [config.num_hidden_layers - 1]
+    assert "eval_accuracy" in contexts[2].latest_metrics()
+    assert "projected 24 -> 32" in caplog.text
+
+    with pytest.raises(Exception, match="need one tokenizer"):
+        distill(teacher, str(arch_models["roberta"]), arch_data, tmp_path / "other", student_layers=None,
+                hidden_weight=1.0)  # fmt: skip
+
+
+def test_layer_losses_are_zero_for_a_copy_and_grow_with_the_difference():
+    from types import SimpleNamespace
+
+    import torch
+
+    from bertq.worker.kd import layer_losses
+
+    torch.manual_seed(0)
+    hidden = [torch.randn(2, 5, 8) for _ in range(3)]
+    attention = [torch.softmax(torch.randn(2, 4, 5, 5), dim=-1) for _ in range(2)]
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    logits = torch.zeros(2, 2)
+    teacher = SimpleNamespace(hidden_states=hidden, attentions=attention, logits=logits)
+    same = layer_losses(teacher, teacher, mask, [0, 1], hidden_weight=1.0, attention_weight=1.0)
+    assert float(same) == pytest.approx(0.0, abs=1e-6)
+    other = SimpleNamespace(
+        hidden_states=[h.flip(-1) for h in hidden], attentions=[a.flip(-1) for a in attention], logits=logits
+    )
+    hidden_only = layer_losses(other, teacher, mask, [0, 1], hidden_weight=1.0)
+    both = layer_losses(other, teacher, mask, [0, 1], hidden_weight=1.0, attention_weight=1.0)
+    assert 0 < float(hidden_only) < float(both)
+    # Padding makes no difference: only real tokens count.
+    padded = [h.clone() for h in other.hidden_states]
+    padded[1][0, 3:] = 100.0
+    moved = SimpleNamespace(hidden_states=padded, attentions=other.attentions, logits=logits)
+    assert float(layer_losses(moved, teacher, mask, [0, 1], hidden_weight=1.0)) == pytest.approx(float(hidden_only))
+
+
 @pytest.mark.parametrize("arch", ["distilbert", "albert", "roberta"])
 def test_student_cut_from_teacher(arch, finetuned, arch_data, tmp_path):
     """DistilBERT's `transformer.layer`, RoBERTa's `encoder.layer`, and ALBERT's shared layer applied

@@ -285,6 +285,12 @@ def test_distill_bad_inputs_are_refused(bertq, tiny_model, tiny_data, tmp_path):
         (["--student", "teacher", "--student-layers", "1", "--alpha", "1.5"], "--alpha must be between 0 and 1"),
         (["--student", "teacher", "--student-layers", "1", "--temperature", "0"], "--temperature must be more than 0"),
         (["--student", "teacher"], "needs --student-layers"),
+        (["--student", "teacher", "--student-layers", "1", "--hidden-loss-weight", "-1"], "must be 0 (off) or more"),
+        (
+            ["--student", "teacher", "--student-layers", "1", "--attention-loss-weight", "1", "--layer-map", "0,1"],
+            "the student has 1 layer; give one teacher layer for each",
+        ),
+        (["--student", "teacher", "--student-layers", "1", "--layer-map", "1"], "give --hidden-loss-weight or"),
     ]
     for extra, words in cases:
         result = bertq.run(*base, *extra)

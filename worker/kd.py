@@ -73,3 +73,43 @@ class SoftLabelCollator:
         else:
             batch["teacher_logits"] = torch.stack(soft)
         return batch
+
+
+def layer_losses(
+    student: Any,
+    teacher: Any,
+    attention_mask: torch.Tensor,
+    layer_map: list[int],
+    *,
+    projection: torch.nn.Module | None = None,
+    hidden_weight: float = 0.0,
+    attention_weight: float = 0.0,
+) -> torch.Tensor:
+    """Layer-to-layer distillation over the real tokens of a batch; student layer i learns from
+    teacher layer `layer_map[i]`.
+
+    - hidden states (DistilBERT's cosine loss): 1 - cos(student, teacher) per token, the student's
+      state first mapped to the teacher's width by `projection` when the widths differ;
+    - attention (TinyBERT / MiniLM): KL(teacher || student) of each query token's attention
+      distribution, averaged over heads (so teacher and student may have different head counts).
+    Each term is averaged over the mapped layers, then weighted."""
+    real = attention_mask.bool()
+    total = student.logits.new_zeros((), dtype=torch.float32)
+    for student_layer, teacher_layer in enumerate(layer_map):
+        if hidden_weight:
+            mine = student.hidden_states[student_layer + 1][real].float()  # index 0: the embeddings
+            theirs = teacher.hidden_states[teacher_layer + 1][real].float()
+            if projection is not None:
+                mine = projection(mine)
+            total = total + hidden_weight * (1 - F.cosine_similarity(mine, theirs, dim=-1)).mean() / len(layer_map)
+        if attention_weight:
+            mine = student.attentions[student_layer].float().mean(dim=1)[real]  # (real queries, keys)
+            theirs = teacher.attentions[teacher_layer].float().mean(dim=1)[real]
+            divergence = (theirs * (theirs.clamp_min(1e-12).log() - mine.clamp_min(1e-12).log())).sum(-1).mean()
+            total = total + attention_weight * divergence / len(layer_map)
+    return total
+
+
+def default_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """Student layer i learns from teacher layer round((i + 1) * T / S) - 1: spread evenly, last to last."""
+    return [round((i + 1) * teacher_layers / student_layers) - 1 for i in range(student_layers)]

@@ -10,11 +10,14 @@ tagger's (NER) is one a word, the logits of the word's first sub-token (`WorkerF
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from transformers import set_seed
 
 from bertq import datafiles, hubdata, store
@@ -23,7 +26,7 @@ from bertq.errors import BertqError
 from bertq.families import get_family
 from bertq.worker.families import WorkerFamily, worker_family
 from bertq.worker.inference import prepare_model, run_model
-from bertq.worker.kd import SoftLabelCollator, distillation_loss
+from bertq.worker.kd import IGNORE_INDEX, SoftLabelCollator, default_layer_map, distillation_loss, layer_losses
 from bertq.worker.loading import (
     best_device,
     gpu_capability,
@@ -33,7 +36,7 @@ from bertq.worker.loading import (
     load_trained,
 )
 from bertq.worker.runner import JobContext, size_and_digest
-from bertq.worker.students import cut_from_teacher
+from bertq.worker.students import cut_from_teacher, layer_count
 from bertq.worker.training import (
     JobCallback,
     ScoringTrainer,
@@ -158,19 +161,112 @@ def _soft_labels(ctx: JobContext, spec: DistillSpec) -> dict[str, np.ndarray]:
 
 
 class DistillationTrainer(ScoringTrainer):
-    """The Trainer with the KD loss: soft labels come in each batch as `teacher_logits`."""
+    """The Trainer with the KD loss: soft labels come in each batch as `teacher_logits` (cached), and
+    with `layers`, the layer-to-layer losses against the teacher run live on the same batch."""
 
-    def __init__(self, *args: Any, temperature: float, alpha: float, **kwargs: Any):
+    def __init__(self, *args: Any, temperature: float, alpha: float, layers: LayerTeacher | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.temperature = temperature
         self.alpha = alpha
+        self.layers = layers
+        if layers is not None:
+            layers.model.to(self.args.device)
+            if layers.projection is not None:
+                layers.projection.to(self.args.device)
+
+    def create_optimizer(self, model=None):  # type: ignore[no-untyped-def]
+        optimizer = super().create_optimizer(model)
+        if self.layers is not None and self.layers.projection is not None:  # learned with the student
+            optimizer.add_param_group(
+                {"params": list(self.layers.projection.parameters()), "weight_decay": self.args.weight_decay}
+            )
+        return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def, override]
-        teacher_logits = inputs.pop("teacher_logits")
+        teacher_logits = inputs.pop("teacher_logits", None)
         labels = inputs.pop("labels")
-        outputs = model(**inputs)
-        loss = distillation_loss(outputs.logits, teacher_logits, labels, temperature=self.temperature, alpha=self.alpha)
+        layers = self.layers
+        extra = layers.outputs_wanted() if layers is not None else {}
+        outputs = model(**inputs, **extra)
+        if teacher_logits is not None:
+            loss = distillation_loss(
+                outputs.logits, teacher_logits, labels, temperature=self.temperature, alpha=self.alpha
+            )
+        else:  # no cached soft labels (alpha 0): gold labels, and the layer losses below
+            loss = torch.nn.functional.cross_entropy(
+                outputs.logits.reshape(-1, outputs.logits.size(-1)).float(),
+                labels.reshape(-1),
+                ignore_index=IGNORE_INDEX,
+            )
+        if layers is not None:
+            loss = loss + layers.loss(outputs, inputs)
         return (loss, outputs) if return_outputs else loss
+
+
+@dataclass
+class LayerTeacher:
+    """The teacher, run at every student step for the layer-to-layer losses."""
+
+    model: Any
+    layer_map: list[int]
+    hidden_weight: float
+    attention_weight: float
+    projection: torch.nn.Module | None = None
+
+    def outputs_wanted(self) -> dict[str, bool]:
+        return {"output_hidden_states": bool(self.hidden_weight), "output_attentions": bool(self.attention_weight)}
+
+    def loss(self, student: Any, inputs: dict[str, Any]) -> Any:
+        accepted = inspect.signature(self.model.forward).parameters
+        given = {k: v for k, v in inputs.items() if k in accepted}
+        with torch.no_grad():
+            teacher = self.model(**given, **self.outputs_wanted())
+        return layer_losses(
+            student,
+            teacher,
+            inputs["attention_mask"],
+            self.layer_map,
+            projection=self.projection,
+            hidden_weight=self.hidden_weight,
+            attention_weight=self.attention_weight,
+        )
+
+
+def _layer_teacher(
+    spec: DistillSpec, ctx: JobContext, student: Any, tokenizer: Any, teacher: Any | None
+) -> LayerTeacher:
+    """The teacher for the layer losses: its tokenizer must be the student's (they compare token by
+    token), and the map says which teacher layer each student layer learns from."""
+    teacher_folder = _teacher_folder(spec, ctx)
+    theirs = load_tokenizer(teacher_folder, family=spec.family)
+    if theirs.get_vocab() != tokenizer.get_vocab():
+        raise BertqError(
+            "the layer losses (--hidden-loss-weight, --attention-loss-weight) compare teacher and student token "
+            f"by token, so they need one tokenizer; the teacher {teacher_folder} and the student {spec.student} "
+            "have different vocabularies. Cut the student from the teacher (--student teacher), give a student "
+            "with the teacher's vocabulary, or leave the layer losses out"
+        )
+    teacher = teacher if teacher is not None else load_trained(teacher_folder, spec.family)
+    teacher.eval()
+    if spec.attention_weight:  # the fused (sdpa) kernels return no attention probabilities
+        for model in (teacher, student):
+            model.set_attn_implementation("eager")
+    student_layers, teacher_layers = layer_count(student.config), layer_count(teacher.config)
+    layer_map = spec.layer_map or (
+        list(spec.student_layers)
+        if spec.student == "teacher" and spec.student_layers
+        else default_layer_map(student_layers, teacher_layers)
+    )
+    widths = (student.config.hidden_size, teacher.config.hidden_size)
+    projection = torch.nn.Linear(*widths) if spec.hidden_weight and widths[0] != widths[1] else None
+    ctx.log.info(
+        "layer losses: hidden %s, attention %s, student layer i <- teacher layer %s%s",
+        spec.hidden_weight,
+        spec.attention_weight,
+        layer_map,
+        f", hidden states projected {widths[0]} -> {widths[1]}" if projection is not None else "",
+    )
+    return LayerTeacher(teacher, layer_map, spec.hidden_weight, spec.attention_weight, projection)
 
 
 def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -182,10 +278,12 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     device = best_device()
     set_seed(spec.seed)
 
+    teacher = None
     if spec.student == "teacher":
         teacher_folder = _teacher_folder(spec, ctx)
         tokenizer = load_tokenizer(teacher_folder, family=spec.family)
-        model = cut_from_teacher(load_trained(teacher_folder, spec.family), spec.student_layers or [])
+        teacher = load_trained(teacher_folder, spec.family)
+        model = cut_from_teacher(teacher, spec.student_layers or [])
         ctx.log.info("student: layers %s of the teacher %s", spec.student_layers, teacher_folder)
     else:
         assert spec.student_location is not None
@@ -228,7 +326,7 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         spec=spec,
         metric_for_best=family.family.main_metric,
         device=device,
-        keep_columns=bool(distilling),
+        keep_columns=bool(distilling),  # the layer losses need no extra column: the teacher runs on the batch
     )
     common: dict[str, Any] = dict(
         model=model,
@@ -240,9 +338,12 @@ def run_student(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         callbacks=[callback, *extra_callbacks(spec)],
         scorer=score,
     )
+    layers = (
+        _layer_teacher(spec, ctx, model, tokenizer, teacher) if spec.hidden_weight or spec.attention_weight else None
+    )
     trainer = (
-        DistillationTrainer(**common, temperature=spec.temperature, alpha=spec.alpha)
-        if distilling
+        DistillationTrainer(**common, temperature=spec.temperature, alpha=spec.alpha, layers=layers)
+        if distilling or layers is not None
         else ScoringTrainer(**common)
     )
     return train_and_save(
