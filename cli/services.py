@@ -267,23 +267,36 @@ def reconcile_command(older_than: float) -> None:
     help="TOML file of [[scenario]] tables [bertq's defaults].",
 )
 @click.option(
+    "--prices",
+    "prices_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML [prices] table of USD per device-hour, for the cost columns [example prices: edit a copy of "
+    "report/default_prices.toml].",
+)
+@click.option(
     "--format", "fmt", type=click.Choice(["table", "markdown", "html", "json"]), default="table", show_default=True
 )
 @click.option(
     "--out", type=click.Path(dir_okay=False), default=None, help="Write to this file instead of the terminal."
 )
-def report(task: str | None, data: str | None, scenarios_file: str | None, fmt: str, out: str | None) -> None:
+def report(
+    task: str | None, data: str | None, scenarios_file: str | None, prices_file: str | None, fmt: str, out: str | None
+) -> None:
     """Which model to deploy for which scenario, from the numbers evaluate jobs measured."""
     from pathlib import Path
 
     from bertq.db.engine import sessions
     from bertq.report.candidates import load_candidates
+    from bertq.report.costs import load_prices
     from bertq.report.render import RENDERERS
     from bertq.report.scenarios import decide, load_scenarios
 
     scenarios = load_scenarios(Path(scenarios_file) if scenarios_file else None)
     with sessions()() as session:
-        candidates = load_candidates(session, task=task, data=data)
+        candidates = load_candidates(
+            session, task=task, data=data, prices=load_prices(Path(prices_file) if prices_file else None)
+        )
     if not candidates:
         raise BertqError(
             "no successful evaluate jobs to compare"

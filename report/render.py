@@ -19,25 +19,39 @@ COLUMNS = [
     ("model", "model"),
     ("precision", "precision"),
     ("device", "device"),
-    ("task metric", "task_metric"),
+    ("task metric (± std)", "task_metric"),
+    ("seeds", "seeds"),
     ("p50 ms", "latency_p50_ms"),
     ("p95 ms", "latency_p95_ms"),
     ("per s", "throughput_per_s"),
     ("MB", "size_mb"),
     ("peak MB", "peak_memory_mb"),
     ("params", "params"),
+    ("train min", "train_s"),
+    ("$ per 1M", "usd_per_million"),
 ]
+
+LOAD_SPREAD = 0.25
+"""Candidates of one device whose CPU share while measuring differs by more than this were measured
+under different load: their speed numbers are not comparable as they stand."""
 
 
 def _cell(candidate: Candidate, key: str) -> str:
-    if key in ("job_id", "model", "precision", "device"):
+    if key in ("job_id", "model", "precision", "device", "seeds"):
         return str(getattr(candidate, key))
     value = candidate.metrics.get(key)
     if value is None:
         return "n/a"
     if key == "params":
         return f"{value / 1e6:.1f}M"
-    return f"{value:.4f}" if key == "task_metric" else f"{value:.1f}"
+    if key == "task_metric":
+        std = candidate.metrics.get("task_metric_std")
+        return f"{value:.4f} ± {std:.4f}" if std is not None else f"{value:.4f}"
+    if key == "train_s":
+        return f"{value / 60:.1f}"
+    if key == "usd_per_million":
+        return f"{value:.3g}"
+    return f"{value:.1f}"
 
 
 def _winner_line(decision: Decision) -> tuple[str, str]:
@@ -48,12 +62,34 @@ def _winner_line(decision: Decision) -> tuple[str, str]:
 
 
 def warnings(candidates: list[Candidate]) -> list[str]:
-    """Candidates whose numbers should not be trusted as they stand (a classifier at majority level)."""
+    """Numbers that should not be trusted as they stand: a classifier at majority level, a model that
+    scores worse than when it was evaluated before, speeds measured under different machine load."""
     found = []
     for candidate in candidates:
+        name = f"{candidate.model} [{candidate.precision}, job {candidate.job_id}]"
         problem = learned_nothing(candidate.metrics)
         if problem:
-            found.append(f"{candidate.model} [{candidate.precision}, job {candidate.job_id}]: {problem}")
+            found.append(f"{name}: {problem}")
+        if candidate.regression:
+            r = candidate.regression
+            found.append(
+                f"{name}: regression: task metric {r['latest']:.4f} in this evaluation, {r['earlier']:.4f} in "
+                f"evaluate job {r['earlier_job']} of the same model, data and precision"
+            )
+    for device in sorted({c.device_name for c in candidates}):
+        shares = [
+            (c.conditions["cpu_share"], c)
+            for c in candidates
+            if c.device_name == device and "cpu_share" in c.conditions
+        ]
+        if len(shares) > 1:
+            (low, slow), (high, fast) = min(shares, key=lambda p: p[0]), max(shares, key=lambda p: p[0])
+            if high - low > LOAD_SPREAD:
+                found.append(
+                    f"on {device}, job {slow.job_id} got {low:.0%} of its CPU threads while measuring and job "
+                    f"{fast.job_id} {high:.0%}: the machine was busier for one of them, so their latency and "
+                    "throughput are not comparable; evaluate both again on a quiet machine"
+                )
     return found
 
 
@@ -73,6 +109,8 @@ def as_table(decisions: list[Decision], candidates: list[Candidate]) -> str:
     for decision in decisions:
         choice, reason = _winner_line(decision)
         lines += [f"* {decision.scenario.name}  [{decision.device}]", f"    winner: {choice}", f"    why:    {reason}"]
+        if decision.next_step:
+            lines.append(f"    try:    {decision.next_step}")
         if decision.runner_up is not None:
             lines.append(
                 f"    runner-up: {decision.runner_up.model} [{decision.runner_up.precision}, job {decision.runner_up.job_id}]"
@@ -97,7 +135,8 @@ def as_markdown(decisions: list[Decision], candidates: list[Candidate]) -> str:
     for decision in decisions:
         choice, reason = _winner_line(decision)
         runner = f"{decision.runner_up.model} [{decision.runner_up.precision}]" if decision.runner_up else "-"
-        lines.append(f"| {decision.scenario.name} | {decision.device} | {choice} | {runner} | {reason} |")
+        step = f" Try: {decision.next_step}." if decision.next_step else ""
+        lines.append(f"| {decision.scenario.name} | {decision.device} | {choice} | {runner} | {reason}.{step} |")
     lines += ["", "## Candidates", "", "| " + " | ".join(h for h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(c, key) for _, key in COLUMNS) + " |" for c in candidates]
     lines += ["", "## Warnings", "", *(f"- {w}" for w in warnings(candidates))] if warnings(candidates) else []
@@ -175,6 +214,16 @@ def _scatter(candidates: list[Candidate], cost: str, label: str) -> str:
         '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
         '<path d="M0,0 L8,4 L0,8 z" fill="#2ca02c"/></marker></defs>',
     )
+    legend = [("#d62728", "Pareto front (no model both better and cheaper)"), ("#1f77b4", "other models")]
+    for row, (colour, words) in enumerate(legend):
+        y = margin - 34 + row * 14
+        parts.append(f'<circle cx="{margin + 6}" cy="{y - 4}" r="5" fill="{colour}"/>')
+        parts.append(f'<text x="{margin + 16}" y="{y}" font-size="10">{words}</text>')
+    parts.append(
+        f'<line x1="{width / 2 + 40}" y1="{margin - 38}" x2="{width / 2 + 64}" y2="{margin - 38}" stroke="#2ca02c" '
+        f'stroke-width="1.5" marker-end="url(#arrow)"/><text x="{width / 2 + 70}" y="{margin - 34}" font-size="10">'
+        "teacher to distilled student</text>"
+    )
     for candidate in points:
         x, y = where[candidate.job_id]
         colour = "#d62728" if candidate.job_id in front else "#1f77b4"
@@ -197,7 +246,7 @@ def as_html(decisions: list[Decision], candidates: list[Candidate]) -> str:
                 d.device,
                 _winner_line(d)[0],
                 f"{d.runner_up.model} [{d.runner_up.precision}]" if d.runner_up else "-",
-                d.reason,
+                d.reason + (f". Try: {d.next_step}." if d.next_step else ""),
             ]
         )
         + "</tr>"

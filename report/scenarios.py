@@ -16,7 +16,27 @@ from typing import Any
 
 from bertq.errors import SpecError
 
-FILTERS = ("device", "task", "precision")
+FILTERS = ("device", "task", "precision", "family")
+TIE_BREAK = "lower p95 latency, then smaller weights, then the older job"
+"""How candidates with the same objective value (or a win within one std) are ordered."""
+
+NEXT_STEPS = {
+    "size_mb": "distil a smaller student (bertq submit distill --student teacher --student-layers 3) or "
+    "evaluate --precision int8",
+    "latency_p95_ms": "evaluate a distilled student, --precision int8 (CPU) or bf16, or a GPU",
+    "latency_p50_ms": "evaluate a distilled student, --precision int8 (CPU) or bf16, or a GPU",
+    "peak_memory_above_runtime_mb": "evaluate an ALBERT (shared layers) or a distilled student, or --precision int8",
+    "peak_memory_mb": "evaluate an ALBERT (shared layers) or a distilled student, or --precision int8",
+    "domain_pretrained": "continue pre-training on your domain's text (bertq submit pretrain --corpus ...), then "
+    "fine-tune and evaluate that job's model",
+    "train_examples": "fine-tune on fewer than 1,000 labelled examples (a subset of --train) and evaluate, to see "
+    "which model copes with few labels",
+    "languages": "evaluate a multilingual model (xlm-roberta-base) on data in two or more languages",
+    "task_metric_std": "fine-tune with 2 or more seeds (--seed) and evaluate each, to measure the spread",
+    "task_metric": "train longer or a larger model, and evaluate it",
+}
+"""What to try when no candidate meets a scenario, by the metric of the constraint that failed."""
+FILTER_STEPS = {"family": {"regression": "fine-tune on a similarity task (--task stsb) and evaluate it"}}
 
 
 @dataclass(frozen=True)
@@ -33,6 +53,15 @@ class Candidate:
     lineage: dict[str, Any] = field(default_factory=dict)
     data: str = ""
     """The evaluation data: candidates are ranked only against others of the same task and data."""
+    family: str = ""
+    seeds: int = 1
+    """Seeds of one setting merged into this candidate (metrics are their mean)."""
+    members: list[int] = field(default_factory=list)
+    """The evaluate jobs merged, with several seeds."""
+    regression: dict[str, Any] | None = None
+    """An earlier evaluation of the same model, data and precision that scored better."""
+    conditions: dict[str, float] = field(default_factory=dict)
+    """How busy the machine was while measuring (machine_load, cpu_share)."""
 
     def value(self, metric: str) -> float | None:
         if metric == "task_metric_per_mb":
@@ -49,7 +78,11 @@ class Candidate:
             "device_name": self.device_name,
             "task": self.task,
             **self.metrics,
-            "lineage": self.lineage,
+            "seeds": self.seeds,
+            **({"merged_jobs": self.members} if self.members else {}),
+            **({"regression": self.regression} if self.regression else {}),
+            **self.conditions,
+            "lineage": {k: v for k, v in self.lineage.items() if k != "setting"},
         }
 
 
@@ -130,6 +163,10 @@ class Decision:
     qualified: int
     considered: int
     reason: str
+    tie: bool = False
+    """The winner's lead over the runner-up is within one standard deviation across seeds."""
+    next_step: str | None = None
+    """What to try when no candidate meets the scenario."""
 
     def as_dict(self) -> dict[str, Any]:
         def candidate(c: Candidate | None) -> dict[str, Any] | None:
@@ -145,6 +182,8 @@ class Decision:
             "nearest_miss": candidate(self.nearest_miss),
             "miss_by": self.miss_by or None,
             "reason": self.reason,
+            "tie": self.tie,
+            "next_step": self.next_step,
         }
 
 
@@ -166,7 +205,7 @@ def _violations(candidate: Candidate, scenario: Scenario, best_task: float | Non
 
 
 def _rank_key(candidate: Candidate, scenario: Scenario) -> tuple:
-    """Objective first; ties broken by lower p95 latency, then smaller size, then the older job."""
+    """Objective first; ties broken by TIE_BREAK: lower p95 latency, then smaller size, then the older job."""
     value = candidate.value(scenario.metric) or 0.0
     latency = candidate.value("latency_p95_ms")
     size = candidate.value("size_mb")
@@ -225,27 +264,112 @@ def _decide_on(scenario: Scenario, pool: list[Candidate], device: str) -> Decisi
                 miss_by[key] = round(relative, 6)
     verb = "highest" if scenario.maximise else "lowest"
     constraints = ", ".join(
-        f"{k.replace('max_', '').replace('min_', '')} {'<=' if k.startswith('max_') else '>='} {_fmt(v)}"
+        f"{_words(k[4:])} {'<=' if k.startswith('max_') else '>='} {_with_unit(k[4:], v)}"
         for k, v in scenario.limits.items()
     )
     if scenario.within_best is not None:
         constraints = ", ".join(
             filter(None, [constraints, f"task metric within {scenario.within_best:g} of the best ({_fmt(best_task)})"])
         )
+    tie = False
+    if winner is not None and runner_up is not None and scenario.metric == "task_metric":
+        spread = max(winner.value("task_metric_std") or 0.0, runner_up.value("task_metric_std") or 0.0)
+        lead = abs((winner.value("task_metric") or 0.0) - (runner_up.value("task_metric") or 0.0))
+        tie = spread > 0 and lead <= spread
     if winner is not None:
         reason = (
-            f"{verb} {scenario.metric} ({_fmt(winner.value(scenario.metric))}) among {len(ranked)} of {len(pool)} "
-            f"candidates{' meeting ' + constraints if constraints else ''}"
+            f"{verb} {_words(scenario.metric)} ({_fmt_spread(winner, scenario.metric)}) among "
+            f"{_count(len(ranked), 'candidate')} of {len(pool)}{' meeting ' + constraints if constraints else ''}"
         )
-        if runner_up is not None:
-            reason += (
-                f"; runner-up {runner_up.model} ({runner_up.precision}) at {_fmt(runner_up.value(scenario.metric))}"
+        if tie and runner_up is not None:
+            reason = (
+                f"a tie: {winner.model} ({_fmt_spread(winner, 'task_metric')}) and {runner_up.model} "
+                f"({_fmt_spread(runner_up, 'task_metric')}) differ by less than one standard deviation across "
+                f"seeds; chosen by the tie-break ({TIE_BREAK})"
             )
+        elif runner_up is not None:
+            reason += (
+                f"; runner-up {runner_up.model} ({runner_up.precision}) at {_fmt_spread(runner_up, scenario.metric)}"
+            )
+            if winner.value(scenario.metric) == runner_up.value(scenario.metric):
+                reason += f" (equal: ordered by the tie-break, {TIE_BREAK})"
     elif nearest is not None:
         reason = (
             f"no candidate meets {constraints}; nearest miss {nearest.model} ({nearest.precision}) by "
-            + ", ".join(f"{k} {v:g}" for k, v in miss_by.items())
+            + ", ".join(
+                f"{_with_unit(k[4:], v)} of {_words(k[4:])}" if k.startswith(("max_", "min_")) else f"{k} {v:g}"
+                for k, v in miss_by.items()
+            )
         )
     else:
-        reason = f"no candidate has measured {scenario.metric}" + (f" and {constraints}" if constraints else "")
-    return Decision(scenario, device, winner, runner_up, nearest, miss_by, len(ranked), len(pool), reason)
+        lacking = [k[4:] for k in scenario.limits if measured and all(c.value(k[4:]) is None for c in measured)]
+        if lacking:
+            reason = f"none of the {_count(len(measured), 'candidate')} " + " or ".join(
+                LACKING.get(metric, f"has {_words(metric)} measured") for metric in lacking
+            )
+        else:
+            reason = f"no candidate has measured {_words(scenario.metric)}" + (
+                f" and {constraints}" if constraints else ""
+            )
+    next_step = None if winner is not None else _next_step(scenario, pool)
+    return Decision(
+        scenario, device, winner, runner_up, nearest, miss_by, len(ranked), len(pool), reason, tie, next_step
+    )
+
+
+UNITS = {
+    "latency_p95_ms": ("p95 latency", "ms"),
+    "latency_p50_ms": ("p50 latency", "ms"),
+    "size_mb": ("weights", "MB"),
+    "peak_memory_mb": ("peak memory", "MB"),
+    "peak_memory_above_runtime_mb": ("peak memory above the runtime", "MB"),
+    "throughput_per_s": ("throughput", "predictions/s"),
+    "task_metric": ("task metric", ""),
+    "task_metric_std": ("std of the task metric across seeds", ""),
+    "task_metric_per_mb": ("task metric per MB", ""),
+    "train_examples": ("training examples", ""),
+    "domain_pretrained": ("domain pre-training", ""),
+    "usd_per_million": ("cost", "USD per million predictions"),
+    "languages": ("languages evaluated", ""),
+}
+"""Plain words and units for metric names in reasons."""
+
+
+LACKING = {
+    "domain_pretrained": "was fine-tuned from a domain pre-training (pretrain) job's model",
+    "train_examples": "records how many examples it was trained on",
+    "languages": "was evaluated on more than one language (bertq records no language per data set yet)",
+    "task_metric_std": "was trained with 2 or more seeds",
+}
+"""Why a candidate cannot be judged on a constraint whose number it lacks."""
+
+
+def _words(metric: str) -> str:
+    return UNITS.get(metric, (metric.replace("_", " "), ""))[0]
+
+
+def _with_unit(metric: str, value: float | None) -> str:
+    unit = UNITS.get(metric, ("", ""))[1]
+    return f"{_fmt(value)} {unit}".rstrip()
+
+
+def _fmt_spread(candidate: Candidate, metric: str) -> str:
+    text = _with_unit(metric, candidate.value(metric))
+    std = candidate.value("task_metric_std") if metric == "task_metric" else None
+    return f"{text} ± {std:.4f} over {candidate.seeds} seeds" if std is not None else text
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _next_step(scenario: Scenario, pool: list[Candidate]) -> str | None:
+    for key, value in scenario.filters.items():
+        step = FILTER_STEPS.get(key, {}).get(value)
+        if step:
+            return step
+    for key in scenario.limits:
+        step = NEXT_STEPS.get(key[4:])
+        if step:
+            return step
+    return NEXT_STEPS.get(scenario.metric) if pool else None

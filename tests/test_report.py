@@ -98,7 +98,7 @@ def test_scenarios_file_parses_and_bad_files_are_explained(tmp_path: Path):
     assert [s.name for s in defaults][:3] == [
         "maximum accuracy",
         "real-time API (p95 <= 100 ms at batch 1)",
-        "mobile / edge (weights <= 64 MB)",
+        "mobile / edge (weights <= 50 MB)",
     ]
     assert defaults[1].limits == {"max_latency_p95_ms": 100.0}
     own = tmp_path / "mine.toml"

@@ -391,6 +391,7 @@ def train_and_save(
     return {
         "checkpoint": str(checkpoint),
         "train_runtime_s": runtime,
+        "train_examples": len(trainer.train_dataset) if trainer.train_dataset is not None else None,
         "train_batch_size": trainer.args.per_device_train_batch_size,
         "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
         "training": {  # what the Trainer ran with (the knobs, resolved)

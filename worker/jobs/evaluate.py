@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -72,6 +73,8 @@ def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
         )
     location = spec.model_location
     assert location is not None
+    runtime_mb = _rss_mb("VmRSS")  # torch and transformers loaded, no model yet: the runtime's baseline
+    load_before = os.getloadavg()[0]
     tokenizer = load_tokenizer(location, family=spec.family)
     model = load_trained(location, spec.family)
     family = worker_family(spec.family)
@@ -98,10 +101,14 @@ def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
     # Throughput: every example, batched and length-sorted, after one warm-up batch. The same pass
     # gives the task metrics, so they describe exactly what was timed.
     run({k: v[: spec.batch_size] for k, v in evaluation.features.items()}, spec.batch_size)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     outputs = run(evaluation.features, spec.batch_size)
     _synchronize(spec.device)
-    throughput = evaluation.num_examples / (time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    throughput = evaluation.num_examples / wall
+    # CPU seconds this process got per wall second, per thread: well below 1 on a CPU run means other
+    # work took the cores while this measured (the report warns when candidates differ).
+    cpu_share = (time.process_time() - cpu_started) / wall / max(torch.get_num_threads(), 1)
     task_metrics = evaluation.score(outputs)
 
     # Latency: one request at a time, tokenisation included, over a seeded sample of real inputs.
@@ -123,12 +130,14 @@ def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
         free, total = torch.cuda.mem_get_info()
         device_used_mb = (total - free) / 1e6
     else:
-        peak_mb = _peak_rss_mb()
+        peak_mb = _rss_mb("VmHWM")
     metrics = {
         **task_metrics,
         "params": float(params),
         "size_mb": _served_size_mb(served, spec.precision),
         "peak_memory_mb": peak_mb,
+        # Above what the runtime alone holds (CPU); the allocator's peak is the model's alone (CUDA).
+        "peak_memory_above_runtime_mb": peak_mb - runtime_mb if spec.device != "cuda" else peak_mb,
         "latency_p50_ms": float(np.percentile(timings, 50)),
         "latency_p95_ms": float(np.percentile(timings, 95)),
         "throughput_per_s": float(throughput),
@@ -144,6 +153,8 @@ def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
         "examples": evaluation.num_examples,
         "latency_samples": len(timings),
         "threads": torch.get_num_threads(),
+        "machine_load": round(max(load_before, os.getloadavg()[0]), 2),
+        "cpu_share": round(cpu_share, 3),
         "peak_memory": "peak reserved by the CUDA caching allocator (device_memory_used_mb: the device's own view, from mem_get_info)"
         if spec.device == "cuda"
         else "peak RSS of a fresh serving process",
@@ -151,12 +162,13 @@ def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
     return {"metrics": metrics, "result": result}
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM). Not getrusage's ru_maxrss: Linux carries that
-    across fork and exec, so it would report the worker process's peak, not the serving's."""
+def _rss_mb(field: str) -> float:
+    """This process's peak (VmHWM) or current (VmRSS) resident memory. Not getrusage's ru_maxrss:
+    Linux carries that across fork and exec, so it would report the worker process's peak, not the
+    serving's."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
