@@ -22,10 +22,15 @@ from bertq.distillation import DistillSpec
 from bertq.errors import SpecError
 from bertq.pretraining import PretrainSpec
 from bertq.specs import EvaluateSpec, FinetuneSpec, path_fields
+from bertq.sweeps import SweepSpec
 
 
 def _model(spec: dict[str, Any]) -> str | None:
     return str(spec["model"]) if spec.get("model") else None
+
+
+def _models(spec: dict[str, Any]) -> str | None:
+    return ",".join(spec["models"]) if spec.get("models") else None
 
 
 def _teacher_to_student(spec: dict[str, Any]) -> str | None:
@@ -68,6 +73,22 @@ KINDS: tuple[JobKind, ...] = (
         True,
         "continue masked-LM pre-training on unlabelled domain text; perplexity before and after",
         data_parallel=True,
+    ),
+    JobKind(
+        "sweep",
+        SweepSpec,
+        f"{_WORKER}.sweep:run_sweep",
+        True,
+        "a sweep's row: fine-tune trials over settings and seeds; ends with mean ± std per setting",
+        _models,
+    ),
+    JobKind(
+        "compare",
+        SweepSpec,
+        f"{_WORKER}.sweep:run_sweep",
+        True,
+        "a comparison's row: models fine-tuned and evaluated alike; ends with mean ± std per model",
+        _models,
     ),
     JobKind(
         "evaluate",

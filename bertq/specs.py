@@ -164,6 +164,9 @@ class FinetuneSpec(TrainingKnobs):
     """With split_by: the share of articles held out for evaluation."""
     seed: int = 42
     """Seed for the split, shuffling and the new head's initialisation."""
+    train_limit: int | None = None
+    """Train on at most this many training examples, a sample drawn with `seed` (a learning curve's
+    point, or a few-labels trial); None: all of them."""
     evaluate: bool = True
     """Enqueue an evaluate job of the best checkpoint on the eval data when the fine-tune succeeds."""
     trust_remote_code: bool = False
@@ -680,6 +683,7 @@ def evaluate_after_finetune(spec: FinetuneSpec, *, job_id: int, device: str) -> 
         data=spec.eval,
         text_column=spec.text_column,
         label_column=spec.label_column,
+        text_pair_column=spec.text_pair_column,
         labels=spec.labels,
         precision="fp32",
         device=device,

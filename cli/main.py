@@ -8,7 +8,7 @@ heavier libraries (SQLAlchemy, Celery) are imported inside the commands that nee
 
 from __future__ import annotations
 
-from bertq.cli import schedule, services, submit, watch  # noqa: F401 - importing registers the commands
+from bertq.cli import schedule, services, submit, sweep, watch  # noqa: F401 - importing registers the commands
 from bertq.cli.group import cli
 
 __all__ = ["cli", "main"]

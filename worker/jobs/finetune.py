@@ -6,6 +6,7 @@ checkpoint of an earlier attempt), evaluate the best model, save it with its spe
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from transformers import set_seed
@@ -34,6 +35,8 @@ def run_finetune(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]
 
     # Data: read with the same code that validated it at submit time.
     train_examples = family.read_examples(spec.train, spec=spec, side="train")
+    if spec.train_limit is not None and spec.train_limit < len(train_examples):
+        train_examples = random.Random(spec.seed).sample(train_examples, spec.train_limit)
     eval_examples = family.read_examples(spec.eval, spec=spec, side="eval")
     labels = family.labels_for(train_examples, spec.labels)
     label_names = spec.label_names or labels
