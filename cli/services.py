@@ -287,9 +287,9 @@ def report(
     from pathlib import Path
 
     from bertq.db.engine import sessions
-    from bertq.report.candidates import load_candidates
+    from bertq.report.candidates import load_candidates, load_sweeps
     from bertq.report.costs import load_prices
-    from bertq.report.render import RENDERERS
+    from bertq.report.render import RENDERERS, as_html
     from bertq.report.scenarios import decide, load_scenarios
 
     scenarios = load_scenarios(Path(scenarios_file) if scenarios_file else None)
@@ -297,6 +297,7 @@ def report(
         candidates = load_candidates(
             session, task=task, data=data, prices=load_prices(Path(prices_file) if prices_file else None)
         )
+        sweeps = load_sweeps(session, task=task)
     if not candidates:
         raise BertqError(
             "no successful evaluate jobs to compare"
@@ -304,7 +305,7 @@ def report(
             + "; run `bertq submit evaluate --model JOB_ID` first"
         )
     decisions = [decision for scenario in scenarios for decision in decide(scenario, candidates)]
-    text = RENDERERS[fmt](decisions, candidates)
+    text = as_html(decisions, candidates, sweeps) if fmt == "html" else RENDERERS[fmt](decisions, candidates)
     if out:
         Path(out).write_text(text, encoding="utf-8")
         click.echo(f"report written to {out} ({len(decisions)} scenario decisions, {len(candidates)} candidates)")

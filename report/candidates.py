@@ -122,6 +122,17 @@ def load_candidates(
     return sorted(_merge_seeds(latest), key=lambda c: c.job_id)
 
 
+def load_sweeps(session: Session, *, task: str | None = None) -> list[dict[str, Any]]:
+    """Each finished sweep or comparison: its id, task, metric and per-setting values (for the plots)."""
+    found = []
+    for kind in ("sweep", "compare"):
+        for job in succeeded_jobs(session=session, kind=kind):
+            if task and job.spec.get("task") != task:
+                continue
+            found.append({"job_id": job.id, "kind": kind, "task": job.spec.get("task"), **(job.result or {})})
+    return sorted(found, key=lambda s: s["job_id"])
+
+
 def _add_cost(
     metrics: dict[str, float], lineage: dict[str, Any], result: dict[str, Any], prices: Prices | None
 ) -> None:

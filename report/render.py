@@ -236,7 +236,97 @@ def _scatter(candidates: list[Candidate], cost: str, label: str) -> str:
     return "\n".join(parts)
 
 
-def as_html(decisions: list[Decision], candidates: list[Candidate]) -> str:
+def sweep_plot(sweep: dict[str, Any], parameter: str) -> str:
+    """The sweep's metric against one swept setting: each seed a point, the mean per value a line
+    (a sweep over train_limit is a learning curve)."""
+    width, height, margin = 420, 280, 56
+    points = [
+        (float(row["setting"][parameter]), value, row["model"])
+        for row in sweep.get("settings", [])
+        if parameter in row.get("setting", {})
+        for value in row.get("values", [])
+    ]
+    if not points:
+        return ""
+    log = parameter in ("lr", "train_limit") and all(x > 0 for x, _, _ in points)
+    xs = [math.log10(x) if log else x for x, _, _ in points]
+    ys = [y for _, y, _ in points]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys) - 0.01, max(ys) + 0.01
+    pad = (x1 - x0) * 0.08 or 0.5
+
+    def sx(x: float) -> float:
+        return margin + (x - x0 + pad) / (x1 - x0 + 2 * pad) * (width - 2 * margin)
+
+    def sy(y: float) -> float:
+        return height - margin - (y - y0) / (y1 - y0 or 1) * (height - 2 * margin)
+
+    metric = sweep.get("metric", "task metric")
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="{html.escape(metric)} against {html.escape(parameter)}">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<line x1="{margin}" y1="{height - margin}" x2="{width - margin}" y2="{height - margin}" stroke="#333"/>',
+        f'<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{height - margin}" stroke="#333"/>',
+        f'<text x="{width / 2}" y="{height - 14}" text-anchor="middle" font-size="12">{html.escape(parameter)}'
+        f"{' (log scale)' if log else ''}</text>",
+        f'<text x="16" y="{height / 2}" transform="rotate(-90 16 {height / 2})" text-anchor="middle" '
+        f'font-size="12">{html.escape(metric)}</text>',
+        f'<circle cx="{margin + 6}" cy="{margin - 28}" r="4" fill="#1f77b4" fill-opacity="0.6"/>'
+        f'<text x="{margin + 14}" y="{margin - 24}" font-size="10">one seed</text>'
+        f'<line x1="{margin + 80}" y1="{margin - 28}" x2="{margin + 100}" y2="{margin - 28}" stroke="#d62728" '
+        f'stroke-width="2"/><text x="{margin + 106}" y="{margin - 24}" font-size="10">mean across seeds</text>',
+    ]
+    for tick in range(5):
+        y = y0 + (y1 - y0) * tick / 4
+        parts.append(f'<text x="{margin - 6}" y="{sy(y) + 4:.1f}" text-anchor="end" font-size="10">{y:.3f}</text>')
+    for x in sorted(set(xs)):
+        label = f"{10**x:.3g}" if log else f"{x:.3g}"
+        parts.append(
+            f'<text x="{sx(x):.1f}" y="{height - margin + 16}" text-anchor="middle" font-size="10">{label}</text>'
+        )
+    models = sorted({m for _, _, m in points})
+    for model in models:
+        means = []
+        for x in sorted({x for (x, _, m), _ in zip(points, xs) if m == model}):
+            values = [y for (px, y, m) in points if px == x and m == model]
+            position = math.log10(x) if log else x
+            means.append((sx(position), sy(sum(values) / len(values))))
+            for value in values:
+                parts.append(
+                    f'<circle cx="{sx(position):.1f}" cy="{sy(value):.1f}" r="4" fill="#1f77b4" fill-opacity="0.6">'
+                    f"<title>{html.escape(model)}: {value:.4f}</title></circle>"
+                )
+        path = " ".join(f"{a:.1f},{b:.1f}" for a, b in means)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="#d62728" stroke-width="2"/>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _sweeps_html(sweeps: list[dict[str, Any]]) -> str:
+    if not sweeps:
+        return ""
+    parts = ["<h2>Sweeps</h2>"]
+    for sweep in sweeps:
+        best = sweep.get("best") or {}
+        spread = f" ± {best['std']:.4f}" if best.get("std") is not None else ""
+        mean = f"{best['mean']:.4f}" if best.get("mean") is not None else "n/a"
+        parameters = sorted({k for row in sweep.get("settings", []) for k in row.get("setting", {})})
+        parts.append(
+            f"<h3>{html.escape(sweep['kind'])} job {sweep['job_id']} ({html.escape(str(sweep.get('task')))}): best "
+            f"{html.escape(str(best.get('model', '')))} {html.escape(str(best.get('setting', '')))} at "
+            f"{html.escape(str(sweep.get('metric')))} {mean}{spread}</h3><div class='plots'>"
+        )
+        for parameter in parameters:
+            caption = "learning curve" if parameter == "train_limit" else f"{sweep.get('metric')} against {parameter}"
+            parts.append(
+                f"<figure>{sweep_plot(sweep, parameter)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+        parts.append("</div>")
+    return "".join(parts)
+
+
+def as_html(decisions: list[Decision], candidates: list[Candidate], sweeps: list[dict[str, Any]] | None = None) -> str:
     rows = "".join(
         "<tr>"
         + "".join(
@@ -284,6 +374,7 @@ is both more accurate and cheaper); green arrows go from a teacher to its distil
 <h2>Scenarios</h2>
 <table><tr><th>scenario</th><th>device</th><th>winner</th><th>runner-up</th><th>why</th></tr>{rows}</table>
 <h2>Plots</h2>{plots}
+{_sweeps_html(sweeps or [])}
 <h2>Candidates</h2>
 <table><tr>{"".join(f"<th>{html.escape(h)}</th>" for h, _ in COLUMNS)}</tr>{table}</table>
 {"".join(f'<p class="warning">warning: {html.escape(w)}</p>' for w in warnings(candidates))}

@@ -105,3 +105,17 @@ def test_price_tables_are_checked(tmp_path):
     bad.write_text("cpu = 1\n")
     with pytest.raises(SpecError, match=r"needs a \[prices\] table"):
         load_prices(bad)
+
+
+def test_the_html_report_draws_each_sweep_and_the_learning_curve():
+    from bertq.report.render import as_html
+    from bertq.sweeps import summarise
+
+    trials = [{"model": "m", "setting": {"lr": lr, "train_limit": n}, "seed": s, "finetune": j, "evaluate": []}
+              for j, (lr, n, s) in enumerate([(1e-5, 100, 1), (1e-5, 100, 2), (1e-5, 800, 1), (1e-5, 800, 2)])]  # fmt: skip
+    sweep = {"job_id": 9, "kind": "sweep", "task": "sst2", "metric": "accuracy",
+             **summarise(trials, {0: 0.7, 1: 0.72, 2: 0.85, 3: 0.86})}  # fmt: skip
+    page = as_html([], [], [sweep])
+    assert "learning curve" in page and "accuracy against lr" in page
+    assert page.count("<title>m: ") == 8  # every seed of every setting, in both plots
+    assert "mean across seeds" in page and "best m" in page and "0.8550 ± 0.0071" in page
