@@ -35,7 +35,8 @@ class PretrainSpec(TrainingKnobs):
     mlm_probability: float = 0.15
     """Share of tokens masked (BERT's 15%: of those 80% [MASK], 10% random, 10% kept)."""
     whole_word: bool = False
-    """Mask whole words (all the sub-tokens of a word together) instead of single tokens."""
+    """Mask whole words (all the sub-tokens of a word together, each replaced by [MASK]) instead of
+    single tokens."""
     epochs: float = 1.0
     max_steps: int | None = None
     batch_size: int = 32

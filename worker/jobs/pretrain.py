@@ -73,7 +73,14 @@ def perplexity_scorer(texts: list[str], tokenizer: Any, collator: Any, *, max_le
 def masking_collator(tokenizer: Any, *, mlm_probability: float, whole_word: bool) -> Any:
     """transformers' masked-LM collator; for whole words, one that also pads the offset mapping (which
     tells sub-tokens of one word apart), as transformers' own padding does not."""
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, whole_word_mask=whole_word)
+    # Whole words are always replaced by [MASK] (transformers' whole-word masking has no random or
+    # kept tokens); said here rather than left to its warning.
+    collator = DataCollatorForLanguageModeling(
+        tokenizer,
+        mlm_probability=mlm_probability,
+        whole_word_mask=whole_word,
+        mask_replace_prob=1.0 if whole_word else 0.8,  # 0.8: BERT's 80% [MASK] (transformers' default)
+    )
     if not whole_word:
         return collator
 
