@@ -52,6 +52,11 @@ class InferTask:
     """Reads a second text per record (`--text-pair-column`): NLI and similarity pairs."""
     vectors: bool = False
     """Results are vectors: precisions are compared by cosine, not by equal answers."""
+    columns: tuple[tuple[str, str], ...] = ()
+    """The fields of each result (after `id`) and their types, the Parquet output's schema:
+    string, float64, int32, list<string>, list<float32>, list<float64>, map<string,float64>, entities."""
+    optional_columns: tuple[tuple[str, str], ...] = ()
+    """Fields present only with an option (classify --all-scores: `scores`)."""
 
     def reads_first_token_only(self, model_class_name: str, *, pooling: str) -> bool:
         """Whether a model of this class reads only the first token's final state for this task."""
@@ -63,12 +68,48 @@ class InferTask:
 INFER_TASKS: dict[str, InferTask] = {
     task.name: task
     for task in (
-        InferTask("classify", FAMILIES["classification"], "label", _FIRST_TOKEN_CLASSIFIERS, reads_pairs=True),
-        InferTask("score", FAMILIES["regression"], "score", _FIRST_TOKEN_CLASSIFIERS, reads_pairs=True),
-        InferTask("ner", FAMILIES["ner"], "entities"),
-        InferTask("embed", None, "embedding", _FIRST_TOKEN_ENCODERS, first_token_needs_cls_pooling=True, vectors=True),
-        InferTask("zero-shot", FAMILIES["classification"], "labels", _FIRST_TOKEN_CLASSIFIERS, ranks_labels=True),
-        InferTask("qa", FAMILIES["qa"], "answer", asks_question=True),
+        InferTask(
+            "classify",
+            FAMILIES["classification"],
+            "label",
+            _FIRST_TOKEN_CLASSIFIERS,
+            reads_pairs=True,
+            columns=(("label", "string"), ("score", "float64")),
+            optional_columns=(("scores", "map<string,float64>"),),
+        ),
+        InferTask(
+            "score",
+            FAMILIES["regression"],
+            "score",
+            _FIRST_TOKEN_CLASSIFIERS,
+            reads_pairs=True,
+            columns=(("score", "float64"),),
+        ),
+        InferTask("ner", FAMILIES["ner"], "entities", columns=(("entities", "entities"),)),
+        InferTask(
+            "embed",
+            None,
+            "embedding",
+            _FIRST_TOKEN_ENCODERS,
+            first_token_needs_cls_pooling=True,
+            vectors=True,
+            columns=(("embedding", "list<float32>"),),
+        ),
+        InferTask(
+            "zero-shot",
+            FAMILIES["classification"],
+            "labels",
+            _FIRST_TOKEN_CLASSIFIERS,
+            ranks_labels=True,
+            columns=(("labels", "list<string>"), ("scores", "list<float64>")),
+        ),
+        InferTask(
+            "qa",
+            FAMILIES["qa"],
+            "answer",
+            asks_question=True,
+            columns=(("answer", "string"), ("start", "int32"), ("end", "int32"), ("score", "float64")),
+        ),
     )
 }
 """Every bulk-inference task by name, in the order users see them listed."""

@@ -169,6 +169,7 @@ def test_a_worker_killed_midway_loses_nothing_and_duplicates_nothing(bertq_any_d
 
 @pytest.mark.slow
 def test_jsonl_ids_parquet_output_embed_and_ner(bertq, tiny_model, tmp_path):
+    import pyarrow as pa
     import pyarrow.parquet as pq
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -218,6 +219,9 @@ def test_jsonl_ids_parquet_output_embed_and_ner(bertq, tiny_model, tmp_path):
         assert bertq.run("wait", str(job), "--timeout", "300").returncode == 0
 
     table = pq.read_table(next((tmp_path / "vectors").glob("part-*.parquet")))
+    assert table.schema.field("id").type == pa.string() and table.schema.field("embedding").type == pa.list_(
+        pa.float32()
+    )
     assert table.column("id").to_pylist() == [f"d{i}" for i in range(200)]
     vector = table.column("embedding").to_pylist()[0]
     assert len(vector) == 32 and abs(sum(x * x for x in vector) - 1) < 1e-3
@@ -539,3 +543,24 @@ def test_predictors_copy_results_to_the_host_once_a_batch_not_once_a_row(tiny_mo
             monkeypatch.setattr(torch.Tensor, name, method)
         assert len(results) == len(texts)
         assert copies["count"] <= per_batch, (task, copies["count"])
+
+
+def test_parquet_output_has_each_tasks_schema_whatever_the_values():
+    """The same columns and types in every shard's file: an empty shard, a shard without entities."""
+    import pyarrow as pa
+
+    from bertq.infer_tasks import INFER_TASKS
+    from bertq.worker.jobs.infer import parquet_schema
+
+    for task in INFER_TASKS:
+        schema = parquet_schema(task, [])
+        assert schema.field("id").type == pa.string() and len(schema) == 1 + len(INFER_TASKS[task].columns)
+        pa.Table.from_pylist([], schema=schema)  # an empty shard still writes its schema
+    entities = parquet_schema("ner", [{"entities": []}]).field("entities").type
+    assert entities == pa.list_(pa.struct([("text", pa.string()), ("label", pa.string()), ("start", pa.int32()),
+                                           ("end", pa.int32()), ("score", pa.float64())]))  # fmt: skip
+    assert parquet_schema("classify", [{"label": "a", "score": 0.9}]).names == ["id", "label", "score"]
+    with_scores = parquet_schema("classify", [{"label": "a", "score": 0.9, "scores": {"a": 0.9, "b": 0.1}}])
+    assert with_scores.field("scores").type == pa.map_(pa.string(), pa.float64())
+    qa = parquet_schema("qa", [])
+    assert [qa.field(n).type for n in ("start", "end", "score")] == [pa.int32(), pa.int32(), pa.float64()]

@@ -89,13 +89,44 @@ def choose_precision(
     }
 
 
-def _write_records(path: Path, fmt: str, ids: list[str], results: list[dict[str, Any]]) -> None:
+def parquet_schema(task: str, results: list[dict[str, Any]]) -> Any:
+    """The output's Arrow schema: `id`, then the task's columns (`bertq.infer_tasks`), the same for
+    every shard whatever its values (an empty shard, a shard with no entities)."""
+    import pyarrow as pa
+
+    entity = pa.struct(
+        [
+            ("text", pa.string()),
+            ("label", pa.string()),
+            ("start", pa.int32()),
+            ("end", pa.int32()),
+            ("score", pa.float64()),
+        ]
+    )
+    types = {
+        "string": pa.string(),
+        "float64": pa.float64(),
+        "int32": pa.int32(),
+        "list<string>": pa.list_(pa.string()),
+        "list<float32>": pa.list_(pa.float32()),
+        "list<float64>": pa.list_(pa.float64()),
+        "map<string,float64>": pa.map_(pa.string(), pa.float64()),
+        "entities": pa.list_(entity),
+    }
+    infer_task = get_infer_task(task)
+    present = set().union(*results) if results else set()
+    columns = [*infer_task.columns, *((n, t) for n, t in infer_task.optional_columns if n in present)]
+    return pa.schema([("id", pa.string()), *((name, types[kind]) for name, kind in columns)])
+
+
+def _write_records(path: Path, fmt: str, ids: list[str], results: list[dict[str, Any]], task: str) -> None:
     rows = [{"id": record_id, **result} for record_id, result in zip(ids, results)]
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        write_atomically(path, lambda temporary: pq.write_table(pa.Table.from_pylist(rows), temporary))
+        schema = parquet_schema(task, results)
+        write_atomically(path, lambda temporary: pq.write_table(pa.Table.from_pylist(rows, schema=schema), temporary))
         return
 
     def write_jsonl(temporary: Path) -> None:
@@ -237,7 +268,7 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         folder = check_output_folder(spec.output, ctx.settings)  # checked again: it may have become a symlink
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    _write_records(path, spec.format, ids, results)
+    _write_records(path, spec.format, ids, results, spec.task)
     if read_output_ids(path, spec.format) != ids:
         raise BertqError(f"{path}: the written ids differ from the shard's ids; the file was not committed")
     digest = size_and_digest(path)[1]
