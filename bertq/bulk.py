@@ -69,6 +69,9 @@ class InferSpec(_Spec):
     """Records in all inputs; 0 until the planning step has counted them."""
     cache: bool = False
     """Look each record up in the result cache first (`bertq.result_cache`); add new results after."""
+    changed_only: bool = False
+    """Also write delta files beside the full output: only the records whose text the cache had not
+    seen (new or edited since the runs before), for systems downstream that take increments."""
     input_versions: dict[str, str | None] | None = None
     """Each input's version when submitted (size and mtime, a store's ETag): planning checks it."""
     trust_remote_code: bool = False
@@ -145,6 +148,7 @@ def build_infer_spec(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     cache: bool | None = None,
+    changed_only: bool = False,
 ) -> InferSpec:
     problems: list[str] = []
     if task not in INFER_TASKS:
@@ -182,6 +186,12 @@ def build_infer_spec(
         readers = ", ".join(name for name, t in INFER_TASKS.items() if t.reads_pairs)
         problems.append(f"--text-pair-column: {task} reads one text a record; pairs are for {readers}")
     pair_column = question_column or text_pair_column
+    use_cache = cache if cache is not None else bool(os.environ.get("BERTQ_RUN_DATE"))  # on for scheduled runs
+    if changed_only and not use_cache:
+        problems.append(
+            "--changed-only tells new texts from seen ones by the result cache: add --cache (it is on by "
+            "default only for scheduled runs)"
+        )
 
     # The model: a finished job's checkpoint, or a folder / alias / hub id with the right head.
     location: str | None = None
@@ -241,7 +251,8 @@ def build_infer_spec(
         model_job_id=job_id,
         task=task,
         inputs=sources,
-        cache=cache if cache is not None else bool(os.environ.get("BERTQ_RUN_DATE")),  # on for scheduled runs
+        cache=use_cache,
+        changed_only=changed_only,
         input_versions=versions,
         output=folder,
         format=format,

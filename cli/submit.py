@@ -739,6 +739,12 @@ def submit_distill(
     help="Take results of texts seen before (same model, settings and precision) from the result cache, "
     "and add new ones [on for scheduled runs, else off].",
 )
+@click.option(
+    "--changed-only",
+    is_flag=True,
+    help="Also write delta-part-* files beside the output: only the records whose text the cache had not "
+    "seen (new or edited), listed under `delta` in manifest.json. Needs the cache.",
+)
 @_loading_options
 @_queue_options
 def submit_infer(
@@ -764,6 +770,7 @@ def submit_infer(
     trust_remote_code: bool,
     allow_pickle: bool,
     cache: bool | None,
+    changed_only: bool,
     queue: str | None,
     priority: int,
     wait: bool,
@@ -802,6 +809,7 @@ def submit_infer(
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
             cache=cache,
+            changed_only=changed_only,
         ),
     )
     ids = submit_plan(plan_infer(spec, queue=queue, priority=priority))

@@ -44,9 +44,19 @@ def test_a_second_night_runs_only_new_and_edited_texts_and_writes_the_same_outpu
     first, _ = run(night1, "night1", "--cache")
     assert _shard_metrics(bertq, first) | {"cache_hits": 0.0} == _shard_metrics(bertq, first)  # all misses
     assert _shard_metrics(bertq, first)["cache_misses"] == 300
-    second, cached = run(night2, "night2", "--cache")
+    second, cached = run(night2, "night2", "--cache", "--changed-only")
     counts = _shard_metrics(bertq, second)
     assert (counts["cache_hits"], counts["cache_misses"]) == (290, 40)  # 10 edited + 30 new
+    # --changed-only: beside the full output, delta files of exactly the new and edited lines' records.
+    manifest = json.loads((cached / "manifest.json").read_text())
+    assert manifest["delta_records"] == 40 and len(manifest["delta"]) == 2
+    delta = [json.loads(line) for d in manifest["delta"] for line in (cached / d["path"]).read_text().splitlines()]
+    assert [r["id"] for r in delta] == [f"corpus.txt:{n}" for n in range(291, 331)]
+    full = {json.loads(line)["id"]: line for line in _parts(cached).decode().splitlines()}
+    assert all(full[r["id"]] == json.dumps(r, ensure_ascii=False) for r in delta)  # the same records, byte for byte
+    refused = bertq.run("submit", "infer", "--model", str(tiny_classifier), "--task", "classify", "--input",
+                        str(tmp_path / "night1" / "corpus.txt"), "--output", str(tmp_path / "o"), "--changed-only")  # fmt: skip
+    assert refused.returncode == 2 and "add --cache" in refused.stderr
     _, uncached = run(night2, "night2-plain", "--no-cache")
     assert _parts(cached) == _parts(uncached)  # byte for byte: ids, order, values
 

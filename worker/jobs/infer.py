@@ -36,6 +36,8 @@ from bertq.worker.loading import best_device, device_name, gpu_capability, half_
 from bertq.worker.predict import agreement, cpu_has_fast_bf16, load_predictor
 from bertq.worker.runner import JobContext, size_and_digest
 
+DELTA_PREFIX = "delta-"
+"""`--changed-only`: a shard attempt's delta file is its part's name with this before it."""
 PRECISION_SAMPLE = 256
 """Records of a shard run in both fp32 and bf16 to decide whether bf16 is accurate enough."""
 REQUIRED_AGREEMENT = 0.995
@@ -271,6 +273,11 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
     _write_records(path, spec.format, ids, results, spec.task)
     if read_output_ids(path, spec.format) != ids:
         raise BertqError(f"{path}: the written ids differ from the shard's ids; the file was not committed")
+    if spec.changed_only:  # beside it, this attempt's delta: the records the cache had not seen
+        delta = folder / f"{DELTA_PREFIX}{name}"
+        _write_records(delta, spec.format, [ids[i] for i in todo], [results[i] for i in todo], spec.task)
+        if stored:
+            store.upload(delta, store.join(spec.output, delta.name))
     digest = size_and_digest(path)[1]
     where = str(path)
     if stored:
@@ -318,10 +325,15 @@ def run_infer(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             )
         files.append(_manifest_entry(shard, path.name))
     committed = {f["path"] for f in files}
-    for leftover in folder.glob(f"part-*.attempt-*.{spec.format}"):
-        if leftover.name not in committed:  # an attempt that lost (killed, superseded): not part of the output
-            leftover.unlink()
+    committed |= {DELTA_PREFIX + name for name in committed}
+    for pattern in (f"part-*.attempt-*.{spec.format}", f"{DELTA_PREFIX}part-*.attempt-*.{spec.format}"):
+        for leftover in folder.glob(pattern):
+            if leftover.name not in committed:  # an attempt that lost (killed, superseded): not part of the output
+                leftover.unlink()
     manifest = _manifest(spec, ctx, files)
+    if spec.changed_only:
+        manifest["delta"] = [_delta_entry(folder / f"{DELTA_PREFIX}{f['path']}", spec.format, f) for f in files]
+        manifest["delta_records"] = sum(d["records"] for d in manifest["delta"])
     _atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2))
     _atomic_write(folder / "_SUCCESS", "")
     ctx.artifact("output", folder / "manifest.json")
@@ -339,6 +351,18 @@ def _manifest_entry(shard: ShardRecord, name: str) -> dict[str, Any]:
         "input": shard.path,
         "input_range": [shard.start, shard.end],
         "first_line": shard.first_line,
+    }
+
+
+def _delta_entry(path: Path, fmt: str, part: dict[str, Any]) -> dict[str, Any]:
+    """A committed part's delta file, as the manifest lists it."""
+    if not path.is_file():
+        raise BertqError(f"{path}: the delta file of shard {part['shard']} is missing")
+    return {
+        "path": f"{DELTA_PREFIX}{part['path']}",
+        "records": len(read_output_ids(path, fmt)),
+        "sha256": size_and_digest(path)[1],
+        "shard": part["shard"],
     }
 
 
@@ -367,10 +391,20 @@ def _seal_stored_output(spec: InferSpec, ctx: JobContext) -> dict[str, Any]:
             raise BertqError(f"shard {shard.index} has no committed output in {spec.output}")
         files.append(_manifest_entry(shard, shard.output_path.rsplit("/", 1)[-1]))
     committed = {f["path"] for f in files}
-    for leftover in fs.glob(f"{prefix.rstrip('/')}/part-*.attempt-*.{spec.format}"):
-        if leftover.rsplit("/", 1)[-1] not in committed:  # an attempt that lost: not part of the output
-            fs.rm_file(leftover)
+    committed |= {DELTA_PREFIX + name for name in committed}
+    for pattern in (f"part-*.attempt-*.{spec.format}", f"{DELTA_PREFIX}part-*.attempt-*.{spec.format}"):
+        for leftover in fs.glob(f"{prefix.rstrip('/')}/{pattern}"):
+            if leftover.rsplit("/", 1)[-1] not in committed:  # an attempt that lost: not part of the output
+                fs.rm_file(leftover)
     manifest = _manifest(spec, ctx, files)
+    if spec.changed_only:
+        manifest["delta"] = [
+            _delta_entry(
+                store.cache(ctx.settings.home).data(store.join(spec.output, DELTA_PREFIX + f["path"])), spec.format, f
+            )
+            for f in files
+        ]
+        manifest["delta_records"] = sum(d["records"] for d in manifest["delta"])
     local = ctx.workdir / "manifest.json"
     local.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     store.upload(local, store.join(spec.output, "manifest.json"))
