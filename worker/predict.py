@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import queue
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,9 @@ from bertq.tasks import DEFAULT_TOKEN_BUDGET
 from bertq.worker.inference import prepare_model, run_batches, serve_encoder
 
 log = logging.getLogger("bertq.predict")
+
+TOKENIZE_CHUNK = 4096
+"""Texts tokenised (and length-sorted into batches) at a time when tokenising beside the model."""
 
 CPU_ATTENTION = "sdpa"
 """Attention kernels for CPU inference. Measured on the 2-core AMX CPU, six alternating runs of 2,000
@@ -54,6 +60,9 @@ class Predictor:
     pooling: str = "mean"
     batch_size_cap: int = 128
     """At most this many inputs a batch: on a CPU, batches of 64-128 short inputs were fastest here."""
+    tokenize_ahead: bool = field(default_factory=lambda: os.environ.get("BERTQ_TOKENIZE_AHEAD", "1") != "0")
+    """classify, score and embed: tokenise the next chunk in a thread while the model runs
+    (BERTQ_TOKENIZE_AHEAD=0: all first, in this thread)."""
     tokens: int = 0
     """Real (not padding) tokens run so far."""
     padded_tokens: int = 0
@@ -74,7 +83,6 @@ class Predictor:
     def _classify(
         self, texts: list[Text], *, token_budget: int, on_batch: Callable[[int], None] | None
     ) -> list[dict[str, Any]]:
-        features = self._features(self._tokenize(texts))
         results: list[dict[str, Any]] = [{}] * len(texts)
 
         def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
@@ -82,14 +90,13 @@ class Predictor:
             for index, result in zip(indices, self._classifications(output.logits)):
                 results[index] = result
 
-        self._run(features, consume, token_budget=token_budget, on_batch=on_batch)
+        self._run_texts(texts, consume, token_budget=token_budget, on_batch=on_batch)
         return results
 
     def _score(
         self, texts: list[Text], *, token_budget: int, on_batch: Callable[[int], None] | None
     ) -> list[dict[str, Any]]:
         """A regression head's number per text or pair (STS-B: similarity, 0 to 5)."""
-        features = self._features(self._tokenize(texts))
         results: list[dict[str, Any]] = [{}] * len(texts)
 
         def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
@@ -97,7 +104,7 @@ class Predictor:
             for row, index in enumerate(indices):
                 results[index] = {"score": round(float(values[row]), 6)}
 
-        self._run(features, consume, token_budget=token_budget, on_batch=on_batch)
+        self._run_texts(texts, consume, token_budget=token_budget, on_batch=on_batch)
         return results
 
     def _tokenize(self, texts: list[Text]) -> Any:
@@ -109,9 +116,8 @@ class Predictor:
         return self.tokenizer(texts, truncation=True, max_length=self.max_length)
 
     def _embed(
-        self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None
+        self, texts: list[Text], *, token_budget: int, on_batch: Callable[[int], None] | None
     ) -> list[dict[str, Any]]:
-        features = self._features(self.tokenizer(texts, truncation=True, max_length=self.max_length))
         results: list[dict[str, Any]] = [{}] * len(texts)
 
         def consume(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
@@ -119,8 +125,58 @@ class Predictor:
             for row, index in enumerate(indices):
                 results[index] = {"embedding": [round(float(x), 6) for x in vectors[row]]}
 
-        self._run(features, consume, token_budget=token_budget, on_batch=on_batch)
+        self._run_texts(texts, consume, token_budget=token_budget, on_batch=on_batch)
         return results
+
+    def _run_texts(
+        self,
+        texts: list[Text],
+        consume: Callable[[list[int], Any, dict[str, torch.Tensor]], None],
+        *,
+        token_budget: int,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
+        """Tokenise and run `texts`. With `tokenize_ahead`, a thread tokenises the next chunk of
+        TOKENIZE_CHUNK texts while the model runs this one (a bounded queue of two chunks; each chunk
+        length-sorted into batches), so the model does not wait for the tokenizer between chunks;
+        else all texts are tokenised first."""
+        if not self.tokenize_ahead or len(texts) <= TOKENIZE_CHUNK:
+            self._run(self._features(self._tokenize(texts)), consume, token_budget=token_budget, on_batch=on_batch)
+            return
+        chunks: queue.Queue[tuple[int, dict[str, list]] | BaseException | None] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for start in range(0, len(texts), TOKENIZE_CHUNK):
+                    if stop.is_set():
+                        return
+                    chunks.put((start, self._features(self._tokenize(texts[start : start + TOKENIZE_CHUNK]))))
+                chunks.put(None)
+            except BaseException as error:  # raised again in the consuming thread
+                chunks.put(error)
+
+        producer = threading.Thread(target=produce, name="bertq-tokenize", daemon=True)
+        producer.start()
+        try:
+            while (item := chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                offset, features = item
+
+                def shifted(
+                    indices: list[int], output: Any, batch: dict[str, torch.Tensor], offset: int = offset
+                ) -> None:
+                    consume([offset + i for i in indices], output, batch)
+
+                self._run(features, shifted, token_budget=token_budget, on_batch=on_batch)
+        finally:
+            stop.set()
+            while producer.is_alive():  # unblock a producer waiting on a full queue, then let it end
+                try:
+                    chunks.get_nowait()
+                except queue.Empty:
+                    producer.join(timeout=0.1)
 
     def _ner(
         self, texts: list[str], *, token_budget: int, on_batch: Callable[[int], None] | None
