@@ -47,10 +47,11 @@ def prepare_model(model: Any, *, precision: str, device: str) -> Any:
 
 INT8_BACKENDS = ("torch", "torchao")
 """`torch`: torch's dynamic quantisation (torch.ao.quantization.quantize_dynamic), deprecated in favour
-of torchao but still in torch 2.13 and, measured here, 1.6x faster than fp32 where torchao's
-Int8DynamicActivationInt8Weight ran 1.3x slower than fp32 (a 12-layer 384-wide Linear stack, 2,048
-rows, 2 AMD EPYC cores; bench/int8_bench.py). `torchao`: torchao's quantize_ (pip install torchao),
-the API torch's notice points to. BERTQ_INT8_BACKEND picks; without it, torch's while it exists."""
+of torchao but still in torch 2.13. `torchao`: torchao's quantize_ (pip install torchao), the API
+torch's notice points to. On this 2-core CPU (`bench/int8_bench.py --rounds 5`, MiniLM-shaped Linear
+stack, 2,048 rows, torchao 0.18, alternating rounds while another job trained): torch's int8 ran at
+2.52x fp32's speed, torchao's Int8DynamicActivationInt8Weight at 0.71x and Int8WeightOnly at 0.84x
+(slower than not quantising). So bertq uses torch's while torch has it; BERTQ_INT8_BACKEND picks."""
 
 
 def quantize_int8(model: Any) -> Any:
