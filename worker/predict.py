@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +60,21 @@ class Predictor:
     pooling: str = "mean"
     batch_size_cap: int = 128
     """At most this many inputs a batch: on a CPU, batches of 64-128 short inputs were fastest here."""
-    tokenize_ahead: bool = field(default_factory=lambda: os.environ.get("BERTQ_TOKENIZE_AHEAD", "1") != "0")
-    """classify, score and embed: tokenise the next chunk in a thread while the model runs
-    (BERTQ_TOKENIZE_AHEAD=0: all first, in this thread)."""
+    tokenize_ahead: bool | None = None
+    """classify, score and embed: tokenise the next chunk in a thread while the model runs. None:
+    BERTQ_TOKENIZE_AHEAD (1 or 0) if set, else on a GPU only. On this 2-core CPU the thread took
+    cores from the model (bench/tokenize_bench.py: 242/s ahead against 265/s inline, median of 4
+    alternating rounds); on a GPU the model runs on the device while the CPU tokenises."""
     tokens: int = 0
     """Real (not padding) tokens run so far."""
     padded_tokens: int = 0
     """Tokens run so far with padding: batch size x longest input, per batch (tokens / padded_tokens
     is the padding efficiency)."""
+
+    def __post_init__(self) -> None:
+        if self.tokenize_ahead is None:
+            setting = os.environ.get("BERTQ_TOKENIZE_AHEAD")
+            self.tokenize_ahead = setting != "0" if setting is not None else self.device == "cuda"
 
     def predict(
         self,
