@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertq.errors import BertqError
+from bertq.errors import BertqError, did_you_mean
 from bertq.formats import csv_dialect, format_of, is_hub_dataset_name
 
 MAX_CLASSES = 100
@@ -90,15 +90,6 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict]]:
                 f"({', '.join(header)}); fix the line or quote fields that contain the delimiter"
             )
         yield number, dict(zip(header, row))
-
-
-def did_you_mean(name: str, choices: list[str]) -> str:
-    """` (did you mean 'text'?)` when one of `choices` is close to `name` (case aside), else ''."""
-    import difflib
-
-    lowered = {choice.lower(): choice for choice in choices}
-    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
-    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
 
 
 def columns_of(path: Path) -> list[str]:

@@ -41,8 +41,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from bertq import hubdata, store
-from bertq.datafiles import did_you_mean
-from bertq.errors import BertqError
+from bertq.errors import BertqError, did_you_mean
 from bertq.formats import TEXT_COLUMN_GUESSES, csv_dialect, format_of, guess_text_column
 
 SAMPLE_BYTES = 1 << 20

@@ -177,22 +177,21 @@ def _check_queue_name(queue: str) -> None:
     """A queue no worker has ever consumed, close to one that is known, is a typo: refused with the
     name it resembles (a job there would wait forever). Any other new name is taken as it is: a worker
     may be started for it, and until then `bertq show` says that no live worker consumes it."""
-    import difflib
 
     from bertq.db.engine import sessions
     from bertq.db.workers import list_workers
-    from bertq.errors import SpecError
+    from bertq.errors import SpecError, closest
 
     known = {"cpu", "gpu", os.environ.get("BERTQ_DEFAULT_QUEUE", "auto")} - {"auto"}
     with sessions()() as session:
         known |= {name for worker in list_workers(session, include_gone=True) for name in worker.queues}
     if queue in known:
         return
-    close = difflib.get_close_matches(queue, sorted(known), n=1, cutoff=0.7)
+    close = closest(queue, sorted(known), cutoff=0.7)
     if close:
         raise SpecError(
             [
-                f"--queue {queue!r}: no worker consumes that queue; did you mean {close[0]!r}? (to use a new "
+                f"--queue {queue!r}: no worker consumes that queue; did you mean {close!r}? (to use a new "
                 f"queue, start a worker for it first: bertq worker --queues {queue})"
             ]
         )

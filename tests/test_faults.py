@@ -59,8 +59,9 @@ def _worker_child_pid(bertq, job_id: int) -> int:
     return int(view["lease_owner"].rsplit("/pid", 1)[1])
 
 
-def test_a_worker_killed_mid_finetune_resumes_from_its_last_complete_checkpoint(bertq_any_db, tiny_model, tiny_data):
-    bertq = bertq_any_db
+def test_a_worker_killed_mid_finetune_resumes_from_its_last_complete_checkpoint(bertq, tiny_model, tiny_data):
+    """SQLite only: resuming from a checkpoint is the worker's; the database's part (lease, requeue,
+    fencing) runs on both databases in test_infer.py and test_duplicate_delivery.py."""
     bertq.env.update(SLOW_STEPS)
     first = bertq.start_worker(name="first@%h")
     beat = _beat(bertq)
@@ -225,8 +226,9 @@ def test_redis_restarted_mid_job_the_job_finishes_once(bertq_any_db, tiny_model,
     assert view["status"] == "SUCCEEDED" and view["attempts"] == 1
 
 
-def test_sigterm_to_a_worker_checkpoints_the_job_requeues_it_and_it_resumes(bertq_any_db, tiny_model, tiny_data):
-    bertq = bertq_any_db
+def test_sigterm_to_a_worker_checkpoints_the_job_requeues_it_and_it_resumes(bertq, tiny_model, tiny_data):
+    """SQLite only: resuming from a checkpoint is the worker's; the database's part (lease, requeue,
+    fencing) runs on both databases in test_infer.py and test_duplicate_delivery.py."""
     bertq.env.update(SLOW_STEPS)
     first = bertq.start_worker(name="deploy-old@%h")
     job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "8")
@@ -246,10 +248,8 @@ def test_sigterm_to_a_worker_checkpoints_the_job_requeues_it_and_it_resumes(bert
     assert int(resumed.rsplit("-", 1)[1]) >= saved  # the step it had reached, saved at the shutdown
 
 
-def test_a_checkpoint_save_cut_short_is_never_resumed_and_the_last_complete_one_survives(
-    bertq_any_db, tiny_model, tiny_data
-):
-    bertq = bertq_any_db
+def test_a_checkpoint_save_cut_short_is_never_resumed_and_the_last_complete_one_survives(bertq, tiny_model, tiny_data):
+    """SQLite only: this fault is the worker's (files, memory), not the database's."""
     job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "4")  # 20 steps an epoch, a save each
     bertq.env["BERTQ_FAULT_KILL_IN_SAVE"] = f"{job}:2"  # attempt 1 dies while saving epoch 2
     first = bertq.start_worker(name="first@%h")
@@ -276,9 +276,9 @@ def test_a_checkpoint_save_cut_short_is_never_resumed_and_the_last_complete_one_
 
 
 def test_out_of_memory_backs_off_in_training_and_inference_and_fails_clearly_at_batch_one(
-    bertq_any_db, tiny_model, tiny_data, tmp_path
+    bertq, tiny_model, tiny_data, tmp_path
 ):
-    bertq = bertq_any_db
+    """SQLite only: this fault is the worker's (files, memory), not the database's."""
     bertq.env["BERTQ_FAULT_OOM_ABOVE_BATCH"] = "4"  # CUDA's out-of-memory error for any batch over 4
     worker = bertq.start_worker()
     job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "1", "--batch-size", "16")

@@ -72,6 +72,11 @@ def test_the_readme_tour_runs_after_the_demo(bertq, tiny_model, tmp_path):
         "D=../shared/data": f"D={data}",
         "--model minilm": f"--model {model}",
         "'corpus/*.txt'": f"'{data}/corpus/*.tsv'",
+        # Trimmed to what tiny data needs: one epoch each, two shards.
+        "--epochs 3 --wait": "--epochs 1 --wait",
+        "--eval $D/conll2003/valid.txt": "--eval $D/conll2003/valid.txt --epochs 1",
+        "--eval-fraction 0.2 --epochs 2": "--eval-fraction 0.2 --epochs 1",
+        "--shards 8": "--shards 2",
     }
     script = ["set -euo pipefail", "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT"]
     for line in tour_lines():

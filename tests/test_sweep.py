@@ -71,7 +71,7 @@ def _sweep(bertq, tiny_model, tiny_data, *extra: str) -> int:  # type: ignore[no
 def test_a_sweep_survives_a_killed_worker_and_runs_each_trial_once(bertq, tiny_model, tiny_data):
     """2 x 2 grid, 2 seeds: 8 trials. One worker is SIGKILLed while it trains a trial; the trial
     resumes on the other worker from its checkpoint, and every trial ends SUCCEEDED exactly once."""
-    bertq.env.update(BERTQ_FAULT_STEP_SECONDS="0.05")  # epochs of about a second: the kill lands mid-trial
+    bertq.env.update(BERTQ_FAULT_STEP_SECONDS="0.03")  # trials of a second or more: the kill lands mid-trial
     workers = {"one": bertq.start_worker(name="one@%h"), "two": bertq.start_worker(name="two@%h")}
     beat = _beat(bertq)
     try:

@@ -80,6 +80,7 @@ def masking_collator(tokenizer: Any, *, mlm_probability: float, whole_word: bool
         mlm_probability=mlm_probability,
         whole_word_mask=whole_word,
         mask_replace_prob=1.0 if whole_word else 0.8,  # 0.8: BERT's 80% [MASK] (transformers' default)
+        random_replace_prob=0.0 if whole_word else 0.1,  # BERT's 10% random tokens; none for whole words
     )
     if not whole_word:
         return collator
