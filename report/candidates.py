@@ -9,6 +9,7 @@ standard deviation of the task metric across seeds, so a one-point "win" can be 
 
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import replace
 from typing import Any
@@ -26,8 +27,9 @@ DEPLOYMENT_METRICS = ("params", "size_mb", "peak_memory_mb", "latency_p50_ms", "
 REGRESSION_MARGIN = 0.001
 """A newer evaluation this much (or more) below an earlier one of the same model, data and precision
 is flagged as a regression."""
-SEED_FIELDS = ("seed",)
-"""Spec fields that differ between seeds of one setting (everything else must match)."""
+SEED_FIELDS = ("seed", "teacher_outputs_job_id", "student_job_id", "teacher_eval_job_id", "student_eval_job_id")
+"""Spec fields that may differ between seeds of one setting: the seed, and the ids of the pipeline
+steps each run has of its own (everything else, the teacher included, must match)."""
 
 
 def _model_name(session: Session, spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -43,7 +45,13 @@ def _model_name(session: Session, spec: dict[str, Any]) -> tuple[str, dict[str, 
         teacher = source.spec.get("teacher_job_id")
         layers = source.spec.get("student_layers")
         student = "cut " + ",".join(map(str, layers)) if layers else source.spec.get("student")
-        name = f"student {source_id} ({student} of teacher {teacher}, alpha {source.spec.get('alpha')})"
+        losses = [
+            f"{kind} loss {source.spec[key]:g}"
+            for kind, key in (("hidden", "hidden_weight"), ("attention", "attention_weight"))
+            if source.spec.get(key)
+        ]
+        name = f"student {source_id} ({student} of teacher {teacher}, alpha {source.spec.get('alpha')}"
+        name += f", {', '.join(losses)})" if losses else ")"
         return name, {
             "kind": "student",
             "job": source_id,
@@ -193,7 +201,7 @@ def _merge_seeds(candidates: list[Candidate]) -> list[Candidate]:
             metrics["task_metric_std"] = statistics.stdev(tasks)
         last = members[-1]
         seeds = [c.lineage.get("seed") for c in members]
-        base = last.model.split(" (job")[0].split(" (cut")[0]
+        base = re.sub(r" \(job \d+\)$", "", re.sub(r"^student \d+ ", "student ", last.model))  # one job's id
         merged.append(
             replace(
                 last,
