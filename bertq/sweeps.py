@@ -110,8 +110,8 @@ def parse_grid(values: list[str], *, random_count: int | None, seed: int) -> lis
     return settings
 
 
-def check_setting(base: FinetuneSpec, setting: dict[str, Any]) -> list[str]:
-    """Problems of one setting applied to a checked fine-tune spec (numbers out of range)."""
+def check_setting(setting: dict[str, Any]) -> list[str]:
+    """Problems of one setting's numbers (out of range), each naming the setting."""
     from bertq.specs import _check_numbers
 
     problems: list[str] = []

@@ -70,6 +70,8 @@ def _plan(
     priority: int,
     options: dict[str, Any],
 ) -> list[Any]:
+    """The plan of a sweep (one model) or comparison (several): every problem of the seeds, the grid
+    and each model's fine-tune options at once, then `bertq.sweeps.plan_sweep`."""
     from bertq.errors import SpecError
     from bertq.families import get_family
     from bertq.specs import build_finetune_spec
@@ -92,7 +94,7 @@ def _plan(
         except SpecError as error:
             problems.extend(f"--model {model}: {p}" if len(models) > 1 else p for p in error.problems)
     for setting in settings:
-        problems.extend(check_setting(bases[0], setting) if bases else [])
+        problems.extend(check_setting(setting))
     if problems:
         raise SpecError(problems)
     metric = get_family(bases[0].family).main_metric
