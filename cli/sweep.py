@@ -62,13 +62,8 @@ def _plan(
     kind: str,
     precisions: list[str],
     evaluate: bool,
-    grid: tuple[str, ...],
-    random_count: int | None,
-    seeds: int,
-    max_parallel: int | None,
     queue: str,
-    priority: int,
-    options: dict[str, Any],
+    command: dict[str, Any],
 ) -> list[Any]:
     """The plan of a sweep (one model) or comparison (several): every problem of the seeds, the grid
     and each model's fine-tune options at once, then `bertq.sweeps.plan_sweep`."""
@@ -77,6 +72,8 @@ def _plan(
     from bertq.specs import build_finetune_spec
     from bertq.sweeps import check_setting, parse_grid, plan_sweep
 
+    grid, random_count, seeds, max_parallel = (command[k] for k in ("grid", "random_count", "seeds", "max_parallel"))
+    options = _options(command)
     problems: list[str] = []
     if seeds < 1:
         problems.append(f"--seeds {seeds}: train each setting at least once")
@@ -103,7 +100,7 @@ def _plan(
         settings,
         seeds=[options["seed"] + i for i in range(seeds)],
         queue=queue,
-        priority=priority,
+        priority=command["priority"],
         evaluate=evaluate,
         precisions=precisions,
         max_parallel=max_parallel,
@@ -112,14 +109,16 @@ def _plan(
     )
 
 
-def _submit_group(kind: str, plan_for: Any, queue: str | None, priority: int, wait: bool, as_json: bool) -> None:
+def _submit_group(kind: str, plan_for: Any, command: dict[str, Any]) -> None:
+    """Check and submit the group `plan_for(queue)` builds, with the command's queue options."""
     from bertq.db.submit import submit_plan
 
-    queue = _pick_queue(queue)
-    plan = _validated(queue, priority, lambda: plan_for(queue))
+    queue = _pick_queue(command["queue"])
+    plan = _validated(queue, command["priority"], lambda: plan_for(queue))
     ids = submit_plan(plan)
     trials = sum(1 for job in plan if job.kind == "finetune")
-    _report_submitted(ids[0], kind, queue, wait, as_json, f"; {trials} trials (jobs {ids[1]}..{ids[-1]})")
+    summary = f"; {trials} trials (jobs {ids[1]}..{ids[-1]})"
+    _report_submitted(ids[0], kind, queue, command["wait"], command["as_json"], summary)
 
 
 def _options(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -155,23 +154,8 @@ def submit_sweep(model: str, evaluate: bool, **kwargs: Any) -> None:
     """Fine-tune MODEL over a grid (or random draws) of settings with several seeds; summarises mean ± std per setting."""
     _submit_group(
         "sweep",
-        lambda queue: _plan(
-            [model],
-            kind="sweep",
-            precisions=["fp32"],
-            evaluate=evaluate,
-            grid=kwargs["grid"],
-            random_count=kwargs["random_count"],
-            seeds=kwargs["seeds"],
-            max_parallel=kwargs["max_parallel"],
-            queue=queue,
-            priority=kwargs["priority"],
-            options=_options(kwargs),
-        ),
-        kwargs["queue"],
-        kwargs["priority"],
-        kwargs["wait"],
-        kwargs["as_json"],
+        lambda queue: _plan([model], kind="sweep", precisions=["fp32"], evaluate=evaluate, queue=queue, command=kwargs),
+        kwargs,
     )
 
 
@@ -198,18 +182,6 @@ def submit_compare(models: str, precisions: str, **kwargs: Any) -> None:
             problems.append("--models: give two or more models to compare, comma-separated")
         if problems:
             raise SpecError(problems)
-        return _plan(
-            names,
-            kind="compare",
-            precisions=chosen,
-            evaluate=True,
-            grid=kwargs["grid"],
-            random_count=kwargs["random_count"],
-            seeds=kwargs["seeds"],
-            max_parallel=kwargs["max_parallel"],
-            queue=queue,
-            priority=kwargs["priority"],
-            options=_options(kwargs),
-        )
+        return _plan(names, kind="compare", precisions=chosen, evaluate=True, queue=queue, command=kwargs)
 
-    _submit_group("compare", plan_for, kwargs["queue"], kwargs["priority"], kwargs["wait"], kwargs["as_json"])
+    _submit_group("compare", plan_for, kwargs)
