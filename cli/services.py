@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -128,7 +129,11 @@ def _worker_per_gpu(gpus: str, queues: str, name: str | None, loglevel: str) -> 
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(index))
         argv = _celery_worker_argv(queues, 1, "prefork", node, loglevel, "--max-tasks-per-child", "1")
         env.update(BERTQ_WORKER_QUEUES=queues, BERTQ_WORKER_CONCURRENCY="1")
-        children.append(subprocess.Popen(argv, env=env))
+        # Each worker in its own session: a signal to this process's group (Ctrl-C, `kill -- -PGID`)
+        # reaches this supervisor only, which passes one SIGTERM to each worker's main process. Sent to
+        # the whole group, it would also reach a pool child that was just forked for the next job and
+        # has not yet reset Celery's handler, which then ignores it and keeps the shutdown waiting.
+        children.append(subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_die_with_parent))
     click.echo(f"started {len(children)} workers, one per GPU ({', '.join(indices)}), on queue(s) {queues}")
 
     def forward(signum: int, _frame: object) -> None:
@@ -140,6 +145,15 @@ def _worker_per_gpu(gpus: str, queues: str, name: str | None, loglevel: str) -> 
     signal.signal(signal.SIGINT, forward)
     codes = [child.wait() for child in children]
     sys.exit(max(codes) if any(codes) else 0)
+
+
+def _die_with_parent() -> None:
+    """In a supervised worker, before exec: SIGTERM when the supervisor dies, even by SIGKILL (Linux)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @cli.command("metrics")

@@ -312,6 +312,20 @@ def test_out_of_memory_halves_the_batch_and_finishes_and_fails_clearly_at_one(ti
         hopeless.predict(texts[:3])
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_texts_scores_do_not_depend_on_the_texts_run_with_it(tiny_classifier, precision):
+    """What makes a result-cache run (only the misses go through the model, batched together) write
+    byte for byte what a full run writes: one length a batch, and never fewer than 8 rows a batch."""
+    from bertq.worker.predict import load_predictor
+
+    texts = [text for text, _ in make_examples(120, seed=4)]
+    predictor = load_predictor(str(tiny_classifier), "embed", device="cpu", precision=precision)
+    everything = predictor.predict(texts)
+    some = list(range(0, len(texts), 7))
+    assert predictor.predict([texts[i] for i in some]) == [everything[i] for i in some]
+    assert [predictor.predict([texts[i]])[0] for i in (3, 50)] == [everything[3], everything[50]]
+
+
 def test_each_schedule_slot_fires_once_even_with_two_beats(bertq_any_db, tiny_classifier, corpus, tmp_path):
     bertq = bertq_any_db
     from bertq.scheduler.schedules import fire_due

@@ -86,23 +86,54 @@ def autocast(precision: str, device: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+MIN_BATCH_ROWS = 8
+"""A smaller batch is run with its last row repeated up to this many (the copies' outputs dropped):
+fp32 matrix kernels on this CPU chose another summation order below about 8 rows, so one text's
+scores changed in the 8th digit with the batch it shared (NOTES: batch invariance)."""
+
+
 def length_sorted_batches(
     lengths: Sequence[int], *, batch_size: int, max_tokens: int | None = None
 ) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar length, longest first (so memory peaks early).
+    """Indices grouped into batches of one length each, longest first (so memory peaks early).
 
-    A batch closes at `batch_size` inputs, or when padding it to its longest would exceed
-    `max_tokens` tokens."""
+    One length a batch means no padding at all, and so a text's outputs do not depend on which texts
+    share its run (a result-cache miss run with other misses scores exactly as in a full run); batches
+    are length-sorted anyway, so this costs only a few more, smaller batches. A batch also closes at
+    `batch_size` inputs, or when it would exceed `max_tokens` tokens."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batch: list[int] = []
     for index in order:
-        longest = lengths[batch[0]] if batch else lengths[index]
-        if batch and (len(batch) >= batch_size or (max_tokens and longest * (len(batch) + 1) > max_tokens)):
+        length = lengths[index]
+        if batch and (
+            len(batch) >= batch_size
+            or lengths[batch[0]] != length
+            or (max_tokens and length * (len(batch) + 1) > max_tokens)
+        ):
             yield batch
             batch = []
         batch.append(index)
     if batch:
         yield batch
+
+
+def _fill_rows(rows: list[int], length: int, max_tokens: int | None) -> list[int]:
+    """`rows` with its last repeated up to MIN_BATCH_ROWS, where the token budget allows."""
+    wanted = MIN_BATCH_ROWS
+    if max_tokens:
+        wanted = min(wanted, max(1, max_tokens // max(1, length)))
+    return rows + [rows[-1]] * (wanted - len(rows)) if len(rows) < wanted else rows
+
+
+def _first_rows(value: Any, count: int) -> Any:
+    """A model output (or batch) cut to its first `count` rows: tensors, tuples of them, mappings."""
+    if isinstance(value, torch.Tensor):
+        return value[:count] if value.dim() > 0 else value
+    if isinstance(value, tuple):
+        return tuple(_first_rows(item, count) for item in value)
+    if isinstance(value, dict):  # ModelOutput is an OrderedDict; rebuild it as its own class
+        return type(value)(**{key: _first_rows(item, count) for key, item in value.items()})
+    return value
 
 
 def model_inputs(model: Any) -> tuple[str, ...]:
@@ -198,16 +229,21 @@ def run_batches(
     the identity when None)."""
     pending = deque(length_sorted_batches(lengths, batch_size=batch_size, max_tokens=max_tokens))
     inputs = model_inputs(model)
+    fill = True
     with torch.inference_mode(), autocast(precision, device):
         while pending:
             positions = pending.popleft()
             rows = positions if indices is None else [indices[p] for p in positions]
+            filled = _fill_rows(rows, lengths[positions[0]], max_tokens) if fill else rows
             try:
-                batch = collate(features, rows, pad_id=pad_id, device=device, inputs=inputs)
+                batch = collate(features, filled, pad_id=pad_id, device=device, inputs=inputs)
                 output = model(**batch)
+                if len(filled) > len(rows):
+                    output, batch = _first_rows(output, len(rows)), _first_rows(batch, len(rows))
             except Exception as error:  # noqa: BLE001 - only out-of-memory is handled here
                 if not is_out_of_memory(error):
                     raise
+                fill = False  # memory is short: no repeated rows from here on
                 pending = deque(
                     rebatch_after_out_of_memory(
                         positions, list(pending), lengths, batch_size=batch_size, error=error, device=device
