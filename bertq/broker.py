@@ -69,6 +69,18 @@ def kill_embedded_redis(settings: Settings) -> None:
     if state:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(state["pid"]), signal.SIGKILL)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while _running(int(state["pid"])) and time.monotonic() < deadline:  # gone, and its port with it
+            time.sleep(0.02)
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def redis_server_binary() -> Path:
@@ -104,15 +116,25 @@ def _read_state(folder: Path) -> dict | None:
         return None
 
 
-def _free_port(preferred: int | None) -> int:
-    for port in ([preferred] if preferred else []) + [0]:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return probe.getsockname()[1]
-    raise BrokerError("no free TCP port on 127.0.0.1 for the embedded Redis")
+def _free_port(preferred: int | None, *, wait_seconds: float = 5.0) -> int:
+    """The port the server had before, if it can be had within `wait_seconds` (running workers know
+    only that one: a server that moved would strand them), else any free port.
+
+    Probed as redis-server binds, with SO_REUSEADDR, so that the connections a killed server left in
+    TIME_WAIT do not count as the port being taken."""
+    deadline = time.monotonic() + (wait_seconds if preferred else 0)
+    while True:
+        for port in ([preferred] if preferred else []) + ([0] if time.monotonic() >= deadline else []):
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return probe.getsockname()[1]
+        if time.monotonic() >= deadline:
+            raise BrokerError("no free TCP port on 127.0.0.1 for the embedded Redis")
+        time.sleep(0.1)
 
 
 def _start(folder: Path, previous: dict | None) -> dict:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 
 def beat(bertq, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
@@ -35,3 +37,8 @@ def wait_for(predicate, timeout: float = 120, every: float = 0.1):  # type: igno
             return value
         time.sleep(every)
     raise AssertionError("timed out waiting for the condition")
+
+
+POSTGRES_ONLY = pytest.mark.parametrize("bertq_any_db", ["postgres"], indirect=True)
+"""For a fault whose SQLite side the soak in CI covers too (`tests/test_soak.py`: workers killed
+mid-shard, Redis restarted, the queue flushed, all on SQLite), so the suite runs it once."""

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import POSTGRES_ONLY
 from helpers import beat as _beat
 from helpers import stop as _stop
 from helpers import wait_for as _wait_for
@@ -150,6 +151,7 @@ def test_a_frozen_stale_attempt_cannot_write_once_another_took_over(bertq_any_db
     assert "superseded" in stale_worker.log_path.read_text()
 
 
+@POSTGRES_ONLY
 def test_a_job_longer_than_the_visibility_timeout_never_runs_twice_at_once(bertq_any_db, tiny_model, tiny_data):
     """Redis hands the unacknowledged message out again once the 2 s visibility timeout has passed;
     each copy finds the job claimed, so one attempt runs."""
@@ -165,6 +167,7 @@ def test_a_job_longer_than_the_visibility_timeout_never_runs_twice_at_once(bertq
     assert redelivered >= 1  # the message did come back while the job ran
 
 
+@POSTGRES_ONLY
 def test_a_pickled_message_is_refused_and_nothing_runs(bertq_any_db, tiny_model, tiny_data):
     bertq = bertq_any_db
     from bertq.db import jobs as q
@@ -184,6 +187,7 @@ def test_a_pickled_message_is_refused_and_nothing_runs(bertq_any_db, tiny_model,
     )
 
 
+@POSTGRES_ONLY
 def test_messages_lost_by_redis_are_sent_again_by_reconcile_and_run_once(bertq_any_db, tiny_model, tiny_data):
     import redis
 
@@ -210,6 +214,24 @@ def test_messages_lost_by_redis_are_sent_again_by_reconcile_and_run_once(bertq_a
         _stop(beat)
 
 
+def test_redis_killed_with_clients_connected_comes_back_on_its_port(bertq):
+    """Workers know the broker's port only: a restart that moved it (the killed server's connections
+    sit in TIME_WAIT on that port) stranded every worker. The soak (bench/soak.sh) found this."""
+    import redis
+
+    from bertq.broker import broker_url, ensure_embedded_redis, kill_embedded_redis
+
+    settings = bertq.settings()
+    port = ensure_embedded_redis(settings)["port"]
+    clients = [redis.Redis.from_url(broker_url(settings)) for _ in range(4)]
+    for _ in range(3):
+        assert all(client.ping() for client in clients)
+        kill_embedded_redis(settings)
+        assert ensure_embedded_redis(settings)["port"] == port  # at once, as a CLI call would
+    assert all(client.ping() for client in clients)  # the same clients reconnect by themselves
+
+
+@POSTGRES_ONLY
 def test_redis_restarted_mid_job_the_job_finishes_once(bertq_any_db, tiny_model, tiny_data):
     bertq = bertq_any_db
     from bertq.broker import ensure_embedded_redis, kill_embedded_redis

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from helpers import POSTGRES_ONLY
 
 from bertq.demo import make_examples
 
@@ -99,6 +100,7 @@ def test_classify_a_corpus_in_shards_exactly_one_record_per_line(bertq, tiny_cla
 
 
 @pytest.mark.slow
+@POSTGRES_ONLY
 def test_a_worker_killed_midway_loses_nothing_and_duplicates_nothing(bertq_any_db, tiny_classifier, tmp_path):
     bertq = bertq_any_db
     corpus = tmp_path / "big.txt"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import resource
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -215,3 +216,21 @@ def job_log(path: Path, job_id: int) -> Iterator[None]:
         _running.job_id = previous
         logger.removeHandler(handler)
         handler.close()
+
+
+def memory_mb(field: str) -> float:
+    """This process's peak (VmHWM) or current (VmRSS) resident memory. Not getrusage's ru_maxrss:
+    Linux carries that across fork and exec, so it would report the worker process's peak, not the
+    job's."""
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_memory() -> None:
+    """Start VmHWM again from the current resident size (Linux `clear_refs` 5), so that a pool
+    process's peak afterwards is this job's, not an earlier job's."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")

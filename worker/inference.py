@@ -92,27 +92,39 @@ fp32 matrix kernels on this CPU chose another summation order below about 8 rows
 scores changed in the 8th digit with the batch it shared (NOTES: batch invariance)."""
 
 
-def length_sorted_batches(
-    lengths: Sequence[int], *, batch_size: int, max_tokens: int | None = None
-) -> Iterator[list[int]]:
-    """Indices grouped into batches of one length each, longest first (so memory peaks early).
+def padded_length(length: int, cap: int) -> int:
+    """The length an input of `length` tokens is padded to: itself up to 32 tokens, then rounded up to
+    a multiple of 8 (to 128), 16 (to 256) or 32, never above `cap` (the longest the model takes).
 
-    One length a batch means no padding at all, and so a text's outputs do not depend on which texts
-    share its run (a result-cache miss run with other misses scores exactly as in a full run); batches
-    are length-sorted anyway, so this costs only a few more, smaller batches. A batch also closes at
-    `batch_size` inputs, or when it would exceed `max_tokens` tokens."""
+    A function of the input alone, so what a text is padded to, and so its outputs (padding changes
+    attention's summation order: bf16 scores moved in the 4th digit), do not depend on which texts
+    share its batch: a result-cache run of the misses alone scores each one exactly as a full run.
+    Short texts are many per length and are not padded at all; a long one wastes at most 1/8."""
+    if length <= 32:
+        return length
+    step = 8 if length <= 128 else 16 if length <= 256 else 32
+    return max(length, min(cap, -(-length // step) * step))
+
+
+def length_sorted_batches(
+    lengths: Sequence[int], *, batch_size: int, max_tokens: int | None = None, cap: int | None = None
+) -> Iterator[list[int]]:
+    """Indices grouped into batches of one `padded_length` each, longest first (memory peaks early).
+
+    A batch also closes at `batch_size` inputs, or when it would exceed `max_tokens` tokens."""
+    cap = cap or max(lengths, default=0)
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batch: list[int] = []
+    width = 0
     for index in order:
-        length = lengths[index]
+        padded = padded_length(lengths[index], cap)
         if batch and (
-            len(batch) >= batch_size
-            or lengths[batch[0]] != length
-            or (max_tokens and length * (len(batch) + 1) > max_tokens)
+            len(batch) >= batch_size or padded != width or (max_tokens and padded * (len(batch) + 1) > max_tokens)
         ):
             yield batch
             batch = []
         batch.append(index)
+        width = padded
     if batch:
         yield batch
 
@@ -153,8 +165,9 @@ def collate(
     pad_id: int,
     device: str,
     inputs: tuple[str, ...] = MODEL_INPUTS,
+    pad_to: int = 0,
 ) -> dict[str, torch.Tensor]:
-    longest = max(len(features["input_ids"][i]) for i in indices)
+    longest = max(pad_to, *(len(features["input_ids"][i]) for i in indices))
     batch: dict[str, torch.Tensor] = {}
     for name in inputs:
         if name not in features:
@@ -222,21 +235,25 @@ def run_batches(
     batch_size: int,
     max_tokens: int | None,
     indices: Sequence[int] | None = None,
+    length_cap: int | None = None,
 ) -> None:
     """The batch loop: inputs in length-sorted batches under `inference_mode` and the precision,
     `consume(positions, output, batch)` after each; an out-of-memory error re-plans what is left at
     half the tokens. Positions index `lengths` (and `indices`, which maps them to rows of `features`;
-    the identity when None)."""
-    pending = deque(length_sorted_batches(lengths, batch_size=batch_size, max_tokens=max_tokens))
+    the identity when None). Inputs are padded to `padded_length` under `length_cap` (the longest
+    input the model takes; the longest here when None)."""
+    cap = length_cap or max(lengths, default=0)
+    pending = deque(length_sorted_batches(lengths, batch_size=batch_size, max_tokens=max_tokens, cap=cap))
     inputs = model_inputs(model)
     fill = True
     with torch.inference_mode(), autocast(precision, device):
         while pending:
             positions = pending.popleft()
             rows = positions if indices is None else [indices[p] for p in positions]
-            filled = _fill_rows(rows, lengths[positions[0]], max_tokens) if fill else rows
+            width = padded_length(lengths[positions[0]], cap)
+            filled = _fill_rows(rows, width, max_tokens) if fill else rows
             try:
-                batch = collate(features, filled, pad_id=pad_id, device=device, inputs=inputs)
+                batch = collate(features, filled, pad_id=pad_id, device=device, inputs=inputs, pad_to=width)
                 output = model(**batch)
                 if len(filled) > len(rows):
                     output, batch = _first_rows(output, len(rows)), _first_rows(batch, len(rows))
@@ -246,7 +263,7 @@ def run_batches(
                 fill = False  # memory is short: no repeated rows from here on
                 pending = deque(
                     rebatch_after_out_of_memory(
-                        positions, list(pending), lengths, batch_size=batch_size, error=error, device=device
+                        positions, list(pending), lengths, batch_size=batch_size, error=error, device=device, cap=cap
                     )
                 )
                 continue
@@ -275,6 +292,7 @@ def rebatch_after_out_of_memory(
     batch_size: int,
     error: BaseException,
     device: str,
+    cap: int | None = None,
 ) -> list[list[int]]:
     """Every input not yet run (the failed batch's and the pending ones) in new batches of at most
     half the tokens the failed batch held, so later batches do not run out of memory again. A batch
@@ -298,7 +316,7 @@ def rebatch_after_out_of_memory(
     sub_lengths = [lengths[i] for i in remaining]
     return [
         [remaining[p] for p in batch]
-        for batch in length_sorted_batches(sub_lengths, batch_size=batch_size, max_tokens=budget)
+        for batch in length_sorted_batches(sub_lengths, batch_size=batch_size, max_tokens=budget, cap=cap)
     ]
 
 

@@ -25,7 +25,7 @@ from bertq.infer_tasks import get_infer_task
 from bertq.models import accepted_length
 from bertq.sharding import Text
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
-from bertq.worker.inference import prepare_model, run_batches, serve_encoder
+from bertq.worker.inference import padded_length, prepare_model, run_batches, serve_encoder
 
 log = logging.getLogger("bertq.predict")
 
@@ -222,7 +222,7 @@ class Predictor:
         def consume_and_count(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
             consume(indices, output, batch)
             self.tokens += sum(lengths[i] for i in indices)
-            self.padded_tokens += len(indices) * max(lengths[i] for i in indices)
+            self.padded_tokens += len(indices) * padded_length(max(lengths[i] for i in indices), self.max_length)
             if on_batch is not None:
                 on_batch(len(indices))
 
@@ -236,6 +236,7 @@ class Predictor:
             precision=self.precision,
             batch_size=self.batch_size_cap,
             max_tokens=token_budget,
+            length_cap=self.max_length,
         )
 
     # -- per-task results -------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import transformers
 
 from bertq.errors import BertqError
 from bertq.specs import EvaluateSpec
+from bertq.worker.context import memory_mb
 from bertq.worker.families import latency_sample, worker_family
 from bertq.worker.inference import prepare_model, run_model
 from bertq.worker.loading import best_device, device_name, load_tokenizer, load_trained, set_policy
@@ -73,7 +73,7 @@ def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
         )
     location = spec.model_location
     assert location is not None
-    runtime_mb = _rss_mb("VmRSS")  # torch and transformers loaded, no model yet: the runtime's baseline
+    runtime_mb = memory_mb("VmRSS")  # torch and transformers loaded, no model yet: the runtime's baseline
     load_before = os.getloadavg()[0]
     tokenizer = load_tokenizer(location, family=spec.family)
     model = load_trained(location, spec.family)
@@ -130,7 +130,7 @@ def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
         free, total = torch.cuda.mem_get_info()
         device_used_mb = (total - free) / 1e6
     else:
-        peak_mb = _rss_mb("VmHWM")
+        peak_mb = memory_mb("VmHWM")
     metrics = {
         **task_metrics,
         "params": float(params),
@@ -160,17 +160,6 @@ def measure_model(spec: EvaluateSpec) -> dict[str, Any]:
         else "peak RSS of a fresh serving process",
     }
     return {"metrics": metrics, "result": result}
-
-
-def _rss_mb(field: str) -> float:
-    """This process's peak (VmHWM) or current (VmRSS) resident memory. Not getrusage's ru_maxrss:
-    Linux carries that across fork and exec, so it would report the worker process's peak, not the
-    serving's."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _synchronize(device: str) -> None:

@@ -31,7 +31,7 @@ from bertq.result_cache import ResultCache, model_digest, store_decision, stored
 from bertq.safety import check_output_folder
 from bertq.tasks import DEFAULT_TOKEN_BUDGET
 from bertq.worker import faults
-from bertq.worker.context import ShardRecord
+from bertq.worker.context import ShardRecord, memory_mb, reset_peak_memory
 from bertq.worker.loading import best_device, device_name, gpu_capability, half_precision
 from bertq.worker.predict import agreement, cpu_has_fast_bf16, load_predictor
 from bertq.worker.runner import JobContext, size_and_digest
@@ -175,10 +175,12 @@ def run_infer_plan(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, An
     if spec.parent_job_id is None:
         raise BertqError("an infer_plan job needs parent_job_id (set when the bulk job is submitted)")
     started = time.monotonic()
+    reset_peak_memory()
     shards = plan_shards(spec)
     records = sum(s.records for s in shards)
     ctx.log.info("planned %d records in %d shards in %.1fs", records, len(shards), time.monotonic() - started)
     ctx.add_shards(spec.parent_job_id, shards)
+    ctx.metrics({"peak_rss_mb": round(memory_mb("VmHWM"), 1)})
     return {"records": records, "shards": len(shards), "inputs": len(spec.inputs)}
 
 
@@ -188,6 +190,7 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         raise BertqError("an infer_shard job needs its shard and parent_job_id (set when the bulk job is planned)")
     shard = sharding.Shard(**spec.shard)
     parent = spec.parent_job_id
+    reset_peak_memory()
     device = best_device() if spec.device in ("cuda", "auto") else "cpu"  # auto: what this worker has
     # A job's checkpoint through the context: from the artifact store, its sha256 is checked.
     location = (ctx.checkpoint_of(spec.model_job_id) if spec.model_job_id else None) or spec.model_location
@@ -294,6 +297,7 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
         {
             "tokens": float(predictor.tokens),
             "padded_tokens": float(predictor.padded_tokens),
+            "peak_rss_mb": round(memory_mb("VmHWM"), 1),
             **({"cache_hits": float(len(hits)), "cache_misses": float(len(todo))} if cache else {}),
         }
     )
