@@ -202,3 +202,17 @@ def test_resume_ignores_a_checkpoint_whose_save_was_interrupted(tmp_path):
     interrupted.mkdir(parents=True)
     (interrupted / "model.safetensors").write_bytes(b"half")
     assert last_complete_checkpoint(tmp_path) == complete
+
+
+def test_an_attempt_with_nothing_to_resume_from_replaces_the_steps_an_earlier_one_logged(tmp_path):
+    """Attempt 1 logged steps 1-2 and died before its first checkpoint: attempt 2 trains from the start
+    and logs them again, so the old rows go (the soak found them doubled)."""
+    from bertq.worker.context import LocalContext
+    from bertq.worker.training import resume_point
+
+    ctx = LocalContext(workdir=tmp_path, attempt=2)
+    ctx.metrics({"train_loss": 0.69}, step=1)
+    ctx.metrics({"train_loss": 0.68}, step=2)
+    ctx.metrics({"tokens": 100.0})  # not a step's: kept
+    assert resume_point(ctx) is None
+    assert ctx.reported_metrics == [({"tokens": 100.0}, None, None)]

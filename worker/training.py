@@ -233,6 +233,8 @@ def resume_point(ctx: JobContext) -> str | None:
     if stored and (Path(stored) / COMPLETE_MARKER).is_file() and _step(Path(stored)) > _step(checkpoint):
         checkpoint = Path(stored)
     if checkpoint is None:
+        if ctx.attempt > 1:  # an earlier attempt logged steps before its first checkpoint: logged again now
+            forget_metrics_after(ctx, None)
         return None
     ctx.resumed_from(str(checkpoint))
     forget_metrics_after(ctx, checkpoint)
