@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bertq.errors import SpecError
+from bertq.families.classification import learned_nothing
 
 FILTERS = ("device", "task", "precision", "family")
 TIE_BREAK = "lower p95 latency, then smaller weights, then the older job"
@@ -240,7 +241,10 @@ def _fmt(value: float | None) -> str:
 
 
 def _decide_on(scenario: Scenario, pool: list[Candidate], device: str) -> Decision:
-    measured = [c for c in pool if c.value(scenario.metric) is not None]
+    # A classifier no better than always answering the most common label wins nothing, even where its
+    # numbers would (the steadiest across seeds, the fastest): it is listed with a warning instead.
+    useless = [c for c in pool if learned_nothing(c.metrics)]
+    measured = [c for c in pool if c.value(scenario.metric) is not None and c not in useless]
     tasks = [value for c in measured if (value := c.value("task_metric")) is not None]
     best_task = max(tasks) if tasks else None
     qualified: list[tuple[Candidate, dict[str, Any]]] = []
@@ -311,6 +315,10 @@ def _decide_on(scenario: Scenario, pool: list[Candidate], device: str) -> Decisi
             reason = f"no candidate has measured {_words(scenario.metric)}" + (
                 f" and {constraints}" if constraints else ""
             )
+    if useless:
+        reason += (
+            f" ({_count(len(useless), 'candidate')} left out: no better than always answering the most common label)"
+        )
     next_step = None if winner is not None else _next_step(scenario, pool)
     return Decision(
         scenario, device, winner, runner_up, nearest, miss_by, len(ranked), len(pool), reason, tie, next_step

@@ -23,14 +23,17 @@ def _job(bertq, kind: str, spec: dict[str, Any], metrics: dict[str, float], resu
     return job_id
 
 
-def _trained_and_evaluated(bertq, model: str, seed: int, accuracy: float, *, lr: float = 3e-5) -> int:  # type: ignore[no-untyped-def]
+def _trained_and_evaluated(
+    bertq, model: str, seed: int, accuracy: float, *, lr: float = 3e-5, baseline: float = 0.5
+) -> int:  # type: ignore[no-untyped-def]
     spec = {"model": model, "task": "sst2", "train": "/d/train.tsv", "lr": lr, "epochs": 2, "seed": seed, "gpus": 1}
     trained = _job(
         bertq, "finetune", spec, {"eval_accuracy": accuracy}, {"train_runtime_s": 360.0, "train_examples": 800}
     )
     evaluate = {"model": str(trained), "model_job_id": trained, "task": "sst2", "data": "/d/dev.tsv"}
     measured = {"accuracy": accuracy, "size_mb": 90.0, "latency_p95_ms": 20.0 if model == "a" else 15.0,
-                "throughput_per_s": 500.0, "peak_memory_above_runtime_mb": 200.0}  # fmt: skip
+                "throughput_per_s": 500.0, "peak_memory_above_runtime_mb": 200.0,
+                "majority_baseline": baseline}  # fmt: skip
     result = {"device": "cpu", "device_name": "AMD EPYC (2 cores)", "precision": "fp32", "machine_load": 0.5}
     return _job(bertq, "evaluate", evaluate, measured, result)
 
@@ -90,6 +93,25 @@ def test_seeds_merge_ties_regressions_and_costs(bertq):
     assert len(flagged) == 1 and flagged[0].regression["earlier"] == pytest.approx(0.70)
     text = as_table([], again)
     assert any("0.7000" in w and "0.6000" in w for w in warnings(again)) and "regression" in text
+
+
+def test_a_model_at_majority_level_wins_no_scenario(bertq):
+    """Three seeds that all answer the most common label have no spread at all: without this rule the
+    steadiest-across-seeds scenario chose that model (bench/compare_bench.sh, a 3-layer cut MiniLM)."""
+    from bertq.report.candidates import load_candidates
+    from bertq.report.scenarios import Scenario, decide
+
+    for seed in (1, 2, 3):
+        _trained_and_evaluated(bertq, "a", seed, 0.5092, baseline=0.5092)
+    for seed, accuracy in ((1, 0.91), (2, 0.905)):
+        _trained_and_evaluated(bertq, "b", seed, accuracy)
+    with bertq.sessions()() as session:
+        candidates = load_candidates(session)
+    [stable] = decide(Scenario("stable", "task_metric", limits={"max_task_metric_std": 0.01}), candidates)
+    assert stable.winner is not None and stable.winner.model.startswith("b ")
+    assert "1 candidate left out: no better than always answering the most common label" in stable.reason
+    [fastest] = decide(Scenario("fastest", "-latency_p95_ms"), candidates)
+    assert fastest.winner is not None and fastest.winner.model.startswith("b ")  # a is faster, and useless
 
 
 def test_price_tables_are_checked(tmp_path):
