@@ -303,6 +303,13 @@ def sweep_plot(sweep: dict[str, Any], parameter: str) -> str:
     return "\n".join(parts)
 
 
+def _setting_text(setting: Any) -> str:
+    """`lr=0.0001, epochs=2` for a setting's values; empty for none (a plain comparison of models)."""
+    if isinstance(setting, dict):
+        return ", ".join(f"{key}={value}" for key, value in setting.items())
+    return str(setting or "")
+
+
 def _sweeps_html(sweeps: list[dict[str, Any]]) -> str:
     if not sweeps:
         return ""
@@ -312,11 +319,24 @@ def _sweeps_html(sweeps: list[dict[str, Any]]) -> str:
         spread = f" ± {best['std']:.4f}" if best.get("std") is not None else ""
         mean = f"{best['mean']:.4f}" if best.get("mean") is not None else "n/a"
         parameters = sorted({k for row in sweep.get("settings", []) for k in row.get("setting", {})})
+        setting = _setting_text(best.get("setting"))
         parts.append(
             f"<h3>{html.escape(sweep['kind'])} job {sweep['job_id']} ({html.escape(str(sweep.get('task')))}): best "
-            f"{html.escape(str(best.get('model', '')))} {html.escape(str(best.get('setting', '')))} at "
-            f"{html.escape(str(sweep.get('metric')))} {mean}{spread}</h3><div class='plots'>"
+            f"{html.escape(str(best.get('model', '')))}{' (' + html.escape(setting) + ')' if setting else ''} at "
+            f"{html.escape(str(sweep.get('metric')))} {mean}{spread}</h3>"
         )
+        if not parameters:  # a comparison of models alone: nothing to plot against, so each one's numbers
+            rows = "".join(
+                f"<tr><td>{html.escape(str(row.get('model', '')))}</td><td>{row['mean']:.4f}"
+                f"{' ± ' + format(row['std'], '.4f') if row.get('std') is not None else ''}</td>"
+                f"<td>{row.get('seeds', '')}</td></tr>"
+                for row in sweep.get("settings", [])
+                if row.get("mean") is not None
+            )
+            parts.append(
+                f"<table><tr><th>model</th><th>{html.escape(str(sweep.get('metric')))}</th><th>seeds</th></tr>{rows}</table>"
+            )
+        parts.append("<div class='plots'>")
         for parameter in parameters:
             caption = "learning curve" if parameter == "train_limit" else f"{sweep.get('metric')} against {parameter}"
             parts.append(

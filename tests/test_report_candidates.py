@@ -141,3 +141,13 @@ def test_the_html_report_draws_each_sweep_and_the_learning_curve():
     assert "learning curve" in page and "accuracy against lr" in page
     assert page.count("<title>m: ") == 8  # every seed of every setting, in both plots
     assert "mean across seeds" in page and "best m" in page and "0.8550 ± 0.0071" in page
+    assert "(lr=1e-05, train_limit=800)" in page  # the best setting as its values, not a dict
+
+    # A comparison of models alone has nothing to plot against: each model's mean ± std in a table.
+    models = [{"model": m, "setting": {}, "seed": s, "finetune": j, "evaluate": []}
+              for j, (m, s) in enumerate([("a", 1), ("a", 2), ("b", 1), ("b", 2)])]  # fmt: skip
+    compare = {"job_id": 10, "kind": "compare", "task": "sst2", "metric": "accuracy",
+               **summarise(models, {0: 0.80, 1: 0.82, 2: 0.76, 3: 0.77})}  # fmt: skip
+    page = as_html([], [], [compare])
+    assert "{}" not in page and "best a at accuracy 0.8100 ± 0.0141" in page
+    assert "<td>b</td><td>0.7650 ± 0.0071</td><td>2</td>" in page
