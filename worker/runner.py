@@ -32,7 +32,7 @@ from bertq.errors import AttemptSuperseded, BertqError, Preempted
 from bertq.jobkinds import job_kind
 from bertq.sharding import Shard
 from bertq.worker import data_parallel, faults, loading
-from bertq.worker.context import JobContext, ShardRecord, adopt, job_log
+from bertq.worker.context import JobContext, ShardRecord, adopt, job_log, release_memory
 
 log = logging.getLogger("bertq.worker")
 
@@ -286,6 +286,7 @@ def run_job(job_id: int, *, hostname: str, settings: Settings | None = None) -> 
             return _run_claimed(ctx, factory, worker)
     finally:
         _publish_log(ctx)
+        release_memory()
 
 
 def describe_outcome(job_id: int, outcome: str, settings: Settings | None = None) -> dict[str, Any]:
