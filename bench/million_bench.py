@@ -7,7 +7,8 @@ One worker (embedded Redis, SQLite, a fresh BERTQ_HOME, concurrency 1), MiniLM w
 records per shard. Each size is the Reddit comments of ../shared/data/corpus repeated with a per-copy
 suffix (" #2", " #3", ...) so that every text differs. For each run it prints the job's wall time
 (created -> finished), lines/s, the peak RSS of the planning job and of the largest shard job (each
-job's own VmHWM, reset when it starts), the worker's main process's peak RSS (sampled every second),
+job's own VmHWM, reset when it starts) and how far that rose above the pool process's size at the
+job's start, the worker's main process's peak RSS (sampled every second),
 and how long `bertq submit` took (it does not read the corpus). Then the ratios the issue asks for:
 throughput per line of the largest run against the first, and peak RSS against the 100k run.
 """
@@ -107,6 +108,11 @@ def main() -> None:
             children = [show(child["id"]) for child in view["children"]]
             plan = [c["metrics"].get("peak_rss_mb", 0.0) for c in children if c["kind"] == "infer_plan"]
             shards = [c["metrics"].get("peak_rss_mb", 0.0) for c in children if c["kind"] == "infer_shard"]
+            grown = {  # each step's own growth: its peak above the pool process's size when it started
+                kind: max((c["metrics"].get("peak_rss_mb", 0.0) - c["metrics"].get("rss_at_start_mb", 0.0)
+                           for c in children if c["kind"] == kind), default=0.0)
+                for kind in ("infer_plan", "infer_shard")
+            }  # fmt: skip
             row = {
                 "lines": size,
                 "seconds": seconds,
@@ -115,18 +121,23 @@ def main() -> None:
                 "plan_mb": max(plan, default=0.0),
                 "shard_mb": max(shards, default=0.0),
                 "main_mb": main_peak["mb"],
+                "plan_grown_mb": grown["infer_plan"],
+                "shard_grown_mb": grown["infer_shard"],
                 "submit_s": submit_s,
             }
             rows.append(row)
             print(f"{size} lines: {seconds:.0f} s, {row['per_s']:.0f} lines/s, {len(shards)} shards; peak RSS: "
                   f"planner {row['plan_mb']:.0f} MB, largest shard {row['shard_mb']:.0f} MB, worker main "
-                  f"{row['main_mb']:.0f} MB; submit took {submit_s:.2f} s", flush=True)  # fmt: skip
+                  f"{row['main_mb']:.0f} MB; above the pool process's size at the step's start: planner "
+                  f"{row['plan_grown_mb']:.0f} MB, largest shard {row['shard_grown_mb']:.0f} MB; submit took "
+                  f"{submit_s:.2f} s", flush=True)  # fmt: skip
             os.remove(corpus)
         first, last = rows[0], rows[-1]
         hundred = next((r for r in rows if r["lines"] == 100_000), None)
         print(f"throughput per line, {last['lines']} vs {first['lines']} lines: {last['per_s'] / first['per_s']:.3f}")
         if hundred is not None and last is not hundred:
-            for key, name in (("plan_mb", "planner"), ("shard_mb", "largest shard"), ("main_mb", "worker main")):
+            for key, name in (("plan_mb", "planner"), ("shard_mb", "largest shard"), ("main_mb", "worker main"),
+                              ("plan_grown_mb", "planner's own growth"), ("shard_grown_mb", "largest shard's own growth")):  # fmt: skip
                 print(f"peak RSS of the {name}, {last['lines']} vs 100000 lines: {last[key] / hundred[key]:.3f}")
     finally:
         sampling.set()

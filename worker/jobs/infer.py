@@ -176,11 +176,12 @@ def run_infer_plan(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, An
         raise BertqError("an infer_plan job needs parent_job_id (set when the bulk job is submitted)")
     started = time.monotonic()
     reset_peak_memory()
+    at_start = memory_mb("VmRSS")
     shards = plan_shards(spec)
     records = sum(s.records for s in shards)
     ctx.log.info("planned %d records in %d shards in %.1fs", records, len(shards), time.monotonic() - started)
     ctx.add_shards(spec.parent_job_id, shards)
-    ctx.metrics({"peak_rss_mb": round(memory_mb("VmHWM"), 1)})
+    ctx.metrics({"peak_rss_mb": round(memory_mb("VmHWM"), 1), "rss_at_start_mb": round(at_start, 1)})
     return {"records": records, "shards": len(shards), "inputs": len(spec.inputs)}
 
 
@@ -191,6 +192,7 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
     shard = sharding.Shard(**spec.shard)
     parent = spec.parent_job_id
     reset_peak_memory()
+    at_start = memory_mb("VmRSS")
     device = best_device() if spec.device in ("cuda", "auto") else "cpu"  # auto: what this worker has
     # A job's checkpoint through the context: from the artifact store, its sha256 is checked.
     location = (ctx.checkpoint_of(spec.model_job_id) if spec.model_job_id else None) or spec.model_location
@@ -298,6 +300,7 @@ def run_infer_shard(spec_values: dict[str, Any], ctx: JobContext) -> dict[str, A
             "tokens": float(predictor.tokens),
             "padded_tokens": float(predictor.padded_tokens),
             "peak_rss_mb": round(memory_mb("VmHWM"), 1),
+            "rss_at_start_mb": round(at_start, 1),
             **({"cache_hits": float(len(hits)), "cache_misses": float(len(todo))} if cache else {}),
         }
     )
