@@ -66,6 +66,7 @@ print(json.dumps({"seconds": time.perf_counter() - started}))
 
 def run(database: str, workers: int, jobs: int, model: Path, data: Path, root: Path) -> dict[str, float]:
     home = Path(tempfile.mkdtemp(prefix=f"load-{database}-{workers}-", dir=root))
+    os.chmod(home, 0o755)  # the postgres user reaches its cluster folder through it
     env = {k: v for k, v in os.environ.items() if not k.startswith("BERTQ_")}
     env.update(BERTQ_HOME=str(home), BERTQ_ALLOWED_ROOTS=f"{root}", HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
     stop_postgres: list[str] = []

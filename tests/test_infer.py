@@ -321,11 +321,32 @@ def test_a_texts_scores_do_not_depend_on_the_texts_run_with_it(tiny_classifier, 
     from bertq.worker.predict import load_predictor
 
     texts = [text for text, _ in make_examples(120, seed=4)]
-    predictor = load_predictor(str(tiny_classifier), "embed", device="cpu", precision=precision)
+    predictor = load_predictor(str(tiny_classifier), "embed", device="cpu", precision=precision, batch_invariant=True)
     everything = predictor.predict(texts)
     some = list(range(0, len(texts), 7))
     assert predictor.predict([texts[i] for i in some]) == [everything[i] for i in some]
     assert [predictor.predict([texts[i]])[0] for i in (3, 50)] == [everything[3], everything[50]]
+
+
+def test_outside_bulk_inference_a_single_input_runs_alone(tiny_classifier):
+    """Evaluation times batch-1 latency through `run_model`: no repeated rows, no padding beyond it."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from bertq.worker.inference import run_model
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_classifier).eval()
+    shapes = []
+    model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    run_model(model, {"input_ids": [[2, 7, 9, 3]], "attention_mask": [[1, 1, 1, 1]]}, pad_id=0, device="cpu")
+    features = {
+        "input_ids": [[2] + [7] * n + [3] for n in (40, 35)],
+        "attention_mask": [[1] * (n + 2) for n in (40, 35)],
+    }
+    run_model(model, features, pad_id=0, device="cpu")
+    assert shapes == [(1, 4), (2, 42)] and torch.is_grad_enabled()
 
 
 def test_each_schedule_slot_fires_once_even_with_two_beats(bertq_any_db, tiny_classifier, corpus, tmp_path):

@@ -87,9 +87,9 @@ def autocast(precision: str, device: str) -> contextlib.AbstractContextManager:
 
 
 MIN_BATCH_ROWS = 8
-"""A smaller batch is run with its last row repeated up to this many (the copies' outputs dropped):
-fp32 matrix kernels on this CPU chose another summation order below about 8 rows, so one text's
-scores changed in the 8th digit with the batch it shared (NOTES: batch invariance)."""
+"""Batch-invariant runs: a smaller batch is run with its last row repeated up to this many (the
+copies' outputs dropped): fp32 matrix kernels on this CPU chose another summation order below about
+8 rows, so one text's scores changed in the 8th digit with the batch it shared."""
 
 
 def padded_length(length: int, cap: int) -> int:
@@ -109,22 +109,25 @@ def padded_length(length: int, cap: int) -> int:
 def length_sorted_batches(
     lengths: Sequence[int], *, batch_size: int, max_tokens: int | None = None, cap: int | None = None
 ) -> Iterator[list[int]]:
-    """Indices grouped into batches of one `padded_length` each, longest first (memory peaks early).
+    """Indices grouped into batches of similar length, longest first (so memory peaks early).
 
-    A batch also closes at `batch_size` inputs, or when it would exceed `max_tokens` tokens."""
-    cap = cap or max(lengths, default=0)
+    A batch closes at `batch_size` inputs, or when padding it to its longest would exceed `max_tokens`
+    tokens. With `cap` (batch-invariant runs), a batch also holds a single `padded_length` under it."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batch: list[int] = []
     width = 0
     for index in order:
-        padded = padded_length(lengths[index], cap)
-        if batch and (
-            len(batch) >= batch_size or padded != width or (max_tokens and padded * (len(batch) + 1) > max_tokens)
+        padded = padded_length(lengths[index], cap) if cap else lengths[index]
+        if not batch:
+            width = padded
+        elif (
+            len(batch) >= batch_size
+            or (cap and padded != width)
+            or (max_tokens and width * (len(batch) + 1) > max_tokens)
         ):
             yield batch
-            batch = []
+            batch, width = [], padded
         batch.append(index)
-        width = padded
     if batch:
         yield batch
 
@@ -240,17 +243,22 @@ def run_batches(
     """The batch loop: inputs in length-sorted batches under `inference_mode` and the precision,
     `consume(positions, output, batch)` after each; an out-of-memory error re-plans what is left at
     half the tokens. Positions index `lengths` (and `indices`, which maps them to rows of `features`;
-    the identity when None). Inputs are padded to `padded_length` under `length_cap` (the longest
-    input the model takes; the longest here when None)."""
-    cap = length_cap or max(lengths, default=0)
+    the identity when None).
+
+    With `length_cap` (the longest input the model takes), the run is batch-invariant: each input is
+    padded to its `padded_length`, a batch holds one such length and at least MIN_BATCH_ROWS rows,
+    so an input's outputs do not depend on the others run with it (bulk inference, whose result
+    cache must write what a full run would). Without it, each batch is padded to its own longest
+    and holds only its inputs: what evaluation's batch-1 latency must time."""
+    cap = length_cap
     pending = deque(length_sorted_batches(lengths, batch_size=batch_size, max_tokens=max_tokens, cap=cap))
     inputs = model_inputs(model)
-    fill = True
+    fill = cap is not None
     with torch.inference_mode(), autocast(precision, device):
         while pending:
             positions = pending.popleft()
             rows = positions if indices is None else [indices[p] for p in positions]
-            width = padded_length(lengths[positions[0]], cap)
+            width = padded_length(lengths[positions[0]], cap) if cap else 0
             filled = _fill_rows(rows, width, max_tokens) if fill else rows
             try:
                 batch = collate(features, filled, pad_id=pad_id, device=device, inputs=inputs, pad_to=width)

@@ -65,6 +65,10 @@ class Predictor:
     BERTQ_TOKENIZE_AHEAD (1 or 0) if set, else on a GPU only. On this 2-core CPU the thread took
     cores from the model (bench/tokenize_bench.py: 242/s ahead against 265/s inline, median of 4
     alternating rounds); on a GPU the model runs on the device while the CPU tokenises."""
+    batch_invariant: bool = False
+    """Pad each input to a length of its own and batch by it (`run_batches` with a length cap), so a
+    text's outputs do not depend on the texts run with it. Bulk inference sets it: a result-cache
+    run of the misses alone must write what a full run writes."""
     tokens: int = 0
     """Real (not padding) tokens run so far."""
     padded_tokens: int = 0
@@ -222,7 +226,10 @@ class Predictor:
         def consume_and_count(indices: list[int], output: Any, batch: dict[str, torch.Tensor]) -> None:
             consume(indices, output, batch)
             self.tokens += sum(lengths[i] for i in indices)
-            self.padded_tokens += len(indices) * padded_length(max(lengths[i] for i in indices), self.max_length)
+            longest = max(lengths[i] for i in indices)
+            self.padded_tokens += len(indices) * (
+                padded_length(longest, self.max_length) if self.batch_invariant else longest
+            )
             if on_batch is not None:
                 on_batch(len(indices))
 
@@ -236,7 +243,7 @@ class Predictor:
             precision=self.precision,
             batch_size=self.batch_size_cap,
             max_tokens=token_budget,
-            length_cap=self.max_length,
+            length_cap=self.max_length if self.batch_invariant else None,
         )
 
     # -- per-task results -------------------------------------------------------------------

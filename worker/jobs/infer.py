@@ -51,6 +51,7 @@ def _predictor_options(spec: InferSpec) -> dict[str, Any]:
         normalize=spec.normalize,
         labels=spec.labels,
         question=spec.question,
+        batch_invariant=True,  # a cached result and a computed one are the same bytes
     )
 
 
