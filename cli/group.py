@@ -12,7 +12,8 @@ from bertq.errors import BertqError
 
 
 class BertqGroup(click.Group):
-    """Turns bertq's own errors into a clear message and exit status 2, without a traceback."""
+    """Turns bertq's own errors into a clear message and exit status 2, and a database that cannot be
+    reached into one with exit status 3, without a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -23,6 +24,19 @@ class BertqGroup(click.Group):
                 message = "the request has problems; nothing was enqueued:\n" + message
             click.echo(f"error: {message}", err=True)
             sys.exit(2)
+        except Exception as error:
+            if type(error).__name__ != "OperationalError" or not type(error).__module__.startswith("sqlalchemy"):
+                raise
+            from bertq.config import load_settings, mask_password
+
+            cause = str(getattr(error, "orig", error)).strip().splitlines()[0]
+            click.echo(
+                f"error: the database {mask_password(load_settings().database_url)} cannot be used: {cause}. "
+                "Start it (or wait for it to come back), or point BERTQ_DATABASE_URL at one that runs; "
+                "this command did not run.",
+                err=True,
+            )
+            sys.exit(3)
 
 
 @click.group(cls=BertqGroup)

@@ -57,6 +57,20 @@ def test_cli_commands_never_import_torch_or_transformers(bertq, tiny_model, tiny
         assert _heavy_modules(bertq, *args) == "", args
 
 
+def test_a_database_that_cannot_be_reached_is_one_clear_line(bertq):
+    """The soak caught `bertq jobs` printing a psycopg traceback while PostgreSQL restarted."""
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bertq.env["BERTQ_DATABASE_URL"] = f"postgresql+psycopg://bertq:secret@127.0.0.1:{port}/bertq"
+    result = bertq.run("jobs")
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    assert f"the database postgresql+psycopg://bertq:***@127.0.0.1:{port}/bertq cannot be used" in result.stderr
+    assert "Connection refused" in result.stderr and "BERTQ_DATABASE_URL" in result.stderr
+
+
 def test_config_json_masks_passwords(bertq):
     env = dict(
         bertq.env,
