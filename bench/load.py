@@ -36,7 +36,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-def start_postgres(folder: Path) -> tuple[str, list[str]]:
+def start_postgres(folder: Path) -> tuple[str, list[str], list[str]]:
+    """A throwaway cluster in `folder`: its URL, the command that stops it and the one that starts it
+    again on the same port and socket folder."""
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     folder.mkdir(parents=True)
     if os.geteuid() == 0:
@@ -45,9 +47,9 @@ def start_postgres(folder: Path) -> tuple[str, list[str]]:
     subprocess.run([*as_postgres, "initdb", "-D", str(folder / "data"), "-A", "trust", "-U", "postgres"],
                    check=True, capture_output=True)  # fmt: skip
     pg_ctl = [*as_postgres, "pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "log"), "-w"]
-    subprocess.run([*pg_ctl, "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200",
-                    "start"], check=True, capture_output=True)  # fmt: skip
-    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", [*pg_ctl, "-m", "fast", "stop"]
+    start = [*pg_ctl, "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200", "start"]
+    subprocess.run(start, check=True, capture_output=True)
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", [*pg_ctl, "-m", "fast", "stop"], start
 
 
 SUBMIT = """
@@ -71,7 +73,7 @@ def run(database: str, workers: int, jobs: int, model: Path, data: Path, root: P
     env.update(BERTQ_HOME=str(home), BERTQ_ALLOWED_ROOTS=f"{root}", HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
     stop_postgres: list[str] = []
     if database == "postgres":
-        url, stop_postgres = start_postgres(home / "pg")
+        url, stop_postgres, _ = start_postgres(home / "pg")
         env["BERTQ_DATABASE_URL"] = url
     bertq = [PYTHON, "-m", "bertq.cli"]
     subprocess.run([*bertq, "db", "upgrade"], env=env, check=True, capture_output=True)

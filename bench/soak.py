@@ -85,14 +85,14 @@ class Soak:
             HF_HUB_OFFLINE="1",
             TRANSFORMERS_VERBOSITY="error",
         )
-        self.pg_ctl: list[str] = []
+        self.pg_stop: list[str] = []
+        self.pg_start: list[str] = []
         if args.database == "postgres":
             sys.path.insert(0, str(BENCH))
             from load import start_postgres  # bench/load.py: a throwaway cluster, fsync on
 
-            url, stop = start_postgres(self.root / "pg")
+            url, self.pg_stop, self.pg_start = start_postgres(self.root / "pg")
             self.env["BERTQ_DATABASE_URL"] = url
-            self.pg_ctl = stop[: stop.index("-m")]  # pg_ctl -D ... -l ... -w
         self.workers: dict[int, subprocess.Popen | None] = {}
         self.processes: list[subprocess.Popen] = []
         self.faults: collections.Counter[str] = collections.Counter()
@@ -261,10 +261,10 @@ class Soak:
         redis.Redis.from_url(broker_url(self.settings)).delete("cpu")
 
     def restart_database(self) -> None:
-        if self.pg_ctl:
-            subprocess.run([*self.pg_ctl, "-m", "fast", "stop"], check=True, capture_output=True)
+        if self.pg_stop:
+            subprocess.run(self.pg_stop, check=True, capture_output=True)
             time.sleep(3)
-            subprocess.run([*self.pg_ctl, "start"], check=True, capture_output=True)
+            subprocess.run(self.pg_start, check=True, capture_output=True)  # the same port and socket folder
             return
         holder = subprocess.Popen([PYTHON, "-c", (
             "import sqlite3, sys, time\n"
@@ -295,8 +295,8 @@ class Soak:
         from bertq.broker import ensure_embedded_redis
 
         ensure_embedded_redis(self.settings)  # every fault given back
-        if self.pg_ctl:
-            subprocess.run([*self.pg_ctl, "start"], capture_output=True)  # refused when already running
+        if self.pg_start:
+            subprocess.run(self.pg_start, capture_output=True)  # refused when already running
         for index, process in list(self.workers.items()):
             if process is None or process.poll() is not None:
                 self.start_worker(index)
@@ -399,8 +399,8 @@ class Soak:
         from bertq.broker import stop_embedded_redis
 
         stop_embedded_redis(self.settings)
-        if self.pg_ctl:
-            subprocess.run([*self.pg_ctl, "-m", "fast", "stop"], capture_output=True)
+        if self.pg_stop:
+            subprocess.run(self.pg_stop, capture_output=True)
         if self.small_disk:
             subprocess.run(["umount", "-l", str(self.disk)], capture_output=True)
 

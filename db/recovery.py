@@ -39,9 +39,17 @@ def reap_expired_leases(settings: Settings) -> list[int]:
     return [job.id for job in requeued]
 
 
-def _ids_in_broker(settings: Settings) -> set[int]:
-    """Job ids of every message Redis holds: waiting in a queue list, or delivered but unacknowledged."""
+UNACKED_STALE_SECONDS = 60.0
+"""A delivery unacknowledged this long whose job is still QUEUED has no live consumer: a worker claims
+its job within moments of receiving it (one message a process at a time), so the consumer died (a
+SIGKILLed worker's delivery stays in Redis until the visibility timeout, an hour by default)."""
+
+
+def _ids_in_broker(settings: Settings, *, stale_after: float = UNACKED_STALE_SECONDS) -> set[int]:
+    """Job ids of every message Redis holds: waiting in a queue list, or delivered but unacknowledged
+    less than `stale_after` seconds ago (an older delivery of a job still QUEUED is a dead consumer's)."""
     import json
+    import time
 
     import redis
 
@@ -54,7 +62,11 @@ def _ids_in_broker(settings: Settings) -> set[int]:
         if kind == b"list":
             payloads += client.lrange(key, 0, -1)
         elif kind == b"hash" and key == b"unacked":
-            values: list[bytes] = list(client.hvals(key))  # type: ignore[arg-type]
+            scores: Any = client.zrange("unacked_index", 0, -1, withscores=True)
+            delivered = dict(scores)  # delivery tag -> when it was delivered
+            oldest = time.time() - stale_after
+            unacked: dict[bytes, bytes] = client.hgetall(key)  # type: ignore[assignment]
+            values = [v for tag, v in unacked.items() if delivered.get(tag, time.time()) >= oldest]
             payloads += [json.loads(v)[0] if v.startswith(b"[") else v for v in values]
     ids: set[int] = set()
     for payload in payloads:

@@ -214,6 +214,30 @@ def test_messages_lost_by_redis_are_sent_again_by_reconcile_and_run_once(bertq_a
         _stop(beat)
 
 
+def test_a_dead_consumers_delivery_does_not_hide_a_queued_job_from_reconcile(bertq, tiny_model, tiny_data):
+    """A SIGKILLed worker's delivery stays in Redis's `unacked` hash for the visibility timeout (an
+    hour): counted as present, its QUEUED job waited that hour (the soak found one). A delivery that
+    old whose job is still QUEUED is now resent; a fresh one still counts."""
+    import json
+    import time
+
+    import redis
+
+    from bertq.broker import broker_url
+
+    job = _submit_finetune(bertq, tiny_model, tiny_data, "--epochs", "1")
+    client = redis.Redis.from_url(broker_url(bertq.settings()))
+    [queue] = [key for key in client.scan_iter() if client.type(key) == b"list" and client.llen(key)]
+    payload = client.rpop(queue)  # what a consumer receives, as kombu's Redis transport keeps it
+    client.hset("unacked", "tag-1", json.dumps([json.loads(payload), "cpu", "cpu"]))
+    client.zadd("unacked_index", {"tag-1": time.time()})
+    live = bertq.run("reconcile", "--older-than", "0", check=True).stdout
+    assert "every queued job has its message" in live  # a delivery a moment old: its consumer is at work
+    client.zadd("unacked_index", {"tag-1": time.time() - 3600})  # delivered an hour ago, never claimed
+    assert f"sent again: [{job}]" in bertq.run("reconcile", "--older-than", "0", check=True).stdout
+    assert sum(client.llen(key) for key in client.scan_iter() if client.type(key) == b"list") == 1  # sent again
+
+
 def test_redis_killed_with_clients_connected_comes_back_on_its_port(bertq):
     """Workers know the broker's port only: a restart that moved it (the killed server's connections
     sit in TIME_WAIT on that port) stranded every worker. The soak (bench/soak.sh) found this."""
