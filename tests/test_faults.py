@@ -114,6 +114,7 @@ def test_a_job_that_kills_its_worker_every_time_fails_after_its_attempts_and_the
         _stop(beat)
 
 
+@POSTGRES_ONLY
 def test_a_frozen_stale_attempt_cannot_write_once_another_took_over(bertq_any_db, tiny_model, tiny_data):
     bertq = bertq_any_db
     bertq.env.update(SLOW_STEPS)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_gpu_check_runs_in_its_cpu_dry_mode_and_prints_its_table():
     env = {k: v for k, v in os.environ.items() if not k.startswith("BERTQ_")}
     done = subprocess.run(
-        ["bash", str(ROOT / "bench" / "gpu_check.sh"), "--dry", "--sentences", "600"],
+        ["bash", str(ROOT / "bench" / "gpu_check.sh"), "--dry", "--sentences", "300"],
         env=env,
         capture_output=True,
         text=True,
@@ -26,4 +26,4 @@ def test_the_gpu_check_runs_in_its_cpu_dry_mode_and_prints_its_table():
     assert [row.split(" | ")[0].strip("| ") for row in table[1:]] == [
         "device", "fine-tune", "evaluate fp32", "evaluate fp16", "evaluate bf16", "bulk classify", "distil",
     ]  # fmt: skip
-    assert "600 sentences" in done.stdout and "padding efficiency" in done.stdout
+    assert "300 sentences" in done.stdout and "padding efficiency" in done.stdout
