@@ -61,7 +61,10 @@ FAULT_WORDS = (
 class Soak:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.random = random.Random(args.seed)
+        # One stream each, so that the jobs submitted, in order, depend on the seed alone, not on timing.
+        self.kinds = random.Random(args.seed)
+        self.random = random.Random(args.seed + 1)  # the faults
+        self.pauses = random.Random(args.seed + 2)
         self.root = Path(tempfile.mkdtemp(prefix="bertq-soak-"))
         os.chmod(self.root, 0o755)
         self.disk = self.root / "disk"
@@ -158,7 +161,7 @@ class Soak:
     # -- the workload ---------------------------------------------------------------------
 
     def submit_one(self) -> None:
-        kind = self.random.choices(["finetune", "distill", "infer", "evaluate"], weights=[3, 1, 2, 2])[0]
+        kind = self.kinds.choices(["finetune", "distill", "infer", "evaluate"], weights=[3, 1, 2, 2])[0]
         common = ["--task", "sst2", "--train", str(self.train), "--eval", str(self.dev), "--max-length", "32",
                   "--batch-size", "16", "--queue", "cpu"]  # fmt: skip
         if kind == "finetune":
@@ -210,7 +213,7 @@ class Soak:
         while not self.stop.is_set():
             if self.unfinished() < self.args.in_flight:
                 self.submit_one()
-            self.stop.wait(self.random.uniform(1, 4))
+            self.stop.wait(self.pauses.uniform(1, 4))
 
     # -- the faults -----------------------------------------------------------------------
 
