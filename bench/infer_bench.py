@@ -91,8 +91,13 @@ def main() -> None:
             else prepare_model(fresh, precision=precision, device=args.device)
         )  # the model's own layers
         name = f"(c) bertq infer path, {precision}" if serving_layers else f"    same, {precision}, plain layers"
-        predictors[name] = Predictor(
-            task="classify", model=served, tokenizer=tokenizer, device=args.device, precision=precision
+        predictors[name] = Predictor(  # batch-invariant, as bulk inference jobs run it
+            task="classify",
+            model=served,
+            tokenizer=tokenizer,
+            device=args.device,
+            precision=precision,
+            batch_invariant=True,
         )
         predictors[name].predict(texts[:256])  # warm-up
 
