@@ -250,10 +250,10 @@ def run_batches(
     so an input's outputs do not depend on the others run with it (bulk inference, whose result
     cache must write what a full run would). Without it, each batch is padded to its own longest
     and holds only its inputs: what evaluation's batch-1 latency must time."""
-    cap = length_cap
+    cap = length_cap  # None: batches padded to their longest, nothing repeated
     pending = deque(length_sorted_batches(lengths, batch_size=batch_size, max_tokens=max_tokens, cap=cap))
     inputs = model_inputs(model)
-    fill = cap is not None
+    fill = cap is not None  # until an out-of-memory error: no repeated rows after that
     with torch.inference_mode(), autocast(precision, device):
         while pending:
             positions = pending.popleft()
