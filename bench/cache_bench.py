@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+
+import minilm_worker
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BERTQ = [sys.executable, "-m", "bertq.cli"]
@@ -54,23 +54,7 @@ def main() -> None:
     edited = {i: f"{texts[i]} (edited)" for i in range(0, len(texts), 100)}  # 1%
     night2 = [edited.get(i, text) for i, text in enumerate(texts)] + new[: len(texts) // 20]  # + 5%
 
-    root = Path(tempfile.mkdtemp(prefix="bertq-cache-bench-"))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("BERTQ_")},
-        "BERTQ_HOME": str(root / "home"),
-        "BERTQ_ALLOWED_ROOTS": str(root),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_VERBOSITY": "error",
-    }
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from bertq.models import minilm_folder
-
-    model = root / "minilm-cls"
-    AutoModelForSequenceClassification.from_pretrained(minilm_folder(), num_labels=2).save_pretrained(model)
-    AutoTokenizer.from_pretrained(minilm_folder()).save_pretrained(model)
-    worker = subprocess.Popen([*BERTQ, "worker", "--concurrency", "1"], env=env, stdout=open(root / "worker.log", "w"),  # noqa: SIM115
-                              stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    root, env, model, worker = minilm_worker.start("bertq-cache-bench-")
 
     def run(lines: list[str], name: str, *flags: str) -> tuple[float, dict]:
         corpus = root / name / "comments.txt"
