@@ -18,6 +18,14 @@ from bertq.jobkinds import JOB_KINDS
 JOB_SORTS = ("newest", "oldest", "priority", "status")
 """`bertq jobs --sort` (db.jobs.JOB_SORTS maps each to columns)."""
 
+STRANDED_CHECK_SECONDS = 5.0
+"""`bertq wait` on a queued job: how often it asks whether a live worker consumes the job's queue."""
+
+
+def no_live_worker(queue: str) -> str:
+    """What `jobs`, `show` and `wait` say of a queued job whose queue no live worker consumes."""
+    return f"no live worker consumes queue {queue!r}: start one with `bertq worker --queues {queue}`"
+
 
 @cli.command()
 @click.option(
@@ -92,7 +100,7 @@ def jobs(status: str | None, kind: str | None, sort: str, limit: int, only_orpha
             )
         )
         for queue in sorted(set(unserved.values())):
-            click.echo(f"* no live worker consumes queue {queue!r}: start one with `bertq worker --queues {queue}`")
+            click.echo(f"* {no_live_worker(queue)}")
         if any(learned_nothing(latest_metrics(j)) for j in rows):
             click.echo("! no better than always answering the most common label: `bertq show ID` says more")
 
@@ -115,9 +123,7 @@ def show(job_id: int, as_json: bool) -> None:
         return
     click.echo(line)
     if view["no_live_worker"]:
-        click.echo(
-            f"no live worker consumes queue {view['queue']!r}: start one with `bertq worker --queues {view['queue']}`"
-        )
+        click.echo(no_live_worker(view["queue"]))
     click.echo(
         f"kind {view['kind']}, model {view['model']}, queue {view['queue']}, attempts {view['attempts']}/{view['max_attempts']}"
     )
@@ -162,17 +168,28 @@ def wait_for(job_id: int, *, timeout: float | None = None, quiet: bool = False) 
     from bertq.cli.render import progress_line
     from bertq.db.engine import sessions
     from bertq.db.models import FINISHED, JobStatus
+    from bertq.db.workers import live_queues
 
     factory = sessions()
     deadline = time.monotonic() + timeout if timeout else None
     interactive = sys.stderr.isatty()
     last = ""
+    stranded = ""  # the queue no live worker consumes, once said
+    checked = 0.0
     while True:
         with factory() as session:
             job = get_job(session, job_id)
             line = progress_line(job)
             status = JobStatus(job.status)
             error = job.error
+            queue = job.queue
+            if status == JobStatus.QUEUED and time.monotonic() - checked > STRANDED_CHECK_SECONDS:
+                checked = time.monotonic()
+                unserved = queue not in live_queues(session)
+                if unserved and stranded != queue and not quiet:
+                    click.echo(("\n" if interactive and last else "") + no_live_worker(queue), err=True)
+                    last = ""  # the progress line again, below the message
+                stranded = queue if unserved else ""
         if not quiet and line != last:
             click.echo(("\r" + line.ljust(len(last))) if interactive else line, err=True, nl=not interactive)
             last = line
@@ -183,7 +200,8 @@ def wait_for(job_id: int, *, timeout: float | None = None, quiet: bool = False) 
                 click.echo(f"error: {error}", err=True)
             return 0 if status == JobStatus.SUCCEEDED else 1
         if deadline and time.monotonic() > deadline:
-            click.echo(f"timed out waiting for job {job_id} ({status})", err=True)
+            reason = f"; {no_live_worker(stranded)}" if stranded else ""
+            click.echo(f"timed out waiting for job {job_id} ({status}){reason}", err=True)
             return 3
         time.sleep(0.5)
 

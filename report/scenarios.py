@@ -300,10 +300,7 @@ def _decide_on(scenario: Scenario, pool: list[Candidate], device: str) -> Decisi
     elif nearest is not None:
         reason = (
             f"no candidate meets {constraints}; nearest miss {nearest.model} ({nearest.precision}) by "
-            + ", ".join(
-                f"{_with_unit(k[4:], v)} of {_words(k[4:])}" if k.startswith(("max_", "min_")) else f"{k} {v:g}"
-                for k, v in miss_by.items()
-            )
+            + ", ".join(_miss(k[4:], v) if k.startswith(("max_", "min_")) else f"{k} {v:g}" for k, v in miss_by.items())
         )
     else:
         lacking = [k[4:] for k in scenario.limits if measured and all(c.value(k[4:]) is None for c in measured)]
@@ -342,6 +339,9 @@ UNITS = {
 }
 """Plain words and units for metric names in reasons."""
 
+COUNTED = {"train_examples", "languages"}
+"""Metrics that count things: a miss by them reads as a number of those things."""
+
 
 LACKING = {
     "domain_pretrained": "was fine-tuned from a domain pre-training (pretrain) job's model",
@@ -359,6 +359,13 @@ def _words(metric: str) -> str:
 def _with_unit(metric: str, value: float | None) -> str:
     unit = UNITS.get(metric, ("", ""))[1]
     return f"{_fmt(value)} {unit}".rstrip()
+
+
+def _miss(metric: str, gap: float) -> str:
+    """How far a candidate misses a bound: "19.57 MB of weights", "3,001 training examples"."""
+    if metric in COUNTED:
+        return f"{gap:,.0f} {_words(metric)}"
+    return f"{_with_unit(metric, gap)} of {_words(metric)}"
 
 
 def _fmt_spread(candidate: Candidate, metric: str) -> str:

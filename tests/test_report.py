@@ -46,7 +46,12 @@ def test_constraints_and_the_nearest_miss_when_nothing_qualifies():
     [decision] = decide(scenario, [cand(1, 0.95, 180, 90), cand(2, 0.91, 120, 60), cand(3, 0.80, 300, 20)])
     assert decision.winner is None and decision.runner_up is None
     assert decision.nearest_miss.job_id == 2 and decision.miss_by == {"max_latency_p95_ms": 20.0}
-    assert "nearest miss model-2" in decision.reason and "20" in decision.reason
+    assert "nearest miss model-2 (fp32) by 20 ms of p95 latency" in decision.reason
+    few = Scenario("few labels", "task_metric", limits={"max_train_examples": 999})
+    trained = cand(4, 0.9, 50, 50)
+    trained.metrics["train_examples"] = 4000
+    [counted] = decide(few, [trained])
+    assert counted.reason.endswith("by 3,001 training examples")  # a count, not "3001 of training examples"
     [met] = decide(scenario, [cand(1, 0.95, 180, 90), cand(2, 0.91, 99, 60)])
     assert met.winner.job_id == 2 and met.nearest_miss.job_id == 1
 

@@ -42,6 +42,11 @@ def test_workers_register_route_and_unregister(bertq, tiny_classifier, tiny_data
     assert row["status"] == "QUEUED" and row["no_live_worker"]
     assert "no live worker consumes queue 'nowhere'" in bertq.run("show", str(stranded), check=True).stdout
     assert "no live worker consumes queue 'nowhere'" in bertq.run("jobs", check=True).stdout
+    waited = bertq.run("wait", str(stranded), "--timeout", "2")
+    assert waited.returncode == 3 and "no live worker consumes queue 'nowhere'" in waited.stderr
+    assert (
+        "timed out waiting for job" in waited.stderr.splitlines()[-1] and "'nowhere'" in waited.stderr.splitlines()[-1]
+    )
     assert not next(j for j in bertq.json("jobs") if j["id"] == job)["no_live_worker"]
     # A typo of a known queue is refused with the name it resembles; nothing is enqueued.
     before = len(bertq.json("jobs"))

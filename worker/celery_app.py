@@ -8,7 +8,9 @@ from celery.signals import worker_ready, worker_shutting_down
 
 from bertq.worker import registry
 from bertq.worker.app import make_app
+from bertq.worker.context import bound_native_caches
 
+bound_native_caches()  # before a pool process loads torch
 app = make_app()
 log = logging.getLogger("bertq.worker")
 
