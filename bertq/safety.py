@@ -51,6 +51,12 @@ def _inside(path: Path, roots: list[Path]) -> bool:
     return any(path == root or path.is_relative_to(root) for root in resolved_roots)
 
 
+def _shown(roots: list[Path]) -> list[str]:
+    """The roots as a refusal lists them: each once, and none that lies inside another."""
+    resolved = list(dict.fromkeys(root.resolve() for root in roots))
+    return [str(r) for r in resolved if not any(r != other and r.is_relative_to(other) for other in resolved)]
+
+
 def check_path(value: Any, *, what: str, roots: list[Path]) -> Path:
     """The path a stored spec names, resolved, if it is inside `roots`; raise UnsafePath otherwise.
 
@@ -70,7 +76,7 @@ def check_path(value: Any, *, what: str, roots: list[Path]) -> Path:
     if not _inside(resolved, roots):
         via = f" (a symlink leads to {resolved})" if resolved != Path(os.path.abspath(raw)) else ""
         raise UnsafePath(
-            f"{what} {value!r}{via} is outside the allowed roots ({', '.join(str(r) for r in roots)}); "
+            f"{what} {value!r}{via} is outside the allowed roots ({', '.join(_shown(roots))}); "
             "move it under one of them, or add its folder to BERTQ_ALLOWED_ROOTS (separated by ':') "
             "for both the CLI and the workers"
         )
@@ -96,11 +102,14 @@ def _path_values(spec: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
             yield role, key, value
 
 
-def spec_problems(spec: dict[str, Any], settings: Settings) -> list[str]:
-    """Every path of `spec` that a job must not touch, each with the fix."""
-    problems = _choice_problems(spec)
+def spec_problems(specs: dict[str, Any] | list[dict[str, Any]], settings: Settings) -> list[str]:
+    """Every path of a spec (or of the specs of one submitted plan) that a job must not touch, each
+    with the fix: one line per path, naming every field that names it."""
+    specs = specs if isinstance(specs, list) else [specs]
+    problems = list(dict.fromkeys(p for spec in specs for p in _choice_problems(spec)))
     roots = {"model": model_roots(settings), "data": allowed_roots(settings), "output": allowed_roots(settings)}
-    for role, key, value in _path_values(spec):
+    refused: dict[str, tuple[list[str], str]] = {}  # value -> (the fields naming it, the refusal after the name)
+    for role, key, value in (path for spec in specs for path in _path_values(spec)):
         if store.is_url(value) and not str(value).lower().startswith("file://"):
             continue  # an object store: reached with this machine's credentials, no local path to check
         if isinstance(value, str) and value.lower().startswith("file://"):
@@ -114,7 +123,10 @@ def spec_problems(spec: dict[str, Any], settings: Settings) -> list[str]:
         try:
             check_path(value, what=key, roots=roots[role])
         except UnsafePath as error:
-            problems.append(str(error))
+            fields, _ = refused.setdefault(str(value), ([], str(error).removeprefix(key)))
+            fields.extend([key] if key not in fields else [])
+    # A file named by two fields (a fine-tune's eval is also its evaluate job's data) is one line.
+    problems.extend(" and ".join(fields) + rest for fields, rest in refused.values())
     return problems
 
 

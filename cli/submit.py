@@ -210,7 +210,8 @@ def _check_queue_name(queue: str) -> None:
     "--eval",
     "eval_",
     default=None,
-    help="Evaluation data, same forms; evaluated every epoch [default: the task's validation split].",
+    help="Evaluation data, same forms; evaluated every epoch. Required with your own --train (qa: or "
+    "--split-by); without --train, the task's Hub validation split.",
 )
 @click.option(
     "--text-column", default=None, help="Classification: column with the text [sst2: sentence; else text/sentence]."

@@ -32,7 +32,12 @@ def _trial_options(command: Any) -> Any:
     options = [
         click.option("--task", default=None, help=f"{presets_help()} [default: sst2]."),
         click.option("--train", default=None, help="Training data [default: the task's Hub dataset]."),
-        click.option("--eval", "eval_", default=None, help="Evaluation data [default: the task's validation split]."),
+        click.option(
+            "--eval",
+            "eval_",
+            default=None,
+            help="Evaluation data. Required with your own --train; without it, the task's Hub validation split.",
+        ),
         click.option("--text-column", default=None),
         click.option("--label-column", default=None),
         click.option("--text-pair-column", default=None),

@@ -80,13 +80,12 @@ def record_plan(
         for p in plan
     ]
     ids = [job.id for job in jobs]
-    problems: list[str] = []
     for job, planned in zip(jobs, plan):
         job.spec = planned.spec(ids) if callable(planned.spec) else planned.spec
-        problems += [p for p in spec_problems(job.spec, settings) if p not in problems]
         job.parent_id = ids[planned.parent] if planned.parent is not None else planned.parent_id
         for dependency in [ids[i] for i in planned.after] + planned.after_existing:
             session.add(JobDependency(job_id=job.id, depends_on_id=dependency))
+    problems = spec_problems([job.spec for job in jobs], settings)
     if problems:  # paths outside the allowed roots: the transaction rolls back, nothing is enqueued
         raise SpecError(problems)
     if extra_rows is not None:

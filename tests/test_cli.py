@@ -116,3 +116,10 @@ def test_external_broker_url_means_nothing_is_started(bertq):
     result = subprocess.run([sys.executable, "-m", "bertq.cli", "down"], env=env, capture_output=True, text=True)
     assert "started no Redis" in result.stdout
     assert not (bertq.home / "redis" / "server.json").exists()
+
+
+def test_help_says_when_eval_is_required(bertq):
+    """A new user read `--eval` as optional, then submit refused its absence: the help says when."""
+    for command in (["submit", "finetune"], ["submit", "sweep"]):
+        text = " ".join(bertq.run(*command, "--help", check=True).stdout.split())
+        assert "Required with your own --train" in text and "default: the task's validation split" not in text

@@ -149,3 +149,23 @@ def test_candidates_of_different_tasks_or_data_are_never_ranked_together():
     by_group = {d.device: d.winner.job_id for d in decisions}
     assert by_group == {"cpu-A, conll2003 on valid.txt": 1, "cpu-A, sst2 on dev.tsv": 2, "cpu-A, sst2 on other.tsv": 3}
     assert all(d.considered == 1 for d in decisions)
+
+
+def test_a_report_a_person_can_read_legends_plurals_and_load():
+    """A new user's reading of the HTML report: plots without a legend, "1 candidates", and two
+    evaluations of one model measured under very different machine load compared at face value."""
+    from dataclasses import replace
+
+    from bertq.report.render import warnings
+
+    quiet = replace(cand(1, 0.90, 57, 90), conditions={"cpu_share": 0.97})
+    busy = replace(cand(2, 0.88, 532, 90), conditions={"cpu_share": 0.41})
+    [decision] = decide(Scenario("real-time", "task_metric", limits={"max_latency_p95_ms": 100.0}), [quiet, busy])
+    assert "among 1 candidate of 2 meeting p95 latency <= 100 ms" in decision.reason
+    page = as_html([decision], [quiet, busy])
+    assert page.count("Pareto front (no model both better and cheaper)") == 2  # a legend on each plot
+    assert page.count("teacher to distilled student") == 2
+    [warning] = warnings([quiet, busy])
+    assert "job 2 got 41% of its CPU threads" in warning and "job 1 97%" in warning and "not comparable" in warning
+    assert "not comparable" in page
+    assert warnings([quiet, replace(busy, conditions={"cpu_share": 0.9})]) == []  # close enough: no warning

@@ -210,6 +210,15 @@ def test_paths_outside_the_allowed_roots_are_refused_in_the_cli_and_in_the_worke
     for case, result in cases.items():
         assert result.returncode == 2 and "outside the allowed roots" in result.stderr, (case, result.stderr)
         assert "BERTQ_ALLOWED_ROOTS" in result.stderr
+    # A new user's refusal named the eval file twice (as the fine-tune's eval and its evaluate job's
+    # data) and listed roots twice: each path is one line, and each root is listed once.
+    bertq.env["BERTQ_ALLOWED_ROOTS"] = f"{allowed}:{allowed}/"
+    both = bertq.run("submit", "finetune", "--model", str(model), "--task", "sst2", "--train", str(train),
+                     "--eval", str(secret), "--max-length", "32")  # fmt: skip
+    assert both.returncode == 2 and both.stderr.count(str(secret)) == 1, both.stderr
+    assert f"eval and data '{secret}' is outside the allowed roots ({allowed}, " in both.stderr
+    assert f"({allowed}, {allowed}" not in both.stderr
+    bertq.env["BERTQ_ALLOWED_ROOTS"] = str(allowed)
     assert _job_count(bertq) == 0
 
     # Forged specs: each fails in the worker, naming the problem, and writes nothing outside the roots.

@@ -36,8 +36,8 @@ def good(tiny_model, tiny_data):
     }
 
 
-def _cases(tmp: Path) -> list[tuple[str, dict[str, str], str]]:
-    """(case, options that replace the good ones, words the error must contain)."""
+def _cases(tmp: Path) -> list[tuple[str, dict[str, str | None], str]]:
+    """(case, options that replace the good ones (None: left out), words the error must contain)."""
     no_label = _write(tmp / "no_label.tsv", "sentence\tstars\ngood\t1\nbad\t0\n")
     empty = _write(tmp / "empty.tsv", "sentence\tlabel\n")
     continuous = _write(
@@ -51,6 +51,7 @@ def _cases(tmp: Path) -> list[tuple[str, dict[str, str], str]]:
         ("missing model folder", {"--model": str(tmp / "no-such-model")}, "does not exist"),
         ("folder without config", {"--model": str(tmp)}, "no config.json"),
         ("missing train file", {"--train": str(tmp / "nope.tsv")}, "no file"),
+        ("own --train without --eval", {"--eval": None}, "--eval is missing"),
         ("missing label column", {"--train": str(no_label)}, "no column 'label'"),
         ("missing text column", {"--text-column": "review_body"}, "no column 'review_body'"),
         ("a column name's typo", {"--text-column": "sentense"}, "no column 'sentense' (did you mean 'sentence'?)"),
@@ -72,7 +73,7 @@ def _cases(tmp: Path) -> list[tuple[str, dict[str, str], str]]:
 def test_each_bad_input_is_refused_with_nothing_enqueued(bertq, good, tmp_path):
     bertq.run("up", check=True)
     for case, change, words in _cases(tmp_path):
-        options = {**good, **change}
+        options = {k: v for k, v in {**good, **change}.items() if v is not None}
         argv = ["submit", "finetune", *[x for kv in options.items() for x in kv]]
         result = bertq.run(*argv)
         assert result.returncode == 2, f"{case}: exit {result.returncode}\n{result.stdout}{result.stderr}"
