@@ -89,3 +89,81 @@ def test_a_half_written_cache_file_is_skipped_and_settings_change_the_key(tmp_pa
     for changed in (replace(spec, labels=["a", "b"]), replace(spec, all_scores=True), replace(spec, task="embed")):
         assert ResultCache.open(settings, changed, "weights-digest", "fp32").key != cache.key
     assert ResultCache.open(settings, spec, "other-weights", "fp32").key != cache.key
+
+
+_WRITER = """
+import sys
+from bertq.bulk import InferSpec
+from bertq.config import load_settings
+from bertq.result_cache import ResultCache, text_key
+
+home, writer, files, per_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+spec = InferSpec(model="m", model_location=None, model_job_id=None, task="classify", inputs=[], output="o")
+cache = ResultCache.open(load_settings({"BERTQ_HOME": home}), spec, "weights-digest", "fp32")
+print("ready", flush=True)
+sys.stdin.readline()  # all writers start together
+for f in range(files):
+    cache.add({text_key(f"w{writer} f{f} t{t}"): f'{{"label": "{writer}"}}' for t in range(per_file)},
+              f"part-{writer}-{f:05d}-a1.parquet")
+    print("published", f, flush=True)
+"""
+
+
+def _writers(home: Path, count: int, files: int, per_file: int, first: int = 0) -> list:  # type: ignore[type-arg]
+    import subprocess
+    import sys
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(home), str(w), str(files), str(per_file)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for w in range(first, first + count)
+    ]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    return procs
+
+
+def test_shards_writing_one_cache_at_once_and_a_writer_killed_midway_leave_it_whole(tmp_path):
+    """Shards of one model on several workers add to the same cache key at the same moment, and a
+    worker may be SIGKILLed while it writes: every published file is whole, and readers skip the rest."""
+    import signal
+    import time
+
+    from bertq.bulk import InferSpec
+    from bertq.config import load_settings
+    from bertq.result_cache import ResultCache, text_key
+
+    home = tmp_path / "home"
+    spec = InferSpec(model="m", model_location=None, model_job_id=None, task="classify", inputs=[], output="o")
+    writers = _writers(home, 4, 3, 4000)
+    for proc in writers:
+        assert proc.wait(timeout=120) == 0
+    cache = ResultCache.open(load_settings({"BERTQ_HOME": str(home)}), spec, "weights-digest", "fp32")
+    texts = [f"w{w} f{f} t{t}" for w in range(4) for f in range(3) for t in range(4000)]
+    found = cache.lookup([*texts, "never written"])
+    assert len(found) == len(texts) and found[0] == '{"label": "0"}' and found[len(texts) - 1] == '{"label": "3"}'
+    assert text_key("never written") not in found
+
+    # Killed while adding: a writer of large files, SIGKILLed while it writes its third.
+    [victim] = _writers(home, 1, 50, 60000, first=9)
+    third = Path(cache.folder) / ".part-9-00002-a1.parquet.partial"
+    while not third.exists():
+        time.sleep(0.001)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert third.exists()  # cut short: it was never published
+    assert sorted(p.name for p in Path(cache.folder).glob("part-9-*")) == [
+        "part-9-00000-a1.parquet",
+        "part-9-00001-a1.parquet",
+    ]
+    again = ResultCache.open(load_settings({"BERTQ_HOME": str(home)}), spec, "weights-digest", "fp32")
+    found = again.lookup([f"w9 f{f} t{t}" for f in range(2) for t in range(0, 60000, 997)])
+    assert len(found) == len(range(0, 60000, 997)) * 2  # the victim's published files read whole
+    assert len(again.lookup(texts)) == len(texts)  # and nothing earlier was harmed
