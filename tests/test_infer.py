@@ -601,3 +601,40 @@ def test_parquet_output_has_each_tasks_schema_whatever_the_values():
     assert with_scores.field("scores").type == pa.map_(pa.string(), pa.float64())
     qa = parquet_schema("qa", [])
     assert [qa.field(n).type for n in ("start", "end", "score")] == [pa.int32(), pa.int32(), pa.float64()]
+
+
+_COUNTING_READS = """
+import atexit, sys
+def bytes_read():
+    with open("/proc/self/io") as io:
+        fields = dict(line.split(": ") for line in io.read().splitlines())
+    print(f"rchar={fields['rchar']}", file=sys.stderr)
+atexit.register(bytes_read)
+sys.argv = ["bertq", *sys.argv[1:]]
+from bertq.cli.main import main
+main()
+"""
+
+
+def test_submit_does_not_read_the_corpus(bertq, tiny_classifier, tmp_path):
+    """Planning is the bulk job's first step, on a worker: the submitting host (beat, for schedules)
+    reads no more than the corpus's first lines, whatever its size. Linux counts the bytes the submit
+    process read (rchar, imports included); the corpus is 400 MB, almost all of it a sparse hole."""
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "huge.txt"
+    with open(corpus, "wb") as handle:
+        handle.write(b"".join(f"line {i} of a corpus too big to read at submit\n".encode() for i in range(20000)))
+        handle.truncate(400 * 2**20)  # the rest reads as NUL bytes: a line a reader would refuse
+    result = subprocess.run(
+        [sys.executable, "-c", _COUNTING_READS, "submit", "infer", "--model", str(tiny_classifier), "--task",
+         "classify", "--input", str(corpus), "--output", str(tmp_path / "out"), "--json"],
+        env=bertq.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    read = int(result.stderr.rsplit("rchar=", 1)[1].split()[0])
+    assert read < 100 * 2**20, f"the submit read {read / 2**20:.0f} MB"
+    job = bertq.json("show", str(json.loads(result.stdout)["id"]))
+    [plan] = job["children"]  # planning is a job of its own, queued for a worker; no shards yet
+    assert plan["kind"] == "infer_plan" and plan["status"] == "QUEUED"
