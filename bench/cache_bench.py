@@ -9,7 +9,8 @@ appended (wikitext2_test.raw paragraphs, or with --new-lines held-out the last 1
 kept out of night 1), with the cache; then night 2 again with --no-cache, as the
 baseline and to check the cached output is byte for byte the same. Prints each job's wall time
 (created -> finished, whole seconds) and the time from `bertq submit` to the return of `bertq wait`
-(fractions of a second, both commands' start-up included), and the ratios of the latter.
+(fractions of a second, both commands' start-up included), the tokens the model ran (misses only,
+without padding), and the ratios: night 2's cost follows the tokens it has not seen before.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def main() -> None:
 
     root, env, model, worker = minilm_worker.start("bertq-cache-bench-")
 
-    def run(lines: list[str], name: str, *flags: str) -> tuple[float, dict]:
+    def run(lines: list[str], name: str, *flags: str) -> tuple[float, dict, float, int]:
         corpus = root / name / "comments.txt"
         corpus.parent.mkdir()
         corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -72,21 +73,22 @@ def main() -> None:
         seconds = (
             datetime.fromisoformat(view["finished_at"]) - datetime.fromisoformat(view["created_at"])
         ).total_seconds()
-        hits = misses = 0
+        hits = misses = tokens = 0
         for child in view["children"]:
             metrics = json.loads(subprocess.run([*BERTQ, "show", str(child["id"]), "--json"], env=env,
                                                 capture_output=True, text=True, check=True).stdout)["metrics"]  # fmt: skip
             hits += int(metrics.get("cache_hits", 0))
             misses += int(metrics.get("cache_misses", 0))
+            tokens += int(metrics.get("tokens", 0))
         print(f"{name}: {len(lines)} lines, job {seconds:.0f} s (submit to wait's return: {client:.1f} s), "
-              f"cache hits {hits}, misses {misses}", flush=True)  # fmt: skip
-        return client, view
+              f"cache hits {hits}, misses {misses}, tokens run {tokens}", flush=True)  # fmt: skip
+        return client, view, seconds, tokens
 
     try:
         time.sleep(5)
-        first, _ = run(texts, "night1", "--cache")
-        second, cached = run(night2, "night2", "--cache")
-        plain, uncached = run(night2, "night2-no-cache", "--no-cache")
+        first, _, first_s, first_tokens = run(texts, "night1", "--cache")
+        second, cached, second_s, second_tokens = run(night2, "night2", "--cache")
+        plain, uncached, _, _ = run(night2, "night2-no-cache", "--no-cache")
 
         def parts(view: dict) -> bytes:
             folder = Path(view["result"]["output"])
@@ -94,7 +96,8 @@ def main() -> None:
             return b"".join((folder / f["path"]).read_bytes() for f in manifest["files"])
 
         print(f"night 2 with the cache: {second / first:.3f} of night 1's wall time, {second / plain:.3f} of night 2 "
-              f"without it; outputs byte for byte equal: {parts(cached) == parts(uncached)}")  # fmt: skip
+              f"without it (job wall times: {second_s / first_s:.3f}); night 2 ran {second_tokens / first_tokens:.3f} "
+              f"of night 1's tokens; outputs byte for byte equal: {parts(cached) == parts(uncached)}")  # fmt: skip
     finally:
         subprocess.run(["pkill", "-TERM", "-g", str(worker.pid)], check=False)
         worker.wait(timeout=60)
