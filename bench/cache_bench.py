@@ -102,8 +102,7 @@ def main() -> None:
               f"without it (job wall times: {second_s / first_s:.3f}); night 2 ran {second_tokens / first_tokens:.3f} "
               f"of night 1's tokens; outputs byte for byte equal: {parts(cached) == parts(uncached)}")  # fmt: skip
     finally:
-        subprocess.run(["pkill", "-TERM", "-g", str(worker.pid)], check=False)
-        worker.wait(timeout=60)
+        minilm_worker.stop(env, worker)
 
 
 if __name__ == "__main__":

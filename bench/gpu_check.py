@@ -163,6 +163,7 @@ def main() -> None:
         finally:
             subprocess.run(["pkill", "-TERM", "-g", str(worker.pid)], check=False)
             worker.wait(timeout=60)
+            subprocess.run([*BERTQ, "down"], env=env, capture_output=True, check=False)  # the embedded Redis too
     print(f"\n| check ({'dry run, CPU' if not on_gpu else 'GPU'}) | measured | quality |\n|---|---|---|")
     for name, measured, quality in rows:
         print(f"| {name} | {measured} | {quality} |")

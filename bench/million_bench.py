@@ -126,8 +126,7 @@ def main() -> None:
                 print(f"peak RSS of the {name}, {last['lines']} vs 100000 lines: {last[key] / hundred[key]:.3f}")
     finally:
         sampling.set()
-        subprocess.run(["pkill", "-TERM", "-g", str(worker.pid)], check=False)
-        worker.wait(timeout=60)
+        minilm_worker.stop(env, worker)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ BERTQ = [sys.executable, "-m", "bertq.cli"]
 
 def start(prefix: str) -> tuple[Path, dict[str, str], Path, subprocess.Popen]:
     """(the run's folder, the environment to run bertq in, the model folder, the worker process);
-    the worker is in its own process group (stop it with `pkill -TERM -g PID`)."""
+    the worker is in its own process group (`stop` ends it and the embedded Redis)."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BERTQ_")},
@@ -33,3 +33,11 @@ def start(prefix: str) -> tuple[Path, dict[str, str], Path, subprocess.Popen]:
     worker = subprocess.Popen([*BERTQ, "worker", "--concurrency", "1"], env=env, stdout=open(root / "worker.log", "w"),  # noqa: SIM115
                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     return root, env, model, worker
+
+
+def stop(env: dict[str, str], worker: subprocess.Popen) -> None:
+    """End a bench's worker (its whole process group), then the embedded Redis it started, which
+    outlives workers by design."""
+    subprocess.run(["pkill", "-TERM", "-g", str(worker.pid)], check=False)
+    worker.wait(timeout=60)
+    subprocess.run([*BERTQ, "down"], env=env, capture_output=True, check=False)
