@@ -183,7 +183,9 @@ def wait_for(job_id: int, *, timeout: float | None = None, quiet: bool = False) 
             status = JobStatus(job.status)
             error = job.error
             queue = job.queue
-            if status == JobStatus.QUEUED and time.monotonic() - checked > STRANDED_CHECK_SECONDS:
+            if status != JobStatus.QUEUED:
+                stranded = ""  # a worker took it (or it ended): nothing to say of its queue
+            elif time.monotonic() - checked > STRANDED_CHECK_SECONDS:
                 checked = time.monotonic()
                 unserved = queue not in live_queues(session)
                 if unserved and stranded != queue and not quiet:
