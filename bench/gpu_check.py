@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import minilm_worker
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 BERTQ = [sys.executable, "-m", "bertq.cli"]
@@ -161,9 +163,7 @@ def main() -> None:
                 )
             )
         finally:
-            subprocess.run(["pkill", "-TERM", "-g", str(worker.pid)], check=False)
-            worker.wait(timeout=60)
-            subprocess.run([*BERTQ, "down"], env=env, capture_output=True, check=False)  # the embedded Redis too
+            minilm_worker.stop(env, worker)  # the worker's process group, then the embedded Redis
     print(f"\n| check ({'dry run, CPU' if not on_gpu else 'GPU'}) | measured | quality |\n|---|---|---|")
     for name, measured, quality in rows:
         print(f"| {name} | {measured} | {quality} |")
